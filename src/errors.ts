@@ -1,0 +1,117 @@
+/**
+ * Every failure this library reports is an instance of {@link UserContextError}
+ * with a stable `code` (`ERR_…`). Errors that reach an HTTP client also carry
+ * the `status` and the snake_case `error` string sent in the JSON body.
+ *
+ * @module
+ */
+
+/** Base class of every error thrown by koa-user-context. */
+export class UserContextError extends Error {
+  /** A stable, machine-readable code such as `ERR_USER_CONTEXT_MISSING`. */
+  static code = 'ERR_USER_CONTEXT';
+  /** The code of this error; same as the static `code` of its class. */
+  readonly code: string;
+
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = new.target.name;
+    this.code = (new.target as typeof UserContextError).code;
+  }
+}
+
+/**
+ * A helper that needs the current user was called outside any user scope in
+ * `multi-user` mode.
+ */
+export class UserContextMissingError extends UserContextError {
+  static override code = 'ERR_USER_CONTEXT_MISSING';
+}
+
+/** A user id (from a token or passed explicitly) does not have the expected shape. */
+export class InvalidUserIdError extends UserContextError {
+  static override code = 'ERR_INVALID_USER_ID';
+}
+
+/** A value passed to `configureUser()` or a setter cannot be stored. */
+export class InvalidContextValueError extends UserContextError {
+  static override code = 'ERR_INVALID_CONTEXT_VALUE';
+}
+
+/** The store was closed; no new scope can be opened on it. */
+export class StoreClosedError extends UserContextError {
+  static override code = 'ERR_STORE_CLOSED';
+}
+
+/**
+ * Base class of the errors the middleware turns into an HTTP response.
+ * `status` is the HTTP status and `error` the code sent in the JSON body.
+ */
+export class AuthError extends UserContextError {
+  static override code = 'ERR_AUTH';
+  /** HTTP status of the response. */
+  static status = 401;
+  /** The `error` field of the JSON body. */
+  static error = 'unauthorized';
+  /** RFC 6750 `error` attribute of `WWW-Authenticate`, if any. */
+  static bearerError: 'invalid_request' | 'invalid_token' | undefined = 'invalid_token';
+
+  readonly status: number;
+  readonly error: string;
+  readonly bearerError: 'invalid_request' | 'invalid_token' | undefined;
+
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    const cls = new.target as typeof AuthError;
+    this.status = cls.status;
+    this.error = cls.error;
+    this.bearerError = cls.bearerError;
+  }
+}
+
+/** No token in the request (and the route is not public). */
+export class MissingTokenError extends AuthError {
+  static override code = 'ERR_MISSING_TOKEN';
+  static override error = 'missing_token';
+  static override bearerError = undefined;
+}
+
+/** The `Authorization` header is malformed or sent more than once. */
+export class MalformedAuthorizationError extends AuthError {
+  static override code = 'ERR_MALFORMED_AUTHORIZATION';
+  static override status = 400;
+  static override error = 'invalid_request';
+  static override bearerError = 'invalid_request' as const;
+}
+
+/** Signature, algorithm, issuer, audience or structure of the token is wrong. */
+export class InvalidTokenError extends AuthError {
+  static override code = 'ERR_INVALID_TOKEN';
+  static override error = 'invalid_token';
+}
+
+/** The token's `exp` is in the past. */
+export class TokenExpiredError extends AuthError {
+  static override code = 'ERR_TOKEN_EXPIRED';
+  static override error = 'token_expired';
+}
+
+/** The token's `nbf` is in the future. */
+export class TokenNotActiveError extends AuthError {
+  static override code = 'ERR_TOKEN_NOT_ACTIVE';
+  static override error = 'token_not_yet_valid';
+}
+
+/** The token's subject claim is missing or not a valid user id. */
+export class InvalidSubjectError extends AuthError {
+  static override code = 'ERR_INVALID_SUBJECT';
+  static override error = 'invalid_subject';
+}
+
+/** `getKey()` could not produce a key (key server down, …): the client may retry. */
+export class KeyUnavailableError extends AuthError {
+  static override code = 'ERR_KEY_UNAVAILABLE';
+  static override status = 503;
+  static override error = 'key_unavailable';
+  static override bearerError = undefined;
+}

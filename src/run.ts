@@ -1,0 +1,97 @@
+/**
+ * Entering a user scope outside HTTP: background jobs, websockets, queues,
+ * tests (`runAsUser`), and carrying the current scope into callbacks that are
+ * called later from elsewhere (`bindToCurrentUser`).
+ *
+ * @module
+ */
+import { als } from './als.js';
+import { getDefaultStore } from './default-store.js';
+import { UserContextMissingError } from './errors.js';
+import type { Scope } from './scope.js';
+import type { ContextStore } from './store.js';
+
+/** Options of {@link runAsUser}. */
+export interface RunAsUserOptions {
+  /**
+   * Store holding the user's context.
+   * @default the current scope's store, else the default store
+   */
+  store?: ContextStore;
+  /**
+   * Claims to expose through `currentUserClaims()`.
+   * @default undefined
+   */
+  claims?: Readonly<Record<string, unknown>>;
+}
+
+/**
+ * Runs `fn` as `userUuid`: every helper inside it (across awaits) answers for
+ * that user. The scope holds a lease on the user's configuration until `fn`
+ * returns or, if it returns a promise, until the promise settles.
+ *
+ * ```ts
+ * await runAsUser(userUuid, async () => { await nightlyReport(); });
+ * ```
+ */
+export function runAsUser<R>(userUuid: string, fn: () => R, options: RunAsUserOptions = {}): R {
+  if (typeof fn !== 'function') throw new TypeError('runAsUser(userUuid, fn): fn must be a function');
+  const store = options.store ?? als.getStore()?.store ?? getDefaultStore();
+  const scope = store.openScope(store.parseUserId(userUuid), options.claims);
+  return runInScope(scope, fn, true);
+}
+
+/** Runs `fn` in `scope`; with `closeAfter`, closes the scope once `fn` is done. @internal */
+export function runInScope<R>(scope: Scope, fn: () => R, closeAfter: boolean): R {
+  let result: R;
+  try {
+    result = als.run(scope, fn);
+  } catch (error) {
+    if (closeAfter) scope.close();
+    throw error;
+  }
+  if (!closeAfter) return result;
+  if (typeof (result as { then?: unknown } | null)?.then === 'function') {
+    return (result as PromiseLike<unknown>).then(
+      (value) => {
+        scope.close();
+        return value;
+      },
+      (error: unknown) => {
+        scope.close();
+        throw error;
+      },
+    ) as R;
+  }
+  scope.close();
+  return result;
+}
+
+/**
+ * Wraps `fn` so that, whenever it is called later (by an EventEmitter, a
+ * timer, a connection pool), it runs as the user of the current scope: in the
+ * very same scope while that request is still in flight, or in a new scope
+ * on the user's current configuration once it has ended.
+ *
+ * ```ts
+ * emitter.on('data', bindToCurrentUser((chunk) => log(getUserModel(), chunk)));
+ * ```
+ */
+export function bindToCurrentUser<A extends unknown[], R>(fn: (...args: A) => R): (...args: A) => R {
+  if (typeof fn !== 'function') throw new TypeError('bindToCurrentUser(fn): fn must be a function');
+  const scope = als.getStore();
+  if (scope === undefined) {
+    const store = getDefaultStore();
+    if (store.mode === 'single-user' || store.outsideScope === 'global') return fn;
+    throw new UserContextMissingError(
+      'bindToCurrentUser() was called outside a user scope, so there is no user to bind. ' +
+        'Call it while handling the request (or inside runAsUser(userUuid, fn)) that registers the callback.',
+    );
+  }
+  const { store, userUuid, claims } = scope;
+  return function boundToUser(this: unknown, ...args: A): R {
+    const call = (): R => fn.apply(this, args);
+    if (scope.open) return runInScope(scope, call, false);
+    return runInScope(store.openScope(userUuid, claims), call, true);
+  };
+}

@@ -1,0 +1,61 @@
+/**
+ * A user scope: one request (or one `runAsUser` call) of one user. It holds a
+ * lease on the generation it reads, so the resources it may be using are not
+ * disposed under it, and it moves to a newer generation only through its own
+ * writes: a request sees a stable snapshot plus its own changes.
+ *
+ * @module
+ */
+import type { Generation } from './generation.js';
+import type { ContextStore, UserEntry } from './store.js';
+
+export class Scope {
+  readonly userUuid: string;
+  readonly store: ContextStore;
+  /** Claims of the verified token, when the scope comes from the middleware. */
+  readonly claims: Readonly<Record<string, unknown>> | undefined;
+  /** The entry the scope was opened on (counts its requests in flight). */
+  readonly entry: UserEntry;
+  /** The generation this scope reads: its snapshot. */
+  gen: Generation;
+  #open = true;
+  readonly #onClose: (scope: Scope) => void;
+
+  constructor(
+    store: ContextStore,
+    entry: UserEntry,
+    claims: Readonly<Record<string, unknown>> | undefined,
+    onClose: (scope: Scope) => void,
+  ) {
+    this.userUuid = entry.userUuid;
+    this.store = store;
+    this.entry = entry;
+    this.claims = claims;
+    this.gen = entry.current;
+    this.gen.lease();
+    entry.inFlight++;
+    this.#onClose = onClose;
+  }
+
+  get open(): boolean {
+    return this.#open;
+  }
+
+  /** Moves this scope's lease to a newer generation (after its own write). */
+  moveTo(gen: Generation): void {
+    if (gen === this.gen) return;
+    const old = this.gen;
+    gen.lease();
+    this.gen = gen;
+    old.unlease();
+  }
+
+  /** Ends the scope; releases its lease. Idempotent. */
+  close(): void {
+    if (!this.#open) return;
+    this.#open = false;
+    this.entry.inFlight--;
+    this.gen.unlease();
+    this.#onClose(this);
+  }
+}

@@ -1,0 +1,556 @@
+/**
+ * The in-memory context store: one entry per user in an lru-cache whose
+ * sliding TTL evicts inactive users, with atomic commits and resource
+ * lifetime tied to the configuration that built each resource.
+ *
+ * @module
+ */
+import { LRUCache } from 'lru-cache';
+import {
+  BUILTIN_DEFAULTS,
+  RESOURCE_NAMES,
+  sameValue,
+  splitPatch,
+  type ConfigField,
+  type ContextPatch,
+  type ResourceName,
+  type UserConfig,
+  type UserContextFields,
+  type UserRuntimeContext,
+} from './context.js';
+import { StoreClosedError } from './errors.js';
+import { Generation, Resource, type GenerationOwner } from './generation.js';
+import { Scope } from './scope.js';
+import { createUserIdParser, type UserIdPolicy } from './user-id.js';
+import { WARNING_TYPE, warnOnce } from './warn.js';
+
+/** How helpers behave outside any user scope. */
+export type ContextMode = 'single-user' | 'multi-user';
+
+/** Why an entry left the store. */
+export type EvictionReason = 'expired' | 'evicted' | 'manual' | 'inactive' | 'closed';
+
+/** How a live resource is built and disposed. */
+export interface ResourceSpec<T = unknown> {
+  /**
+   * Configuration fields the resource is built from. Committing a change to
+   * any of them drops the resource from the new configuration (and disposes
+   * it once no request uses the old one).
+   *
+   * @default llmInstance: provider, model, awsRegion, azureDeploymentDetails,
+   * friendliDetails, modelProviderInProfile; mcpClient: mcpServerName,
+   * mcpServerId, serverConfigs
+   */
+  dependsOn?: readonly ConfigField[];
+  /**
+   * Builds the resource lazily from the configuration, on the first
+   * `getUserLlmInstance()` / `getUserMcpClient()` of that configuration.
+   * May return a Promise; the Promise itself is cached (single flight).
+   *
+   * @default undefined (the getter returns `null` until a value is set)
+   */
+  create?: (config: UserConfig, userUuid: string) => T;
+  /**
+   * Disposes the resource. `null` means the store never disposes it (use it
+   * for clients shared with something else).
+   *
+   * @default calls `value[Symbol.asyncDispose]()`, `value.close()` or
+   * `value.dispose()`, whichever exists first
+   */
+  dispose?: ((value: Awaited<T>, userUuid: string) => unknown) | null;
+}
+
+/** Options of {@link ContextStore}. */
+export interface ContextStoreOptions {
+  /**
+   * Most user contexts kept; the least recently used goes first.
+   * @default 10_000
+   */
+  max?: number;
+  /**
+   * Sliding inactivity time-to-live in milliseconds: a context not used for
+   * this long is evicted and its resources disposed. `0` disables it.
+   * @default 86_400_000 (24 h)
+   */
+  ttl?: number;
+  /**
+   * How often (ms) expired contexts are swept, so their resources are
+   * disposed even if nobody touches them again. `0` disables the sweep.
+   * @default 60_000
+   */
+  sweepInterval?: number;
+  /**
+   * `multi-user`: a helper called outside any user scope throws
+   * `UserContextMissingError`. `single-user`: it uses one process-wide
+   * context (the legacy `APP_CONFIG` behaviour).
+   * @default process.env.KOA_USER_CONTEXT_MODE, else 'multi-user'
+   */
+  mode?: ContextMode;
+  /**
+   * In `multi-user` mode, `'global'` lets helpers outside a scope fall back
+   * to the process-wide context instead of throwing.
+   * @default 'throw'
+   */
+  outsideScope?: 'throw' | 'global';
+  /**
+   * Shape of a valid user id.
+   * @default UUIDs of any version, normalised to lower case
+   */
+  userId?: UserIdPolicy;
+  /**
+   * Initial values of the fields of a new context (app fields included).
+   * Copied and frozen: users never share mutable state.
+   * @default all built-in fields null, serverConfigs {}
+   */
+  defaults?: Partial<UserContextFields>;
+  /**
+   * How `llmInstance` and `mcpClient` are built and disposed.
+   * @default {} (no factories, default dispose)
+   */
+  resources?: { llmInstance?: ResourceSpec; mcpClient?: ResourceSpec };
+  /**
+   * Also copy every per-user write into the process-wide (legacy
+   * `APP_CONFIG`) context. This brings back last-writer-wins for code that
+   * reads the globals; it exists for migrations only and warns once.
+   * @default false
+   */
+  mirrorToLegacyGlobals?: boolean;
+  /**
+   * Called when a resource's dispose throws or rejects.
+   * @default emits a process warning with code `KUC_DISPOSE_FAILED`
+   */
+  onDisposeError?: (error: unknown, info: { resource: ResourceName; userUuid: string }) => void;
+  /**
+   * Called when a context leaves the store.
+   * @default undefined
+   */
+  onEvict?: (userUuid: string, reason: EvictionReason) => void;
+}
+
+/** One user's slot in the store. */
+export interface UserEntry {
+  readonly userUuid: string;
+  /** The current (newest committed) generation. */
+  current: Generation;
+  /** `Date.now()` of the last request or explicit access. */
+  lastAccess: number;
+  /** Scopes open on this entry. */
+  inFlight: number;
+}
+
+const DEFAULT_DEPENDS: Record<ResourceName, readonly ConfigField[]> = {
+  llmInstance: ['provider', 'model', 'awsRegion', 'azureDeploymentDetails', 'friendliDetails', 'modelProviderInProfile'],
+  mcpClient: ['mcpServerName', 'mcpServerId', 'serverConfigs'],
+};
+
+const GLOBAL_UUID = '(process-wide)';
+const LRU_REASON: Partial<Record<LRUCache.DisposeReason, EvictionReason>> = {
+  evict: 'evicted',
+  expire: 'expired',
+};
+
+/**
+ * Holds every user's context.
+ *
+ * ```ts
+ * const store = new ContextStore({ max: 10_000, ttl: 24 * 3600_000,
+ *   resources: { llmInstance: { create: (cfg) => makeClient(cfg.provider, cfg.model) } } });
+ * app.use(userContext({ store, secret, algorithms: ['HS256'] }));
+ * ```
+ */
+export class ContextStore implements GenerationOwner {
+  readonly mode: ContextMode;
+  readonly outsideScope: 'throw' | 'global';
+  readonly ttl: number;
+  readonly max: number;
+  /** Returns the normalised user id or throws `InvalidUserIdError`. */
+  readonly parseUserId: (value: unknown) => string;
+
+  readonly #cache: LRUCache<string, UserEntry>;
+  readonly #defaults: UserConfig;
+  readonly #specs: Record<ResourceName, ResourceSpec>;
+  readonly #mirror: boolean;
+  readonly #onDisposeError: NonNullable<ContextStoreOptions['onDisposeError']>;
+  readonly #onEvict: ContextStoreOptions['onEvict'];
+  readonly #global: UserEntry;
+  readonly #scopes = new Set<Scope>();
+  readonly #pending = new Set<Promise<void>>();
+  #pendingReason: EvictionReason | undefined;
+  #sweep: NodeJS.Timeout | undefined;
+  #closing: Promise<void> | undefined;
+  #drained: (() => void) | undefined;
+  readonly #closeScope = (scope: Scope): void => {
+    this.#scopes.delete(scope);
+    if (this.#scopes.size === 0) this.#drained?.();
+  };
+
+  constructor(options: ContextStoreOptions = {}) {
+    if (options === null || typeof options !== 'object') throw new TypeError('options must be an object');
+    const {
+      max = 10_000,
+      ttl = 86_400_000,
+      sweepInterval = 60_000,
+      mode = modeFromEnv(),
+      outsideScope = 'throw',
+      mirrorToLegacyGlobals = false,
+    } = options;
+    if (!Number.isInteger(max) || max < 1) throw new TypeError('options.max must be a positive integer');
+    if (!Number.isFinite(ttl) || ttl < 0) throw new TypeError('options.ttl must be a number of milliseconds >= 0');
+    if (!Number.isFinite(sweepInterval) || sweepInterval < 0) {
+      throw new TypeError('options.sweepInterval must be a number of milliseconds >= 0');
+    }
+    if (mode !== 'single-user' && mode !== 'multi-user') {
+      throw new TypeError(`options.mode must be 'single-user' or 'multi-user', got ${String(mode)}`);
+    }
+    if (outsideScope !== 'throw' && outsideScope !== 'global') {
+      throw new TypeError(`options.outsideScope must be 'throw' or 'global', got ${String(outsideScope)}`);
+    }
+    this.mode = mode;
+    this.outsideScope = outsideScope;
+    this.max = max;
+    this.ttl = ttl;
+    this.parseUserId = createUserIdParser(options.userId);
+    this.#defaults = buildDefaults(options.defaults);
+    this.#specs = {
+      llmInstance: checkSpec('llmInstance', options.resources?.llmInstance),
+      mcpClient: checkSpec('mcpClient', options.resources?.mcpClient),
+    };
+    this.#mirror = mirrorToLegacyGlobals === true;
+    this.#onDisposeError = options.onDisposeError ?? defaultDisposeError;
+    this.#onEvict = options.onEvict;
+    if (this.#mirror) {
+      warnOnce(
+        'KUC_LEGACY_MIRROR',
+        'mirrorToLegacyGlobals is on: every per-user write is also copied into the process-wide APP_CONFIG, ' +
+          'so code that still reads the globals sees the last writer of any user. Migrate those call sites to ' +
+          'getUserProvider()/getUserModel()… and turn the option off.',
+      );
+    }
+    this.#cache = new LRUCache<string, UserEntry>({
+      max,
+      ...(ttl > 0 ? { ttl, updateAgeOnGet: true } : {}),
+      perf: { now: () => Date.now() },
+      dispose: (entry, userUuid, reason) => {
+        entry.current.retire();
+        const why = this.#pendingReason ?? LRU_REASON[reason] ?? 'manual';
+        this.#onEvict?.(userUuid, why);
+      },
+    });
+    this.#global = this.#newEntry(GLOBAL_UUID);
+    if (ttl > 0 && sweepInterval > 0) {
+      this.#sweep = setInterval(() => this.#cache.purgeStale(), sweepInterval);
+      this.#sweep.unref();
+    }
+  }
+
+  /** Number of user contexts held. */
+  get size(): number {
+    return this.#cache.size;
+  }
+
+  /** Whether `close()` has been called. */
+  get closed(): boolean {
+    return this.#closing !== undefined;
+  }
+
+  /** Number of user scopes (requests, `runAsUser` calls) open now. */
+  get scopesInFlight(): number {
+    return this.#scopes.size;
+  }
+
+  /**
+   * Opens a scope for a user: creates the context if needed, refreshes its
+   * inactivity timer and leases the current configuration. Close it with
+   * `scope.close()`.
+   */
+  openScope(userUuid: string, claims?: Readonly<Record<string, unknown>>): Scope {
+    if (this.#closing !== undefined) {
+      throw new StoreClosedError('The context store is closed; no new user scope can start. Create a new store.');
+    }
+    const scope = new Scope(this, this.#touch(userUuid), claims, this.#closeScope);
+    this.#scopes.add(scope);
+    return scope;
+  }
+
+  /** The process-wide context's current generation (single-user mode, legacy globals). */
+  globalGeneration(): Generation {
+    return this.#global.current;
+  }
+
+  /** The user's current generation; creates the context if needed and refreshes it. */
+  currentGeneration(userUuid: string): Generation {
+    return this.#touch(userUuid).current;
+  }
+
+  /**
+   * Applies a patch as one atomic step and returns the new generation. With a
+   * scope, the scope moves to the new generation (its own writes are visible
+   * to it) and other scopes keep their snapshot. `userUuid` `null` targets the
+   * process-wide context.
+   */
+  commit(userUuid: string | null, patch: ContextPatch, scope?: Scope): Generation {
+    const { fields, resources } = splitPatch(patch);
+    const entry = userUuid === null ? this.#global : this.#touch(userUuid);
+    const created = new Map<ResourceName, Resource | null>();
+    for (const [name, value] of resources) created.set(name, value === null ? null : new Resource(name, value));
+    const gen = this.#apply(entry, fields, created);
+    if (scope !== undefined && scope.open && scope.userUuid === entry.userUuid) scope.moveTo(gen);
+    if (this.#mirror && entry !== this.#global) {
+      for (const r of created.values()) r?.retain();
+      this.#apply(this.#global, fields, created);
+    }
+    return gen;
+  }
+
+  /**
+   * The live resource of a generation: the one set, or built lazily by the
+   * resource's `create` factory from exactly that generation's configuration.
+   */
+  resource(gen: Generation, name: ResourceName): unknown {
+    const existing = gen.resources.get(name);
+    if (existing !== undefined) return existing.value;
+    const create = this.#specs[name].create;
+    if (create === undefined) return null;
+    const value = create(gen.config, gen.userUuid);
+    if (value == null) return null;
+    if (isThenable(value)) {
+      // A rejected build is not cached: the next call tries again.
+      value.then(undefined, () => {
+        if (gen.resources.get(name)?.value === value) gen.resources.delete(name);
+      });
+    }
+    gen.attach(new Resource(name, value));
+    return value;
+  }
+
+  /** A read-only view of a generation (resources as they are; nothing is built). */
+  view(gen: Generation): UserRuntimeContext {
+    const entry = gen.userUuid === GLOBAL_UUID ? this.#global : this.#cache.peek(gen.userUuid);
+    return viewOf(gen, entry?.lastAccess ?? Date.now());
+  }
+
+  /** The user's context without creating it or refreshing its timer. */
+  peek(userUuid: string): UserRuntimeContext | undefined {
+    const entry = this.#cache.peek(userUuid);
+    return entry === undefined ? undefined : viewOf(entry.current, entry.lastAccess);
+  }
+
+  /** Whether the user has a context (without refreshing it). */
+  has(userUuid: string): boolean {
+    return this.#cache.has(userUuid);
+  }
+
+  /** Every held entry, most recently used first, without refreshing them. */
+  *entries(): IterableIterator<Readonly<UserEntry> & { remainingTtl: number }> {
+    for (const [userUuid, entry] of this.#cache.entries()) {
+      yield { ...entry, userUuid, remainingTtl: this.#cache.getRemainingTTL(userUuid) };
+    }
+  }
+
+  /**
+   * Removes a user's context. Its resources are disposed once no request
+   * holds them. Returns whether a context was there.
+   */
+  evict(userUuid: string, reason: EvictionReason = 'manual'): boolean {
+    return this.#deleteWith(userUuid, reason);
+  }
+
+  /**
+   * Evicts every context idle for longer than `maxAgeMs`; returns how many.
+   * Expired entries are purged as well.
+   */
+  cleanupInactive(maxAgeMs: number): number {
+    if (!Number.isFinite(maxAgeMs) || maxAgeMs < 0) throw new TypeError('maxAge must be a number >= 0');
+    this.#cache.purgeStale();
+    const cutoff = Date.now() - maxAgeMs;
+    const idle: string[] = [];
+    for (const [userUuid, entry] of this.#cache.entries()) {
+      if (entry.lastAccess < cutoff && entry.inFlight === 0) idle.push(userUuid);
+    }
+    for (const userUuid of idle) this.#deleteWith(userUuid, 'inactive');
+    return idle.length;
+  }
+
+  /** Sweeps TTL-expired contexts now (the timer does it every `sweepInterval`). */
+  purgeStale(): boolean {
+    return this.#cache.purgeStale();
+  }
+
+  /** Disposes a released resource. @internal */
+  dispose(name: ResourceName, value: unknown, userUuid: string): void {
+    const disposeFn = this.#specs[name].dispose;
+    if (disposeFn === null) return;
+    const run = async (): Promise<void> => {
+      const resolved: unknown = await value;
+      if (disposeFn !== undefined) await disposeFn(resolved, userUuid);
+      else await defaultDispose(resolved);
+    };
+    const done = run().then(
+      () => {
+        this.#pending.delete(done);
+      },
+      (error: unknown) => {
+        this.#pending.delete(done);
+        this.#onDisposeError(error, { resource: name, userUuid });
+      },
+    );
+    this.#pending.add(done);
+  }
+
+  /**
+   * Stops new scopes, waits for the open ones to end (at most `timeout` ms),
+   * then disposes every resource exactly once. Calling it again returns the
+   * same promise.
+   */
+  close(options: { timeout?: number } = {}): Promise<void> {
+    this.#closing ??= this.#close(options.timeout ?? 10_000);
+    return this.#closing;
+  }
+
+  async #close(timeout: number): Promise<void> {
+    if (this.#sweep !== undefined) clearInterval(this.#sweep);
+    if (this.#scopes.size > 0) {
+      let timer: NodeJS.Timeout | undefined;
+      await new Promise<void>((resolve) => {
+        this.#drained = resolve;
+        timer = setTimeout(resolve, timeout);
+        timer.unref();
+      });
+      clearTimeout(timer);
+    }
+    // Scopes still open after the timeout lose their lease now.
+    for (const scope of [...this.#scopes]) scope.close();
+    this.#pendingReason = 'closed';
+    this.#cache.clear();
+    this.#pendingReason = undefined;
+    this.#global.current.retire();
+    while (this.#pending.size > 0) await Promise.all(this.#pending);
+  }
+
+  #newEntry(userUuid: string): UserEntry {
+    return {
+      userUuid,
+      current: new Generation(userUuid, this.#defaults, 0, this),
+      lastAccess: Date.now(),
+      inFlight: 0,
+    };
+  }
+
+  #touch(userUuid: string): UserEntry {
+    let entry = this.#cache.get(userUuid);
+    if (entry === undefined) {
+      if (this.#closing !== undefined) {
+        throw new StoreClosedError('The context store is closed; it cannot create user contexts any more.');
+      }
+      entry = this.#newEntry(userUuid);
+      this.#cache.set(userUuid, entry);
+    }
+    entry.lastAccess = Date.now();
+    return entry;
+  }
+
+  #apply(entry: UserEntry, fields: Map<string, unknown>, created: Map<ResourceName, Resource | null>): Generation {
+    const old = entry.current;
+    const config: Record<string, unknown> = { ...old.config };
+    const changed = new Set<string>();
+    for (const [key, value] of fields) {
+      if (!sameValue(config[key], value)) changed.add(key);
+      config[key] = value;
+    }
+    const gen = new Generation(entry.userUuid, Object.freeze(config) as UserConfig, old.version + 1, this);
+    for (const name of RESOURCE_NAMES) {
+      const set = created.get(name);
+      if (set !== undefined) {
+        if (set !== null) gen.resources.set(name, set);
+        continue;
+      }
+      const kept = old.resources.get(name);
+      const deps = this.#specs[name].dependsOn ?? DEFAULT_DEPENDS[name];
+      if (kept !== undefined && !kept.disposed && !deps.some((field) => changed.has(field))) {
+        gen.resources.set(name, kept.retain());
+      }
+    }
+    entry.current = gen;
+    old.retire();
+    return gen;
+  }
+
+  #deleteWith(userUuid: string, reason: EvictionReason): boolean {
+    this.#pendingReason = reason;
+    try {
+      return this.#cache.delete(userUuid);
+    } finally {
+      this.#pendingReason = undefined;
+    }
+  }
+}
+
+function modeFromEnv(): ContextMode {
+  const value = process.env['KOA_USER_CONTEXT_MODE'];
+  if (value === undefined || value === '') return 'multi-user';
+  if (value === 'single-user' || value === 'multi-user') return value;
+  throw new TypeError(`KOA_USER_CONTEXT_MODE must be 'single-user' or 'multi-user', got '${value}'`);
+}
+
+function buildDefaults(defaults: Partial<UserContextFields> | undefined): UserConfig {
+  if (defaults === undefined) return BUILTIN_DEFAULTS;
+  if (defaults === null || typeof defaults !== 'object') throw new TypeError('options.defaults must be an object');
+  const { fields, resources } = splitPatch(defaults);
+  if (resources.size > 0) {
+    throw new TypeError('options.defaults holds configuration fields only; use options.resources for live clients');
+  }
+  const config: Record<string, unknown> = { ...BUILTIN_DEFAULTS };
+  for (const [key, value] of fields) config[key] = value;
+  return Object.freeze(config) as UserConfig;
+}
+
+function checkSpec(name: ResourceName, spec: ResourceSpec | undefined): ResourceSpec {
+  if (spec === undefined) return {};
+  if (spec === null || typeof spec !== 'object') throw new TypeError(`options.resources.${name} must be an object`);
+  if (spec.create !== undefined && typeof spec.create !== 'function') {
+    throw new TypeError(`options.resources.${name}.create must be a function (config, userUuid) => client`);
+  }
+  if (spec.dispose !== undefined && spec.dispose !== null && typeof spec.dispose !== 'function') {
+    throw new TypeError(`options.resources.${name}.dispose must be a function or null`);
+  }
+  if (spec.dependsOn !== undefined && !Array.isArray(spec.dependsOn)) {
+    throw new TypeError(`options.resources.${name}.dependsOn must be an array of field names`);
+  }
+  return spec;
+}
+
+async function defaultDispose(value: unknown): Promise<void> {
+  if (value === null || (typeof value !== 'object' && typeof value !== 'function')) return;
+  const v = value as Record<string | symbol, unknown>;
+  for (const key of [Symbol.asyncDispose, 'close', 'dispose', Symbol.dispose] as const) {
+    const fn = v[key];
+    if (typeof fn === 'function') {
+      await (fn as () => unknown).call(value);
+      return;
+    }
+  }
+}
+
+function defaultDisposeError(error: unknown, info: { resource: ResourceName; userUuid: string }): void {
+  const message = error instanceof Error ? error.message : String(error);
+  process.emitWarning(
+    `Disposing ${info.resource} of user ${info.userUuid} failed: ${message}`,
+    WARNING_TYPE,
+    'KUC_DISPOSE_FAILED',
+  );
+}
+
+function isThenable(value: unknown): value is PromiseLike<unknown> {
+  return typeof (value as { then?: unknown } | null)?.then === 'function';
+}
+
+function viewOf(gen: Generation, lastAccess: number): UserRuntimeContext {
+  return Object.freeze({
+    ...gen.config,
+    llmInstance: (gen.resources.get('llmInstance')?.value ?? null) as UserRuntimeContext['llmInstance'],
+    mcpClient: (gen.resources.get('mcpClient')?.value ?? null) as UserRuntimeContext['mcpClient'],
+    userUuid: gen.userUuid,
+    lastAccess: new Date(lastAccess),
+    version: gen.version,
+  });
+}
