@@ -1,0 +1,49 @@
+/**
+ * An in-process fake LLM client: LLM providers cannot be reached from here,
+ * so the examples use this stand-in. It is built for one provider/model and
+ * says so in every answer, which is what lets the demo prove that the client
+ * that ran matches the configuration that was recorded.
+ */
+import type { UserConfig } from '../../src/index.js';
+
+export class FakeLlmClient {
+  readonly provider: string;
+  readonly model: string;
+  closed = false;
+  calls = 0;
+
+  constructor(provider: string, model: string) {
+    this.provider = provider;
+    this.model = model;
+  }
+
+  async complete(prompt: string, signal?: AbortSignal): Promise<string> {
+    if (this.closed) throw new Error(`FakeLlmClient ${this.provider}/${this.model} used after close()`);
+    this.calls++;
+    await delay(2 + Math.random() * 8, signal);
+    return `[${this.provider}/${this.model}] ${summarise(prompt)}`;
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+  }
+}
+
+/** The store's `resources.llmInstance.create`: one client per configuration. */
+export function createFakeLlm(config: UserConfig): FakeLlmClient | null {
+  if (config.provider === null || config.model === null) return null;
+  return new FakeLlmClient(config.provider, config.model);
+}
+
+function summarise(prompt: string): string {
+  const words = prompt.trim().split(/\s+/).filter(Boolean);
+  return `answered ${words.length} word${words.length === 1 ? '' : 's'}: "${words.slice(0, 8).join(' ')}"`;
+}
+
+export function delay(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) return reject(signal.reason);
+    const timer = setTimeout(resolve, ms);
+    signal?.addEventListener('abort', () => { clearTimeout(timer); reject(signal.reason); }, { once: true });
+  });
+}

@@ -1,0 +1,141 @@
+/**
+ * The example agent server: every user configures their own provider/model
+ * and queries run on that user's own LLM client, read by no-argument getters
+ * deep in the call chain (examples/agent/planner.ts and executor.ts).
+ *
+ *   POST /configure  { provider, model, … }  → 200 { user, config }
+ *   POST /query      { prompt }              → 200 { user, provider, model, answer }
+ *   GET  /me/context                         → 200 the caller's context, secrets redacted
+ */
+import Router from '@koa/router';
+import Koa from 'koa';
+import {
+  ContextStore,
+  UserContextError,
+  configureUser,
+  currentUserUuid,
+  getUserProvider,
+  getUserRuntimeContext,
+  redactContext,
+  userContext,
+  type ContextPatch,
+  type ContextStoreOptions,
+  type KeyInput,
+} from '../src/index.js';
+import { MismatchError, execute } from './agent/executor.js';
+import { createFakeLlm } from './agent/llm.js';
+import { plan } from './agent/planner.js';
+import { HttpError, readJson } from './body.js';
+
+export const PROVIDERS = ['Google', 'Anthropic', 'OpenAI', 'Amazon', 'Azure', 'Friendli', 'Ollama'] as const;
+
+const CONFIG_FIELDS: Record<string, 'string' | 'object'> = {
+  provider: 'string',
+  model: 'string',
+  mcpServerName: 'string',
+  mcpServerId: 'string',
+  awsRegion: 'string',
+  azureDeploymentDetails: 'object',
+  friendliDetails: 'object',
+  modelProviderInProfile: 'string',
+  serverConfigs: 'object',
+};
+
+export interface ExampleAppOptions {
+  /** HS256 secret (≥ 32 bytes). */
+  secret: KeyInput;
+  /** Store to use; by default one with the fake LLM factory. */
+  store?: ContextStore;
+  storeOptions?: ContextStoreOptions;
+}
+
+export function createStore(options: ContextStoreOptions = {}): ContextStore {
+  return new ContextStore({ ...options, resources: { llmInstance: { create: createFakeLlm }, ...options.resources } });
+}
+
+/** Validates a /configure body into a patch, or throws a 400. */
+export function parseConfiguration(body: Record<string, unknown>): ContextPatch {
+  const patch: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(body)) {
+    const kind = CONFIG_FIELDS[key];
+    if (kind === undefined) {
+      throw new HttpError(400, 'invalid_configuration', `Unknown field "${key}"; allowed: ${Object.keys(CONFIG_FIELDS).join(', ')}.`);
+    }
+    const ok = value === null || (kind === 'string' ? typeof value === 'string' && value.length > 0 && value.length <= 200
+      : typeof value === 'object' && !Array.isArray(value));
+    if (!ok) {
+      throw new HttpError(400, 'invalid_configuration', `"${key}" must be ${kind === 'string' ? 'a non-empty string of at most 200 characters' : 'an object'} or null.`);
+    }
+    patch[key] = value;
+  }
+  if (typeof patch['provider'] === 'string' && !(PROVIDERS as readonly string[]).includes(patch['provider'])) {
+    throw new HttpError(400, 'invalid_configuration', `Unknown provider "${patch['provider']}"; use one of ${PROVIDERS.join(', ')}.`);
+  }
+  if (Object.keys(patch).length === 0) {
+    throw new HttpError(400, 'invalid_configuration', 'Send at least one field, e.g. { "provider": "Google", "model": "gemini-2.5-flash" }.');
+  }
+  return patch as ContextPatch;
+}
+
+/** JSON errors for everything below the auth middleware; never a stack. */
+async function errors(ctx: Koa.Context, next: Koa.Next): Promise<void> {
+  try {
+    await next();
+    if (ctx.status === 404 && ctx.body === undefined) {
+      ctx.status = 404;
+      ctx.body = { error: 'not_found', message: `No route for ${ctx.method} ${ctx.path}.` };
+    }
+  } catch (err) {
+    if (err instanceof HttpError) {
+      ctx.status = err.status;
+      ctx.body = { error: err.error, message: err.message };
+    } else if (err instanceof MismatchError) {
+      ctx.status = 409;
+      ctx.body = { error: 'configuration_mismatch', message: err.message };
+    } else if (err instanceof UserContextError) {
+      ctx.status = 400;
+      ctx.body = { error: 'invalid_configuration', message: err.message };
+    } else {
+      ctx.status = 500;
+      ctx.body = { error: 'internal_error', message: 'Something went wrong; the error was logged.' };
+      ctx.app.emit('error', err, ctx);
+    }
+  }
+}
+
+export function createApp(options: ExampleAppOptions): { app: Koa; store: ContextStore } {
+  const store = options.store ?? createStore(options.storeOptions);
+  const app = new Koa();
+  app.silent = process.env['NODE_ENV'] === 'test';
+  const router = new Router();
+
+  router.post('/configure', async (ctx) => {
+    const patch = parseConfiguration(await readJson(ctx));
+    const context = await configureUser(patch);
+    ctx.body = { user: currentUserUuid(), config: redactContext(context) };
+  });
+
+  router.post('/query', async (ctx) => {
+    const body = await readJson(ctx);
+    const prompt = body['prompt'];
+    if (typeof prompt !== 'string' || prompt.trim() === '' || prompt.length > 10_000) {
+      throw new HttpError(400, 'invalid_prompt', '"prompt" must be a non-empty string of at most 10 000 characters.');
+    }
+    if (getUserProvider() === null) {
+      throw new HttpError(409, 'not_configured', 'Choose a provider and model first: POST /configure { "provider", "model" }.');
+    }
+    const steps = await plan(prompt);
+    const result = await execute(prompt, steps);
+    ctx.body = { user: currentUserUuid(), provider: result.provider, model: result.model, answer: result.answer };
+  });
+
+  router.get('/me/context', (ctx) => {
+    ctx.body = redactContext(getUserRuntimeContext());
+  });
+
+  app.use(errors);
+  app.use(userContext({ store, secret: options.secret, algorithms: ['HS256'] }));
+  app.use(router.routes());
+  app.use(router.allowedMethods());
+  return { app, store };
+}
