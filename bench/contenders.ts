@@ -1,0 +1,144 @@
+/**
+ * The HTTP contenders. Each one is a Koa 3 app serving the same route,
+ * `GET /whoami` → `{ user, provider }`, where the provider is read three
+ * calls deep (as application code does), so the only difference between
+ * contenders is how the request is authenticated and how the user's context
+ * is found.
+ *
+ * The list is open: add an entry to {@link CONTENDERS} and `bench/run.ts`
+ * starts, warms, measures and reports it like the others (`--only` picks a
+ * subset). An entry whose `unavailable()` returns a reason is skipped with
+ * that reason printed, never faked.
+ */
+import { AsyncLocalStorage } from 'node:async_hooks';
+import Koa from 'koa';
+import koaJwt from 'koa-jwt';
+import * as kuc from '../src/index.js';
+import type { ServerFixtures } from './fixtures.js';
+import { providerOf } from './fixtures.js';
+
+export interface Contender {
+  /** Stable id, used on the command line and in results.json. */
+  id: string;
+  /** Row label of the table. */
+  label: string;
+  /** Which tokens the load generator sends. */
+  tokens: 'hs' | 'rs';
+  /** One sentence: what this server does per request. */
+  description: string;
+  /** Why it cannot run here, or `undefined` when it can. Checked in the parent. */
+  unavailable?: () => Promise<string | undefined>;
+  /** Builds the app (in the server child). */
+  build: (fixtures: ServerFixtures) => Promise<Koa>;
+}
+
+const ROUTE = '/whoami';
+
+/** Sends `{ user, provider }` for GET /whoami, 404 otherwise. */
+function route(readUser: () => string, readProvider: () => string | null): Koa.Middleware {
+  // Three calls deep, like a handler → service → client factory chain.
+  const level3 = (): string | null => readProvider();
+  const level2 = (): string | null => level3();
+  const level1 = (): string | null => level2();
+  return function whoami(ctx) {
+    if (ctx.method !== 'GET' || ctx.path !== ROUTE) return;
+    ctx.body = { user: readUser(), provider: level1() };
+  };
+}
+
+async function newKoa(): Promise<Koa> {
+  const app = new Koa();
+  app.silent = true;
+  return app;
+}
+
+async function userContextApp(
+  fixtures: ServerFixtures,
+  token: { secret: string; algorithms: ['HS256'] | ['RS256']; tokenCache?: false },
+): Promise<Koa> {
+  const store = new kuc.ContextStore({ max: 10_000 });
+  kuc.setDefaultStore(store);
+  for (const [i, user] of fixtures.users.entries()) {
+    await kuc.configureUser({ provider: providerOf(i), model: 'bench-model' }, user);
+  }
+  const app = await newKoa();
+  app.use(kuc.userContext({ store, ...token }));
+  app.use(route(() => kuc.currentUserUuid()!, () => kuc.getUserProvider()));
+  return app;
+}
+
+export const CONTENDERS: readonly Contender[] = [
+  {
+    id: 'bare-koa',
+    label: 'bare Koa 3 (no auth)',
+    tokens: 'hs',
+    description: 'The same route with no authentication and no context: the ceiling.',
+    async build() {
+      const app = await newKoa();
+      const user = '00000000-0000-4000-8000-000000000000';
+      app.use(route(() => user, () => 'Google'));
+      return app;
+    },
+  },
+  {
+    id: 'koa-jwt',
+    label: 'koa-jwt + Map + ALS',
+    tokens: 'hs',
+    description:
+      'koa-jwt 4 with the string secret (what users write today), a Map lookup of the user, AsyncLocalStorage.run.',
+    async build(fixtures) {
+      const contexts = new Map<string, { userUuid: string; provider: string }>();
+      for (const [i, userUuid] of fixtures.users.entries()) contexts.set(userUuid, { userUuid, provider: providerOf(i) });
+      const als = new AsyncLocalStorage<{ userUuid: string; provider: string }>();
+      const app = await newKoa();
+      app.use(koaJwt({ secret: fixtures.hsSecret, algorithms: ['HS256'] }));
+      app.use(function lookup(ctx, next) {
+        const sub: unknown = (ctx.state['user'] as { sub?: unknown }).sub;
+        const context = typeof sub === 'string' ? contexts.get(sub) : undefined;
+        if (context === undefined) return ctx.throw(401, 'unknown user');
+        return als.run(context, next);
+      });
+      app.use(route(() => als.getStore()!.userUuid, () => als.getStore()!.provider));
+      return app;
+    },
+  },
+  {
+    id: 'kuc-hs256-cache',
+    label: 'userContext HS256, token cache on',
+    tokens: 'hs',
+    description: 'This middleware with its defaults (verified-token cache on), getUserProvider() three calls deep.',
+    build: (fixtures) => userContextApp(fixtures, { secret: fixtures.hsSecret, algorithms: ['HS256'] }),
+  },
+  {
+    id: 'kuc-hs256-nocache',
+    label: 'userContext HS256, token cache off',
+    tokens: 'hs',
+    description: 'The same with tokenCache: false: every request runs jwt.verify (HMAC over a KeyObject).',
+    build: (fixtures) =>
+      userContextApp(fixtures, { secret: fixtures.hsSecret, algorithms: ['HS256'], tokenCache: false }),
+  },
+  {
+    id: 'kuc-rs256-nocache',
+    label: 'userContext RS256, token cache off',
+    tokens: 'rs',
+    description: 'The same with RS256 tokens and tokenCache: false: an RSA signature check per request.',
+    build: (fixtures) =>
+      userContextApp(fixtures, { secret: fixtures.rsPublicKey, algorithms: ['RS256'], tokenCache: false }),
+  },
+  // TODO(redis-store): contender 5, "Redis-backed store, warm" (target: ≥ 85 % of
+  // kuc-hs256-cache). Add it here once src/redis-store.ts exists (another branch
+  // builds it). Shape of the entry:
+  //   {
+  //     id: 'kuc-redis-warm', label: 'userContext HS256, Redis store (warm)', tokens: 'hs',
+  //     description: 'Token cache on, contexts in Redis with the local cache warm.',
+  //     unavailable: () => redisReachable(process.env.REDIS_URL ?? 'redis://127.0.0.1:6379'),
+  //     build: (fixtures) => { create the Redis-backed store, configure the 100 users,
+  //       read each once (warm), app.use(userContext({ store, secret, algorithms: ['HS256'] })),
+  //       app.use(route(...)) exactly as userContextApp() does },
+  //   },
+  // `unavailable` makes run.ts skip the row with its reason when Redis is down;
+  // the report then lists the target as "not measured", never a made-up number.
+];
+
+/** The contender every ratio is relative to. */
+export const BASELINE_ID = 'bare-koa';

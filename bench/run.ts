@@ -1,0 +1,227 @@
+/**
+ * `npm run bench`: HTTP contenders (bench/contenders.ts), micro-benchmarks
+ * (bench/micro.ts) and the memory stream (bench/memory.ts) in one run; prints
+ * the table, writes results.json, docs/benchmarks.md and docs/benchmarks.svg.
+ *
+ * `npm run bench -- --help` for the options. `--smoke` runs everything for
+ * about a second each and writes into a temporary directory (or `--out`).
+ */
+import { spawn } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpus, loadavg, release, tmpdir, totalmem, type } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { BASELINE_ID, CONTENDERS, type Contender } from './contenders.js';
+import { makeFixtures } from './fixtures.js';
+import { runHttp, type ContenderResult } from './http.js';
+import type { MemoryResult } from './memory.js';
+import type { MicroResult } from './micro.js';
+import { consoleTable, markdown, svgChart, type Results, type Target } from './report.js';
+
+const HELP = `npm run bench -- [options]
+  --smoke              ~1 s per contender, tiny micro/memory runs; writes to a temp dir unless --out
+  --out <dir>          write results.json, benchmarks.md, benchmarks.svg there
+                       (default: bench/results.json, docs/benchmarks.md, docs/benchmarks.svg)
+  --only <ids>         comma-separated contender ids (the baseline "${BASELINE_ID}" is always added)
+  --rounds <n>         alternating rounds (default 5)
+  --duration <s>       seconds per contender per round (default 8)
+  --warmup <s>         warm-up seconds per contender (default 3)
+  --connections <n>    autocannon connections (default 50)
+  --memory-users <n>   users streamed through the store (default 1000000)
+  --no-micro, --no-memory, --no-http   skip a part
+  --profile <dir>      run the servers with --cpu-prof, profiles written to <dir>
+contenders: ${CONTENDERS.map((c) => c.id).join(', ')}`;
+
+const { values } = parseArgs({
+  options: {
+    smoke: { type: 'boolean', default: false },
+    out: { type: 'string' },
+    only: { type: 'string' },
+    rounds: { type: 'string' },
+    duration: { type: 'string' },
+    warmup: { type: 'string' },
+    connections: { type: 'string' },
+    'memory-users': { type: 'string' },
+    'no-micro': { type: 'boolean', default: false },
+    'no-memory': { type: 'boolean', default: false },
+    'no-http': { type: 'boolean', default: false },
+    profile: { type: 'string' },
+    help: { type: 'boolean', default: false },
+  },
+});
+if (values.help) {
+  console.log(HELP);
+  process.exit(0);
+}
+
+function count(name: string, raw: string | undefined, fallback: number, min: number): number {
+  if (raw === undefined) return fallback;
+  const n = Number(raw);
+  if (!Number.isFinite(n) || n < min) {
+    console.error(`--${name} must be a number >= ${min}\n\n${HELP}`);
+    process.exit(2);
+  }
+  return n;
+}
+
+const smoke = values.smoke;
+const rounds = Math.floor(count('rounds', values.rounds, smoke ? 1 : 5, 1));
+const duration = count('duration', values.duration, smoke ? 1 : 8, 0.5);
+const warmup = count('warmup', values.warmup, smoke ? 0.5 : 3, 0);
+const connections = Math.floor(count('connections', values.connections, 50, 1));
+const memoryUsers = Math.floor(count('memory-users', values['memory-users'], smoke ? 20_000 : 1_000_000, 1));
+const memoryMax = smoke ? 1_000 : 10_000;
+
+const root = fileURLToPath(new URL('..', import.meta.url));
+const outDir = values.out ?? (smoke ? mkdtempSync(join(tmpdir(), 'kuc-bench-')) : undefined);
+const paths =
+  outDir === undefined
+    ? { json: join(root, 'bench/results.json'), md: join(root, 'docs/benchmarks.md'), svg: join(root, 'docs/benchmarks.svg') }
+    : { json: join(outDir, 'results.json'), md: join(outDir, 'benchmarks.md'), svg: join(outDir, 'benchmarks.svg') };
+
+let selected: Contender[] = [...CONTENDERS];
+if (values.only !== undefined) {
+  const ids = new Set([BASELINE_ID, ...values.only.split(',').map((s) => s.trim()).filter(Boolean)]);
+  for (const id of ids) {
+    if (!CONTENDERS.some((c) => c.id === id)) {
+      console.error(`unknown contender "${id}"; known: ${CONTENDERS.map((c) => c.id).join(', ')}`);
+      process.exit(2);
+    }
+  }
+  selected = CONTENDERS.filter((c) => ids.has(c.id));
+}
+
+const log = (line: string): void => console.log(`[bench] ${line}`);
+const machine = {
+  cpu: cpus()[0]?.model.trim() ?? 'unknown',
+  cores: cpus().length,
+  memoryGb: totalmem() / 2 ** 30,
+  os: `${type()} ${release()} (${process.arch})`,
+  node: process.version,
+  loadAverage: loadavg(),
+};
+log(`${machine.cpu} × ${machine.cores}, Node ${machine.node}, load ${machine.loadAverage.map((l) => l.toFixed(2)).join(' ')}`);
+
+function runChild(script: string, args: string[]): Promise<void> {
+  const child = spawn(process.execPath, ['--import', 'tsx', '--expose-gc', fileURLToPath(new URL(script, import.meta.url)), ...args], {
+    stdio: ['ignore', 'inherit', 'inherit'],
+  });
+  return new Promise((resolve, reject) => {
+    child.once('error', reject);
+    child.once('exit', (code) => (code === 0 ? resolve() : reject(new Error(`${script} exited with code ${String(code)}`))));
+  });
+}
+
+const scratch = mkdtempSync(join(tmpdir(), 'kuc-bench-scratch-'));
+
+// --- HTTP ---------------------------------------------------------------
+const skipped: { id: string; reason: string }[] = [];
+let http: ContenderResult[] = [];
+if (!values['no-http']) {
+  const runnable: Contender[] = [];
+  for (const c of selected) {
+    const reason = await c.unavailable?.();
+    if (reason === undefined) runnable.push(c);
+    else {
+      skipped.push({ id: c.id, reason });
+      log(`skipping ${c.id}: ${reason}`);
+    }
+  }
+  const serverExecArgv: string[] = [];
+  if (values.profile !== undefined) {
+    mkdirSync(values.profile, { recursive: true });
+    serverExecArgv.push('--cpu-prof', `--cpu-prof-dir=${values.profile}`);
+  }
+  log(`HTTP: ${runnable.length} contenders, ${connections} connections, ${warmup} s warm-up, ${rounds} × ${duration} s rounds`);
+  http = await runHttp(runnable, BASELINE_ID, makeFixtures(100), { connections, warmup, duration, rounds, serverExecArgv, log });
+}
+
+// --- micro --------------------------------------------------------------
+let micro: MicroResult[] = [];
+if (!values['no-micro']) {
+  log('micro-benchmarks');
+  const file = join(scratch, 'micro.json');
+  await runChild('./micro.ts', [...(smoke ? ['--smoke'] : []), '--json', file]);
+  micro = JSON.parse(readFileSync(file, 'utf8')) as MicroResult[];
+}
+
+// --- memory -------------------------------------------------------------
+let memory: MemoryResult | null = null;
+if (!values['no-memory']) {
+  log(`memory: ${memoryUsers} users through max ${memoryMax}`);
+  const file = join(scratch, 'memory.json');
+  await runChild('./memory.ts', ['--users', String(memoryUsers), '--max', String(memoryMax), '--json', file]);
+  memory = JSON.parse(readFileSync(file, 'utf8')) as MemoryResult;
+}
+
+// --- targets ------------------------------------------------------------
+const byId = new Map(http.map((c) => [c.id, c]));
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
+/** Median over rounds of a's req/s ÷ b's req/s in the same round. */
+function relative(a: string, b: string): number | undefined {
+  const x = byId.get(a);
+  const y = byId.get(b);
+  if (x === undefined || y === undefined) return undefined;
+  return median(x.rounds.map((s, i) => s.requestsPerSec / y.rounds[i]!.requestsPerSec));
+}
+function ratioTarget(name: string, id: string, goal: number, against = BASELINE_ID, times = false): Target {
+  const r = relative(id, against);
+  const goalText = times ? `≥ ${goal}×` : `≥ ${goal * 100} %`;
+  if (r === undefined) {
+    const reason = skipped.find((s) => s.id === id)?.reason ?? `${id} or ${against} was not measured in this run`;
+    return { name, goal: goalText, measured: `not measured: ${reason}`, met: null };
+  }
+  return { name, goal: goalText, measured: times ? `${r.toFixed(1)}×` : `${(r * 100).toFixed(1)} %`, met: r >= goal };
+}
+const targets: Target[] = [
+  ratioTarget('HS256 + token cache vs bare Koa', 'kuc-hs256-cache', 0.9),
+  ratioTarget('HS256 + token cache vs koa-jwt + Map + ALS', 'kuc-hs256-cache', 15, 'koa-jwt', true),
+  ratioTarget('HS256, no token cache, vs bare Koa', 'kuc-hs256-nocache', 0.4),
+];
+const gup = micro.find((m) => m.id === 'get-user-provider');
+targets.push(
+  gup === undefined
+    ? { name: 'getUserProvider() in a scope', goal: '≤ 25 ns', measured: 'not measured', met: null }
+    : { name: 'getUserProvider() in a scope', goal: '≤ 25 ns', measured: `${gup.avgNs.toFixed(1)} ns`, met: gup.avgNs <= 25 },
+);
+targets.push(
+  memory === null
+    ? { name: 'heap growth after 1 M users', goal: '≤ 64 MB', measured: 'not measured', met: null }
+    : {
+        name: `heap growth after ${memory.users.toLocaleString('en-US')} users`,
+        goal: '≤ 64 MB',
+        measured: `${(memory.growthAfterAllBytes / 2 ** 20).toFixed(1)} MB`,
+        met: memory.growthAfterAllBytes <= 64 * 2 ** 20,
+      },
+);
+const redis = ratioTarget('Redis store (warm) vs in-memory', 'kuc-redis-warm', 0.85, 'kuc-hs256-cache');
+if (redis.met === null && !skipped.some((s) => s.id === 'kuc-redis-warm')) {
+  redis.measured = 'not measured: no Redis contender yet (TODO(redis-store) hook in bench/contenders.ts)';
+}
+targets.push(redis);
+
+const results: Results = {
+  version: 1,
+  date: new Date().toISOString(),
+  smoke,
+  machine,
+  settings: { connections, users: 100, warmupSeconds: warmup, durationSeconds: duration, rounds },
+  baseline: BASELINE_ID,
+  http,
+  skipped,
+  micro,
+  memory,
+  targets,
+};
+
+console.log(`\n${consoleTable(results)}\n`);
+for (const p of Object.values(paths)) mkdirSync(join(p, '..'), { recursive: true });
+writeFileSync(paths.json, `${JSON.stringify(results, null, 2)}\n`);
+writeFileSync(paths.svg, svgChart(results));
+writeFileSync(paths.md, markdown(results, 'benchmarks.svg'));
+log(`wrote ${paths.json}, ${paths.md}, ${paths.svg}`);

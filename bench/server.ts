@@ -1,0 +1,37 @@
+/**
+ * A contender's server, run as a child process of bench/run.ts:
+ * `node --import tsx bench/server.ts <contender-id>`. It builds the app,
+ * listens on an ephemeral 127.0.0.1 port, tells the parent the port over IPC
+ * and exits when the parent disconnects.
+ */
+import { once } from 'node:events';
+import type { AddressInfo } from 'node:net';
+import { CONTENDERS } from './contenders.js';
+import { readServerFixtures } from './fixtures.js';
+
+export type ServerMessage = { type: 'ready'; port: number } | { type: 'error'; message: string };
+
+async function main(): Promise<void> {
+  const id = process.argv[2];
+  const contender = CONTENDERS.find((c) => c.id === id);
+  if (contender === undefined) throw new Error(`unknown contender "${String(id)}"`);
+  const app = await contender.build(readServerFixtures());
+  const server = app.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  server.keepAliveTimeout = 60_000;
+  const { port } = server.address() as AddressInfo;
+  process.send!({ type: 'ready', port } satisfies ServerMessage);
+  process.on('disconnect', () => {
+    server.close();
+    server.closeAllConnections();
+    // Let --cpu-prof write its profile on a normal exit.
+    setImmediate(() => process.exit(0));
+  });
+}
+
+main().catch((error: unknown) => {
+  const message = error instanceof Error ? (error.stack ?? error.message) : String(error);
+  process.send?.({ type: 'error', message } satisfies ServerMessage);
+  process.exitCode = 1;
+  process.disconnect?.();
+});
