@@ -1,0 +1,81 @@
+/**
+ * Keeps the benchmark harness from rotting: runs `npm run bench -- --smoke`
+ * (about a second per contender) into a temporary directory and checks that
+ * every part ran and wrote output of the expected shape. No timing is
+ * asserted: figures from a smoke run on a shared CI machine mean nothing.
+ */
+import { spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, describe, expect, it } from 'vitest';
+import { BASELINE_ID, CONTENDERS } from '../bench/contenders.js';
+import type { Results } from '../bench/report.js';
+
+const root = fileURLToPath(new URL('..', import.meta.url));
+const out = mkdtempSync(join(tmpdir(), 'kuc-bench-smoke-'));
+const committed = ['bench/results.json', 'docs/benchmarks.md', 'docs/benchmarks.svg'].map((p) => join(root, p));
+const mtimes = committed.map((p) => (existsSync(p) ? statSync(p).mtimeMs : undefined));
+
+function runSmoke(): Promise<{ code: number | null; output: string }> {
+  const child = spawn('npm', ['run', 'bench', '--', '--smoke', '--out', out], { cwd: root, env: process.env });
+  let output = '';
+  child.stdout.on('data', (d: Buffer) => (output += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (output += d.toString()));
+  return new Promise((resolve, reject) => {
+    child.once('error', reject);
+    child.once('exit', (code) => resolve({ code, output }));
+  });
+}
+
+afterAll(() => rmSync(out, { recursive: true, force: true }));
+
+describe('npm run bench -- --smoke', () => {
+  it('measures every contender, the micro-benchmarks and the memory stream, and writes the report files', async () => {
+    const { code, output } = await runSmoke();
+    expect(code, output).toBe(0);
+
+    const results = JSON.parse(readFileSync(join(out, 'results.json'), 'utf8')) as Results;
+    expect(results.version).toBe(1);
+    expect(results.smoke).toBe(true);
+    expect(results.baseline).toBe(BASELINE_ID);
+    expect(results.machine.cores).toBeGreaterThan(0);
+
+    const measured = results.http.map((c) => c.id).concat(results.skipped.map((s) => s.id));
+    expect(measured.sort()).toEqual(CONTENDERS.map((c) => c.id).sort());
+    expect(results.http.map((c) => c.id)).toContain(BASELINE_ID);
+    for (const c of results.http) {
+      expect(c.rounds, c.id).toHaveLength(1);
+      expect(c.requestsPerSec, c.id).toBeGreaterThan(0);
+      expect(c.rounds[0]!.non2xx, c.id).toBe(0);
+      expect(c.rounds[0]!.errors, c.id).toBe(0);
+      expect(c.p50Ms, c.id).toBeGreaterThan(0);
+      expect(c.p99Ms, c.id).toBeGreaterThanOrEqual(c.p50Ms);
+      expect(c.ratio, c.id).toBeGreaterThan(0);
+    }
+    expect(results.http.find((c) => c.id === BASELINE_ID)!.ratio).toBe(1);
+
+    expect(results.micro.map((m) => m.id)).toEqual(
+      expect.arrayContaining(['get-user-provider', 'run-as-user', 'token-cache-hit', 'context-lookup', 'configure']),
+    );
+    for (const m of results.micro) expect(m.avgNs, m.id).toBeGreaterThan(0);
+
+    expect(results.memory).not.toBeNull();
+    expect(results.memory!.evicted).toBe(results.memory!.users - results.memory!.max);
+    expect(results.memory!.heapResidentBytes).toBeGreaterThan(0);
+
+    expect(results.targets.length).toBeGreaterThanOrEqual(6);
+    for (const t of results.targets) expect([true, false, null]).toContain(t.met);
+
+    const md = readFileSync(join(out, 'benchmarks.md'), 'utf8');
+    for (const c of results.http) expect(md).toContain(`| ${c.label} |`);
+    expect(md).toContain('smoke run');
+    const svg = readFileSync(join(out, 'benchmarks.svg'), 'utf8');
+    expect(svg.startsWith('<svg')).toBe(true);
+    expect(svg.match(/<rect [^>]*rx="3"/g)).toHaveLength(results.http.length);
+
+    // The committed results and docs are left alone.
+    expect(committed.map((p) => (existsSync(p) ? statSync(p).mtimeMs : undefined))).toEqual(mtimes);
+  }, 180_000);
+});
