@@ -24,6 +24,8 @@ export interface Contender {
   label: string;
   /** Which tokens the load generator sends. */
   tokens: 'hs' | 'rs';
+  /** No authentication: answers every request as one fixed user (the start-up check only wants a 200). */
+  anonymous?: true;
   /** One sentence: what this server does per request. */
   description: string;
   /** Why it cannot run here, or `undefined` when it can. Checked in the parent. */
@@ -72,11 +74,32 @@ export const CONTENDERS: readonly Contender[] = [
     id: 'bare-koa',
     label: 'bare Koa 3 (no auth)',
     tokens: 'hs',
+    anonymous: true,
     description: 'The same route with no authentication and no context: the ceiling.',
     async build() {
       const app = await newKoa();
       const user = '00000000-0000-4000-8000-000000000000';
       app.use(route(() => user, () => 'Google'));
+      return app;
+    },
+  },
+  {
+    id: 'koa-als',
+    label: 'bare Koa + AsyncLocalStorage.run',
+    tokens: 'hs',
+    anonymous: true,
+    description:
+      'No authentication; one object per user found by a Map lookup of a fixed user and AsyncLocalStorage.run around the rest: ' +
+      'the floor of any ALS-based context on this Node version (ALS makes every promise pay a hook).',
+    async build(fixtures) {
+      const als = new AsyncLocalStorage<{ userUuid: string; provider: string }>();
+      const contexts = new Map(fixtures.users.map((userUuid, i) => [userUuid, { userUuid, provider: providerOf(i) }]));
+      const first = fixtures.users[0]!;
+      const app = await newKoa();
+      app.use(function enter(_ctx, next) {
+        return als.run(contexts.get(first)!, next);
+      });
+      app.use(route(() => als.getStore()!.userUuid, () => als.getStore()!.provider));
       return app;
     },
   },

@@ -83,13 +83,13 @@ function tokensOf(contender: Contender, fixtures: LoadFixtures): string[] {
 }
 
 /** One real request per user: the server must answer 200 with that user's provider. */
-async function checkServer(run: Running, fixtures: LoadFixtures, baselineId: string): Promise<void> {
+async function checkServer(run: Running, fixtures: LoadFixtures): Promise<void> {
   const tokens = tokensOf(run.contender, fixtures);
   for (const [i, token] of tokens.entries()) {
     const res = await fetch(`${run.url}/whoami`, { headers: { authorization: `Bearer ${token}` } });
     const body = (await res.json()) as { user?: string; provider?: string };
     if (res.status !== 200) throw new Error(`${run.contender.id}: GET /whoami answered ${res.status} ${JSON.stringify(body)}`);
-    if (run.contender.id === baselineId) continue;
+    if (run.contender.anonymous === true) continue;
     if (body.user !== fixtures.users[i] || body.provider !== providerOf(i)) {
       throw new Error(`${run.contender.id}: user ${i} got ${JSON.stringify(body)}, expected ${fixtures.users[i]} / ${providerOf(i)}`);
     }
@@ -162,7 +162,7 @@ export async function runHttp(
   try {
     // Start servers one at a time: tsx's first load is CPU-heavy.
     for (const contender of contenders) running.push(await startServer(contender, fixtures, options.serverExecArgv));
-    for (const run of running) await checkServer(run, fixtures, baselineId);
+    for (const run of running) await checkServer(run, fixtures);
     log(`servers up: ${running.map((r) => r.contender.id).join(', ')}`);
     if (options.warmup > 0) {
       for (const run of running) {

@@ -8,6 +8,7 @@ import type { Context, Next } from 'koa';
 import { als } from './als.js';
 import { getDefaultStore } from './default-store.js';
 import { AuthError, InvalidSubjectError, InvalidTokenError, MalformedAuthorizationError, MissingTokenError, StoreClosedError, UserContextError } from './errors.js';
+import type { Scope } from './scope.js';
 import type { ContextStore } from './store.js';
 import { TokenVerifier, type TokenOptions } from './token.js';
 
@@ -177,29 +178,70 @@ export function userContext(options: UserContextOptions): UserContextMiddleware 
     }
   }
 
-  async function userContextMiddleware(ctx: Context, next: Next): Promise<void> {
-    let identity: Identity | undefined;
+  /** Runs the rest of the request in the user's scope; closes the scope when it settles. */
+  function enterScope(ctx: Context, next: Next, identity: Identity | undefined): Promise<void> {
+    if (identity === undefined) return Promise.resolve(next());
+    ctx.state['user'] = identity.claims;
+    ctx.state['userUuid'] = identity.userUuid;
+    let scope: Scope;
     try {
-      const found = authenticate(ctx);
-      identity = found instanceof Promise ? await found : found;
+      scope = store.openScope(identity.userUuid, identity.claims);
+    } catch (error) {
+      if (error instanceof StoreClosedError) {
+        reject(ctx, error);
+        return Promise.resolve();
+      }
+      throw error;
+    }
+    let downstream: Promise<void>;
+    try {
+      downstream = Promise.resolve(als.run(scope, next));
+    } catch (error) {
+      scope.close();
+      throw error;
+    }
+    // One reaction per request (no async frame, no extra await): this is the
+    // hot path of every authenticated request.
+    return downstream.then(
+      () => scope.close(),
+      (error: unknown) => {
+        scope.close();
+        throw error;
+      },
+    );
+  }
+
+  async function enterAfterKey(ctx: Context, next: Next, found: Promise<Identity>): Promise<void> {
+    let identity: Identity;
+    try {
+      identity = await found;
     } catch (error) {
       if (error instanceof AuthError) return reject(ctx, error);
       throw error;
     }
-    if (identity === undefined) return next();
-    ctx.state['user'] = identity.claims;
-    ctx.state['userUuid'] = identity.userUuid;
-    let scope;
+    return enterScope(ctx, next, identity);
+  }
+
+  // Not an async function on purpose: with a cached token and the in-memory
+  // store the whole request path is synchronous up to `next()`, so it
+  // allocates one promise reaction per request instead of an async frame and
+  // an await. Errors are still reported as rejections, never thrown.
+  function userContextMiddleware(ctx: Context, next: Next): Promise<void> {
     try {
-      scope = store.openScope(identity.userUuid, identity.claims);
+      let found: Identity | Promise<Identity> | undefined;
+      try {
+        found = authenticate(ctx);
+      } catch (error) {
+        if (error instanceof AuthError) {
+          reject(ctx, error);
+          return Promise.resolve();
+        }
+        throw error;
+      }
+      if (found instanceof Promise) return enterAfterKey(ctx, next, found);
+      return enterScope(ctx, next, found);
     } catch (error) {
-      if (error instanceof StoreClosedError) return reject(ctx, error);
-      throw error;
-    }
-    try {
-      await als.run(scope, next);
-    } finally {
-      scope.close();
+      return Promise.reject(error);
     }
   }
 

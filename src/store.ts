@@ -176,6 +176,8 @@ export class ContextStore implements GenerationOwner {
   readonly #scopes = new Set<Scope>();
   readonly #pending = new Set<Promise<void>>();
   #pendingReason: EvictionReason | undefined;
+  /** The time of the access in progress, lent to lru-cache so one access reads the clock once. */
+  #now: number | undefined;
   #sweep: NodeJS.Timeout | undefined;
   #closing: Promise<void> | undefined;
   #drained: (() => void) | undefined;
@@ -229,7 +231,10 @@ export class ContextStore implements GenerationOwner {
     this.#cache = new LRUCache<string, UserEntry>({
       max,
       ...(ttl > 0 ? { ttl, updateAgeOnGet: true } : {}),
-      perf: { now: () => Date.now() },
+      // Inside #touch the clock has been read already; elsewhere read it now.
+      // Exact staleness (no 1 ms cached clock and the timer that resets it).
+      ttlResolution: 0,
+      perf: { now: () => this.#now ?? Date.now() },
       dispose: (entry, userUuid, reason) => {
         entry.current.retire();
         const why = this.#pendingReason ?? LRU_REASON[reason] ?? 'manual';
@@ -437,16 +442,23 @@ export class ContextStore implements GenerationOwner {
   }
 
   #touch(userUuid: string): UserEntry {
-    let entry = this.#cache.get(userUuid);
-    if (entry === undefined) {
-      if (this.#closing !== undefined) {
-        throw new StoreClosedError('The context store is closed; it cannot create user contexts any more.');
+    // One clock read per access: lru-cache's TTL bookkeeping and lastAccess share it.
+    const now = Date.now();
+    this.#now = now;
+    try {
+      let entry = this.#cache.get(userUuid);
+      if (entry === undefined) {
+        if (this.#closing !== undefined) {
+          throw new StoreClosedError('The context store is closed; it cannot create user contexts any more.');
+        }
+        entry = this.#newEntry(userUuid);
+        this.#cache.set(userUuid, entry);
       }
-      entry = this.#newEntry(userUuid);
-      this.#cache.set(userUuid, entry);
+      entry.lastAccess = now;
+      return entry;
+    } finally {
+      this.#now = undefined;
     }
-    entry.lastAccess = Date.now();
-    return entry;
   }
 
   #apply(entry: UserEntry, fields: Map<string, unknown>, created: Map<ResourceName, Resource | null>): Generation {

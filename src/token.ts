@@ -87,6 +87,13 @@ export interface VerifiedToken {
   readonly expiresAt: number;
 }
 
+/** A cache entry: stale once `Date.now() - cachedAt > ttl` (ttl never reaches past `exp`). */
+interface CachedToken {
+  readonly verified: VerifiedToken;
+  readonly cachedAt: number;
+  readonly ttl: number;
+}
+
 const ALGORITHMS = new Set<string>([
   'HS256', 'HS384', 'HS512', 'RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512',
 ]);
@@ -104,7 +111,7 @@ export class TokenVerifier {
   readonly #subjectClaim: string;
   readonly #maxTokenLength: number;
   readonly #parseUserId: (value: unknown) => string;
-  readonly #cache: LRUCache<string, VerifiedToken> | undefined;
+  readonly #cache: LRUCache<string, CachedToken> | undefined;
   readonly #maxTtl: number;
   readonly #resolvedKeys = new LRUCache<string | Buffer, KeyObject>({ max: 64 });
 
@@ -164,7 +171,9 @@ export class TokenVerifier {
       if (!Number.isInteger(max) || max < 1) throw new TypeError('options.tokenCache.max must be a positive integer');
       if (!Number.isFinite(maxTtl) || maxTtl < 1) throw new TypeError('options.tokenCache.maxTtl must be a positive number of ms');
       this.#maxTtl = maxTtl;
-      this.#cache = new LRUCache<string, VerifiedToken>({ max, ttl: maxTtl, perf: { now: () => Date.now() } });
+      // Size-bounded only: each entry carries its own deadline, checked with
+      // one Date.now() per hit (no lru-cache TTL bookkeeping on the hot path).
+      this.#cache = new LRUCache<string, CachedToken>({ max });
     }
   }
 
@@ -180,8 +189,9 @@ export class TokenVerifier {
   verify(token: string): VerifiedToken | Promise<VerifiedToken> {
     const hit = this.#cache?.get(token);
     if (hit !== undefined) {
-      if (hit.expiresAt > Date.now()) return hit;
-      this.#cache?.delete(token);
+      const now = Date.now();
+      if (now - hit.cachedAt <= hit.ttl && hit.verified.expiresAt > now) return hit.verified;
+      this.#cache!.delete(token);
     }
     if (token.length > this.#maxTokenLength) {
       throw new InvalidTokenError(`The token is longer than ${this.#maxTokenLength} characters.`);
@@ -259,8 +269,9 @@ export class TokenVerifier {
     }
     const verified: VerifiedToken = Object.freeze({ claims: Object.freeze(claims), userUuid, expiresAt });
     if (this.#cache !== undefined) {
-      const ttl = Math.min(this.#maxTtl, expiresAt - Date.now());
-      if (ttl >= 1) this.#cache.set(token, verified, { ttl: Math.floor(ttl) });
+      const cachedAt = Date.now();
+      const ttl = Math.min(this.#maxTtl, expiresAt - cachedAt);
+      if (ttl >= 1) this.#cache.set(token, { verified, cachedAt, ttl: Math.floor(ttl) });
     }
     return verified;
   }
