@@ -13,7 +13,8 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import Koa from 'koa';
 import koaJwt from 'koa-jwt';
-import * as kuc from '../src/index.js';
+import { isAbsolute, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import type { ServerFixtures } from './fixtures.js';
 import { providerOf } from './fixtures.js';
 
@@ -35,6 +36,18 @@ export interface Contender {
 }
 
 const ROUTE = '/whoami';
+
+/** Env var naming the library module to benchmark (`--lib`); default: the sources via tsx. */
+export const LIB_ENV = 'KUC_BENCH_LIB';
+
+type Library = typeof import('../src/index.js');
+
+/** The library under test: `../src/index.js`, or e.g. `dist/index.js` after `npm run build`. */
+async function library(): Promise<Library> {
+  const lib = process.env[LIB_ENV];
+  if (lib === undefined || lib === '') return import('../src/index.js');
+  return import(pathToFileURL(isAbsolute(lib) ? lib : resolve(lib)).href) as Promise<Library>;
+}
 
 /** Sends `{ user, provider }` for GET /whoami, 404 otherwise. */
 function route(readUser: () => string, readProvider: () => string | null): Koa.Middleware {
@@ -58,6 +71,7 @@ async function userContextApp(
   fixtures: ServerFixtures,
   token: { secret: string; algorithms: ['HS256'] | ['RS256']; tokenCache?: false },
 ): Promise<Koa> {
+  const kuc = await library();
   const store = new kuc.ContextStore({ max: 10_000 });
   kuc.setDefaultStore(store);
   for (const [i, user] of fixtures.users.entries()) {

@@ -28,7 +28,15 @@ export interface Results {
   date: string;
   smoke: boolean;
   machine: Machine;
-  settings: { connections: number; users: number; warmupSeconds: number; durationSeconds: number; rounds: number };
+  settings: {
+    connections: number;
+    users: number;
+    warmupSeconds: number;
+    durationSeconds: number;
+    rounds: number;
+    /** What the HTTP contenders imported: 'src (tsx)' or the --lib module. */
+    library: string;
+  };
   baseline: string;
   http: ContenderResult[];
   skipped: { id: string; reason: string }[];
@@ -60,8 +68,10 @@ export function consoleTable(results: Results): string {
   const line = (r: string[]): string => r.map((cell, i) => (i === 0 ? cell.padEnd(widths[i]!) : cell.padStart(widths[i]!))).join('  ');
   const out = [line(HEAD), widths.map((w) => '-'.repeat(w)).join('  '), ...rows(results).map(line)];
   if (results.micro.length > 0) {
-    out.push('', 'micro-benchmarks (mean per call):');
-    for (const m of results.micro) out.push(`  ${m.label.padEnd(48)} ${m.avgNs.toFixed(1).padStart(9)} ns`);
+    out.push('', 'micro-benchmarks (median / mean per call):');
+    for (const m of results.micro) {
+      out.push(`  ${m.label.padEnd(48)} ${m.p50Ns.toFixed(1).padStart(9)} ns / ${m.avgNs.toFixed(1).padStart(9)} ns`);
+    }
   }
   if (results.memory !== null) out.push('', memoryLine(results.memory));
   out.push('', 'targets:');
@@ -131,7 +141,7 @@ export function markdown(results: Results, svgName: string): string {
     `- CPU: ${m.cpu}, ${m.cores} cores; ${m.memoryGb.toFixed(1)} GB RAM; ${m.os}`,
     `- Node ${m.node}; load average at start ${m.loadAverage.map((l) => l.toFixed(2)).join(' / ')}`,
     `- Load: autocannon in the parent process, ${s.connections} connections, ${s.users} users' tokens in rotation; ` +
-      `each server in its own child process (\`node --import tsx\`), all on the same machine.`,
+      `each server in its own child process (\`node --import tsx\`, library from ${s.library}), all on the same machine.`,
     `- ${s.warmupSeconds} s warm-up per contender, then ${s.rounds} alternating rounds of ${s.durationSeconds} s ` +
       '(the order rotates each round). Figures are medians over rounds; the ratio is the median of per-round ratios ' +
       'to bare Koa measured in the same round.',
@@ -149,11 +159,17 @@ export function markdown(results: Results, svgName: string): string {
     '',
   ];
   if (results.micro.length > 0) {
-    lines.push('## Micro-benchmarks', '', '| operation | mean | p50 | p99 |', '|---|---:|---:|---:|');
+    lines.push('## Micro-benchmarks', '', '| operation | median | mean | min | p99 |', '|---|---:|---:|---:|---:|');
     for (const x of results.micro) {
-      lines.push(`| ${x.label} | ${x.avgNs.toFixed(1)} ns | ${x.p50Ns.toFixed(1)} ns | ${x.p99Ns.toFixed(1)} ns |`);
+      lines.push(
+        `| ${x.label} | ${x.p50Ns.toFixed(1)} ns | ${x.avgNs.toFixed(1)} ns | ${x.minNs.toFixed(1)} ns | ${x.p99Ns.toFixed(1)} ns |`,
+      );
     }
-    lines.push('', 'Measured with mitata `measure()` in a separate process.', '');
+    lines.push(
+      '',
+      'Per call, measured with mitata `measure()` (batched samples) in a separate process; the median is the robust figure on a shared machine.',
+      '',
+    );
   }
   if (results.memory !== null) {
     const x = results.memory;

@@ -124,7 +124,8 @@ export function userContext(options: UserContextOptions): UserContextMiddleware 
       }
       const space = header.indexOf(' ');
       const token = header.slice(space + 1).trim();
-      if (space < 0 || header.slice(0, space).toLowerCase() !== 'bearer' || token === '' || token.includes(' ')) {
+      const bearer = space === 6 && (header.startsWith('Bearer') || header.slice(0, 6).toLowerCase() === 'bearer');
+      if (!bearer || token === '' || token.includes(' ')) {
         throw new MalformedAuthorizationError('The Authorization header must be "Bearer <token>".');
       }
       return token;
@@ -254,7 +255,8 @@ function countAuthorization(raw: string[]): number {
   let n = 0;
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i]!;
-    if (name.length === 13 && name.toLowerCase() === 'authorization') n++;
+    // Compare without allocating for the usual spellings.
+    if (name.length === 13 && (name === 'authorization' || name === 'Authorization' || name.toLowerCase() === 'authorization')) n++;
   }
   return n;
 }
