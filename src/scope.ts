@@ -18,6 +18,10 @@ export class Scope {
   readonly entry: UserEntry;
   /** The generation this scope reads: its snapshot. */
   gen: Generation;
+  /** Neighbours in the store's list of open scopes. @internal */
+  prevOpen: Scope | undefined = undefined;
+  /** @internal */
+  nextOpen: Scope | undefined = undefined;
   #open = true;
   readonly #onClose: (scope: Scope) => void;
 

@@ -173,7 +173,9 @@ export class ContextStore implements GenerationOwner {
   readonly #onDisposeError: NonNullable<ContextStoreOptions['onDisposeError']>;
   readonly #onEvict: ContextStoreOptions['onEvict'];
   readonly #global: UserEntry;
-  readonly #scopes = new Set<Scope>();
+  /** Open scopes, as an intrusive doubly linked list (no hashing on the request path). */
+  #openScopes: Scope | undefined;
+  #openCount = 0;
   readonly #pending = new Set<Promise<void>>();
   #pendingReason: EvictionReason | undefined;
   /** The time of the access in progress, lent to lru-cache so one access reads the clock once. */
@@ -182,8 +184,12 @@ export class ContextStore implements GenerationOwner {
   #closing: Promise<void> | undefined;
   #drained: (() => void) | undefined;
   readonly #closeScope = (scope: Scope): void => {
-    this.#scopes.delete(scope);
-    if (this.#scopes.size === 0) this.#drained?.();
+    const { prevOpen, nextOpen } = scope;
+    if (prevOpen !== undefined) prevOpen.nextOpen = nextOpen;
+    else this.#openScopes = nextOpen;
+    if (nextOpen !== undefined) nextOpen.prevOpen = prevOpen;
+    scope.prevOpen = scope.nextOpen = undefined;
+    if (--this.#openCount === 0) this.#drained?.();
   };
 
   constructor(options: ContextStoreOptions = {}) {
@@ -260,7 +266,7 @@ export class ContextStore implements GenerationOwner {
 
   /** Number of user scopes (requests, `runAsUser` calls) open now. */
   get scopesInFlight(): number {
-    return this.#scopes.size;
+    return this.#openCount;
   }
 
   /**
@@ -273,7 +279,11 @@ export class ContextStore implements GenerationOwner {
       throw new StoreClosedError('The context store is closed; no new user scope can start. Create a new store.');
     }
     const scope = new Scope(this, this.#touch(userUuid), claims, this.#closeScope);
-    this.#scopes.add(scope);
+    const head = this.#openScopes;
+    scope.nextOpen = head;
+    if (head !== undefined) head.prevOpen = scope;
+    this.#openScopes = scope;
+    this.#openCount++;
     return scope;
   }
 
@@ -414,7 +424,7 @@ export class ContextStore implements GenerationOwner {
 
   async #close(timeout: number): Promise<void> {
     if (this.#sweep !== undefined) clearInterval(this.#sweep);
-    if (this.#scopes.size > 0) {
+    if (this.#openCount > 0) {
       let timer: NodeJS.Timeout | undefined;
       await new Promise<void>((resolve) => {
         this.#drained = resolve;
@@ -424,7 +434,10 @@ export class ContextStore implements GenerationOwner {
       clearTimeout(timer);
     }
     // Scopes still open after the timeout lose their lease now.
-    for (const scope of [...this.#scopes]) scope.close();
+    const stillOpen: Scope[] = [];
+    for (let scope = this.#openScopes; scope !== undefined; scope = scope.nextOpen) stillOpen.push(scope);
+    // Oldest first (the list is newest first).
+    for (const scope of stillOpen.reverse()) scope.close();
     this.#pendingReason = 'closed';
     this.#cache.clear();
     this.#pendingReason = undefined;
