@@ -24,8 +24,8 @@ const HELP = `npm run bench -- [options]
   --out <dir>          write results.json, benchmarks.md, benchmarks.svg there
                        (default: bench/results.json, docs/benchmarks.md, docs/benchmarks.svg)
   --only <ids>         comma-separated contender ids (the baseline "${BASELINE_ID}" is always added)
-  --rounds <n>         alternating rounds (default 5)
-  --duration <s>       seconds per contender per round (default 7)
+  --rounds <n>         alternating rounds (default 8)
+  --duration <s>       seconds per contender per round (default 4)
   --warmup <s>         warm-up seconds per contender (default 3)
   --connections <n>    autocannon connections (default 50)
   --memory-users <n>   users streamed through the store (default 1000000)
@@ -69,8 +69,8 @@ function count(name: string, raw: string | undefined, fallback: number, min: num
 }
 
 const smoke = values.smoke;
-const rounds = Math.floor(count('rounds', values.rounds, smoke ? 1 : 5, 1));
-const duration = count('duration', values.duration, smoke ? 1 : 7, 0.5);
+const rounds = Math.floor(count('rounds', values.rounds, smoke ? 1 : 8, 1));
+const duration = count('duration', values.duration, smoke ? 1 : 4, 0.5);
 const warmup = count('warmup', values.warmup, smoke ? 0.5 : 3, 0);
 const connections = Math.floor(count('connections', values.connections, 50, 1));
 const memoryUsers = Math.floor(count('memory-users', values['memory-users'], smoke ? 20_000 : 1_000_000, 1));
