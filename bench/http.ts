@@ -33,6 +33,8 @@ export interface RoundSample {
   requests: number;
   non2xx: number;
   errors: number;
+  /** Server process CPU time (user + system) per completed request, µs. */
+  cpuMicrosPerRequest: number;
 }
 
 export interface ContenderResult {
@@ -46,6 +48,14 @@ export interface ContenderResult {
   ratio: number;
   ratioMin: number;
   ratioMax: number;
+  /** Median server CPU time per request, µs. */
+  cpuMicrosPerRequest: number;
+  /**
+   * Median over rounds of (baseline's CPU per request ÷ this one's): the
+   * throughput ratio the contender would reach on an otherwise idle machine
+   * where the server is CPU-bound. Much less sensitive to neighbours than req/s.
+   */
+  cpuRatio: number;
   rounds: RoundSample[];
 }
 
@@ -73,7 +83,8 @@ function startServer(contender: Contender, fixtures: LoadFixtures, execArgv: str
     child.once('message', (message: ServerMessage) => {
       clearTimeout(timer);
       if (message.type === 'ready') resolve({ contender, child, url: `http://127.0.0.1:${message.port}` });
-      else reject(new Error(`${contender.id}: ${message.message}`));
+      else if (message.type === 'error') reject(new Error(`${contender.id}: ${message.message}`));
+      else reject(new Error(`${contender.id}: unexpected first message ${JSON.stringify(message)}`));
     });
   });
 }
@@ -131,7 +142,29 @@ function percentile(sorted: Float64Array, p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
 }
 
-function sample(round: number, { result, latencies }: Load): RoundSample {
+/** The server child's CPU time so far (µs). */
+function cpuOf(run: Running): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`${run.contender.id}: no CPU reading within 10 s`)), 10_000);
+    const onMessage = (message: ServerMessage): void => {
+      if (message.type !== 'cpu') return;
+      clearTimeout(timer);
+      run.child.off('message', onMessage);
+      resolve(message.micros);
+    };
+    run.child.on('message', onMessage);
+    run.child.send({ type: 'cpu' });
+  });
+}
+
+async function measured(run: Running, fixtures: LoadFixtures, connections: number, seconds: number, round: number): Promise<RoundSample> {
+  const before = await cpuOf(run);
+  const loaded = await load(run, fixtures, connections, seconds);
+  const cpu = (await cpuOf(run)) - before;
+  return sample(round, loaded, cpu);
+}
+
+function sample(round: number, { result, latencies }: Load, cpuMicros: number): RoundSample {
   const ok = result['2xx'];
   return {
     round,
@@ -141,6 +174,7 @@ function sample(round: number, { result, latencies }: Load): RoundSample {
     requests: result.requests.total,
     non2xx: result.non2xx,
     errors: result.errors + result.timeouts,
+    cpuMicrosPerRequest: cpuMicros / Math.max(1, result.requests.total),
   };
 }
 
@@ -175,7 +209,7 @@ export async function runHttp(
       const order = running.map((_, i) => running[(i + round) % running.length]!);
       const line: string[] = [];
       for (const run of order) {
-        const s = sample(round, await load(run, fixtures, options.connections, options.duration));
+        const s = await measured(run, fixtures, options.connections, options.duration, round);
         if (s.non2xx > 0 || s.errors > 0) {
           throw new Error(`${run.contender.id}: ${s.non2xx} non-2xx responses and ${s.errors} errors in round ${round + 1}`);
         }
@@ -188,6 +222,7 @@ export async function runHttp(
     return running.map(({ contender }) => {
       const rounds = samples.get(contender.id)!;
       const ratios = rounds.map((s, i) => s.requestsPerSec / base[i]!.requestsPerSec);
+      const cpuRatios = rounds.map((s, i) => base[i]!.cpuMicrosPerRequest / s.cpuMicrosPerRequest);
       return {
         id: contender.id,
         label: contender.label,
@@ -198,6 +233,8 @@ export async function runHttp(
         ratio: median(ratios),
         ratioMin: Math.min(...ratios),
         ratioMax: Math.max(...ratios),
+        cpuMicrosPerRequest: median(rounds.map((s) => s.cpuMicrosPerRequest)),
+        cpuRatio: median(cpuRatios),
         rounds,
       };
     });

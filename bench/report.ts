@@ -58,9 +58,11 @@ function rows(results: Results): string[][] {
     ms(c.p99Ms),
     pct(c.ratio),
     results.settings.rounds > 1 ? `${pct(c.ratioMin)} – ${pct(c.ratioMax)}` : '–',
+    `${c.cpuMicrosPerRequest.toFixed(1)} µs`,
+    pct(c.cpuRatio),
   ]);
 }
-const HEAD = ['contender', 'req/s', 'p50', 'p99', 'vs bare Koa', 'range over rounds'];
+const HEAD = ['contender', 'req/s', 'p50', 'p99', 'vs bare Koa', 'range over rounds', 'server CPU/req', 'CPU-bound ratio'];
 
 export function consoleTable(results: Results): string {
   const all = [HEAD, ...rows(results)];
@@ -123,6 +125,27 @@ export function svgChart(results: Results): string {
   return parts.join('\n');
 }
 
+/** Where the CPU per request goes, from the rows that isolate each layer. */
+function overhead(results: Results): string[] {
+  const get = (id: string): ContenderResult | undefined => results.http.find((c) => c.id === id);
+  const bare = get(results.baseline);
+  const als = get('koa-als');
+  const kuc = get('kuc-hs256-cache');
+  if (bare === undefined || als === undefined || kuc === undefined) return [];
+  const us = (x: number): string => `${x.toFixed(1)} µs`;
+  return [
+    '### Where the time goes',
+    '',
+    `Server CPU per request: bare Koa ${us(bare.cpuMicrosPerRequest)}; ` +
+      `AsyncLocalStorage.run alone adds ${us(als.cpuMicrosPerRequest - bare.cpuMicrosPerRequest)} ` +
+      `(on Node ${results.machine.node.replace(/^v/, '')} every promise and async resource then pays a hook), ` +
+      `so any ALS-based context tops out near ${pct(als.cpuRatio)} of bare Koa (CPU-bound) on this machine. ` +
+      `This middleware (token-cache hit, store lookup, scope, ALS) adds ${us(kuc.cpuMicrosPerRequest - als.cpuMicrosPerRequest)} ` +
+      'on top of that floor.',
+    '',
+  ];
+}
+
 export function markdown(results: Results, svgName: string): string {
   const m = results.machine;
   const s = results.settings;
@@ -152,11 +175,17 @@ export function markdown(results: Results, svgName: string): string {
     '',
     ...table,
     '',
+    '_vs bare Koa_ is the throughput ratio (req/s). _Server CPU/req_ is the server process\'s CPU time (user + system, ' +
+      'including the kernel\'s socket writes) per request, and _CPU-bound ratio_ is bare Koa\'s CPU/req ÷ the contender\'s: ' +
+      'the throughput ratio a CPU-bound server would reach on an idle machine. It is far less disturbed by other ' +
+      'processes than req/s, so when the two disagree on a busy machine, trust the CPU-bound ratio more.',
+    '',
     `![Throughput relative to bare Koa](${svgName})`,
     '',
     ...results.http.map((c) => `- **${c.label}** — ${c.description}`),
     ...results.skipped.map((c) => `- _${c.id}: not measured — ${c.reason}_`),
     '',
+    ...overhead(results),
   ];
   if (results.micro.length > 0) {
     lines.push('## Micro-benchmarks', '', '| operation | median | mean | min | p99 |', '|---|---:|---:|---:|---:|');

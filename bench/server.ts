@@ -9,7 +9,11 @@ import type { AddressInfo } from 'node:net';
 import { CONTENDERS } from './contenders.js';
 import { readServerFixtures } from './fixtures.js';
 
-export type ServerMessage = { type: 'ready'; port: number } | { type: 'error'; message: string };
+export type ServerMessage =
+  | { type: 'ready'; port: number }
+  | { type: 'error'; message: string }
+  /** Reply to a `cpu` request: this process's CPU time so far, in µs (user + system). */
+  | { type: 'cpu'; micros: number };
 
 async function main(): Promise<void> {
   const id = process.argv[2];
@@ -20,6 +24,11 @@ async function main(): Promise<void> {
   await once(server, 'listening');
   server.keepAliveTimeout = 60_000;
   const { port } = server.address() as AddressInfo;
+  process.on('message', (message: { type?: string }) => {
+    if (message.type !== 'cpu') return;
+    const { user, system } = process.cpuUsage();
+    process.send!({ type: 'cpu', micros: user + system } satisfies ServerMessage);
+  });
   process.send!({ type: 'ready', port } satisfies ServerMessage);
   process.on('disconnect', () => {
     server.close();

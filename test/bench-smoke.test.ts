@@ -53,6 +53,8 @@ describe('npm run bench -- --smoke', () => {
       expect(c.p50Ms, c.id).toBeGreaterThan(0);
       expect(c.p99Ms, c.id).toBeGreaterThanOrEqual(c.p50Ms);
       expect(c.ratio, c.id).toBeGreaterThan(0);
+      expect(c.cpuMicrosPerRequest, c.id).toBeGreaterThan(0);
+      expect(c.cpuRatio, c.id).toBeGreaterThan(0);
     }
     expect(results.http.find((c) => c.id === BASELINE_ID)!.ratio).toBe(1);
 
