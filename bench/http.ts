@@ -35,6 +35,8 @@ export interface RoundSample {
   errors: number;
   /** Server process CPU time (user + system) per completed request, µs. */
   cpuMicrosPerRequest: number;
+  /** The user-space part of it (JavaScript, V8, libuv; not the kernel's socket work), µs. */
+  userCpuMicrosPerRequest: number;
 }
 
 export interface ContenderResult {
@@ -50,6 +52,8 @@ export interface ContenderResult {
   ratioMax: number;
   /** Median server CPU time per request, µs. */
   cpuMicrosPerRequest: number;
+  /** Median user-space CPU time per request, µs. */
+  userCpuMicrosPerRequest: number;
   /**
    * Median over rounds of (baseline's CPU per request ÷ this one's): the
    * throughput ratio the contender would reach on an otherwise idle machine
@@ -142,15 +146,15 @@ function percentile(sorted: Float64Array, p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
 }
 
-/** The server child's CPU time so far (µs). */
-function cpuOf(run: Running): Promise<number> {
+/** The server child's CPU time so far (µs): user + system, and user alone. */
+function cpuOf(run: Running): Promise<{ micros: number; userMicros: number }> {
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`${run.contender.id}: no CPU reading within 10 s`)), 10_000);
     const onMessage = (message: ServerMessage): void => {
       if (message.type !== 'cpu') return;
       clearTimeout(timer);
       run.child.off('message', onMessage);
-      resolve(message.micros);
+      resolve(message);
     };
     run.child.on('message', onMessage);
     run.child.send({ type: 'cpu' });
@@ -160,11 +164,11 @@ function cpuOf(run: Running): Promise<number> {
 async function measured(run: Running, fixtures: LoadFixtures, connections: number, seconds: number, round: number): Promise<RoundSample> {
   const before = await cpuOf(run);
   const loaded = await load(run, fixtures, connections, seconds);
-  const cpu = (await cpuOf(run)) - before;
-  return sample(round, loaded, cpu);
+  const after = await cpuOf(run);
+  return sample(round, loaded, after.micros - before.micros, after.userMicros - before.userMicros);
 }
 
-function sample(round: number, { result, latencies }: Load, cpuMicros: number): RoundSample {
+function sample(round: number, { result, latencies }: Load, cpuMicros: number, userMicros: number): RoundSample {
   const ok = result['2xx'];
   return {
     round,
@@ -175,6 +179,7 @@ function sample(round: number, { result, latencies }: Load, cpuMicros: number): 
     non2xx: result.non2xx,
     errors: result.errors + result.timeouts,
     cpuMicrosPerRequest: cpuMicros / Math.max(1, result.requests.total),
+    userCpuMicrosPerRequest: userMicros / Math.max(1, result.requests.total),
   };
 }
 
@@ -234,6 +239,7 @@ export async function runHttp(
         ratioMin: Math.min(...ratios),
         ratioMax: Math.max(...ratios),
         cpuMicrosPerRequest: median(rounds.map((s) => s.cpuMicrosPerRequest)),
+        userCpuMicrosPerRequest: median(rounds.map((s) => s.userCpuMicrosPerRequest)),
         cpuRatio: median(cpuRatios),
         rounds,
       };

@@ -58,7 +58,7 @@ function rows(results: Results): string[][] {
     ms(c.p99Ms),
     pct(c.ratio),
     results.settings.rounds > 1 ? `${pct(c.ratioMin)} – ${pct(c.ratioMax)}` : '–',
-    `${c.cpuMicrosPerRequest.toFixed(1)} µs`,
+    `${c.cpuMicrosPerRequest.toFixed(1)} µs (user ${c.userCpuMicrosPerRequest.toFixed(1)})`,
     pct(c.cpuRatio),
   ]);
 }

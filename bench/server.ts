@@ -13,7 +13,7 @@ export type ServerMessage =
   | { type: 'ready'; port: number }
   | { type: 'error'; message: string }
   /** Reply to a `cpu` request: this process's CPU time so far, in µs (user + system). */
-  | { type: 'cpu'; micros: number };
+  | { type: 'cpu'; micros: number; userMicros: number };
 
 async function main(): Promise<void> {
   const id = process.argv[2];
@@ -27,7 +27,7 @@ async function main(): Promise<void> {
   process.on('message', (message: { type?: string }) => {
     if (message.type !== 'cpu') return;
     const { user, system } = process.cpuUsage();
-    process.send!({ type: 'cpu', micros: user + system } satisfies ServerMessage);
+    process.send!({ type: 'cpu', micros: user + system, userMicros: user } satisfies ServerMessage);
   });
   process.send!({ type: 'ready', port } satisfies ServerMessage);
   process.on('disconnect', () => {
