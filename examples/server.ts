@@ -14,7 +14,7 @@ if (!Number.isInteger(port) || port < 0 || port > 65535) {
   console.error(`PORT must be an integer from 0 to 65535, got "${process.env['PORT']}"`);
   process.exit(2);
 }
-const given = process.env['JWT_SECRET'];
+const given = process.env['JWT_SECRET'] || undefined;
 const secret = given ?? generateSecret();
 let created;
 try {
