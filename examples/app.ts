@@ -6,11 +6,17 @@
  *   POST /configure  { provider, model, … }  → 200 { user, config }
  *   POST /query      { prompt }              → 200 { user, provider, model, answer }
  *   GET  /me/context                         → 200 the caller's context, secrets redacted
+ *   GET  /ready                              → 200 / 503 readiness (no token needed)
+ *
+ * With a RedisContextStore (createSharedStore), a request or a configure that
+ * needs Redis while it is down gets 503 { error: "context_store_unavailable" }.
  */
 import Router from '@koa/router';
 import Koa from 'koa';
 import {
   ContextStore,
+  ContextStoreUnavailableError,
+  RedisContextStore,
   UserContextError,
   configureUser,
   currentUserUuid,
@@ -21,6 +27,7 @@ import {
   type ContextPatch,
   type ContextStoreOptions,
   type KeyInput,
+  type RedisContextStoreOptions,
 } from '../src/index.js';
 import { MismatchError, execute } from './agent/executor.js';
 import { createFakeLlm } from './agent/llm.js';
@@ -51,6 +58,11 @@ export interface ExampleAppOptions {
 
 export function createStore(options: ContextStoreOptions = {}): ContextStore {
   return new ContextStore({ ...options, resources: { llmInstance: { create: createFakeLlm }, ...options.resources } });
+}
+
+/** A store shared with other instances through Redis, with the fake LLM factory. */
+export function createSharedStore(options: RedisContextStoreOptions): RedisContextStore {
+  return new RedisContextStore({ ...options, resources: { llmInstance: { create: createFakeLlm }, ...options.resources } });
 }
 
 /** Validates a /configure body into a patch, or throws a 400. */
@@ -89,6 +101,11 @@ async function errors(ctx: Koa.Context, next: Koa.Next): Promise<void> {
     if (err instanceof HttpError) {
       ctx.status = err.status;
       ctx.body = { error: err.error, message: err.message };
+    } else if (err instanceof ContextStoreUnavailableError) {
+      // Redis is down: the configuration was not applied (or applied entirely); retrying is safe.
+      ctx.status = 503;
+      ctx.body = { error: err.error, message: err.message };
+      ctx.set('Retry-After', '5');
     } else if (err instanceof MismatchError) {
       ctx.status = 409;
       ctx.body = { error: 'configuration_mismatch', message: err.message };
@@ -134,6 +151,12 @@ export function createApp(options: ExampleAppOptions): { app: Koa; store: Contex
   });
 
   app.use(errors);
+  app.use(async function readiness(ctx, next) {
+    if (ctx.path !== '/ready' || ctx.method !== 'GET') return next();
+    const state = store instanceof RedisContextStore ? store.readiness() : { ready: !store.closed };
+    ctx.status = state.ready ? 200 : 503;
+    ctx.body = state;
+  });
   app.use(userContext({ store, secret: options.secret, algorithms: ['HS256'] }));
   app.use(router.routes());
   app.use(router.allowedMethods());

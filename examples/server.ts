@@ -4,9 +4,16 @@
  *   PORT        port to listen on (default 3000)
  *   JWT_SECRET  HS256 secret, at least 32 bytes; without it one is generated
  *               and two ready-made tokens are printed
+ *   REDIS_URL   e.g. redis://127.0.0.1:6379: share the users' contexts with
+ *               every instance using the same Redis (RedisContextStore);
+ *               without it contexts live in this process only
+ *   CONTEXT_ENCRYPTION_KEY  32 bytes, base64 or hex: encrypts the credential
+ *               fields written to Redis; by default derived from JWT_SECRET
+ *               (HKDF-SHA256). Every instance needs the same key.
  */
-import { randomUUID } from 'node:crypto';
-import { createApp } from './app.js';
+import { hkdfSync, randomBytes, randomUUID } from 'node:crypto';
+import type { ContextStore } from '../src/index.js';
+import { createApp, createSharedStore } from './app.js';
 import { generateSecret, mintToken } from './tokens.js';
 
 const port = Number(process.env['PORT'] ?? 3000);
@@ -16,9 +23,23 @@ if (!Number.isInteger(port) || port < 0 || port > 65535) {
 }
 const given = process.env['JWT_SECRET'] || undefined;
 const secret = given ?? generateSecret();
+const redisUrl = process.env['REDIS_URL'];
 let created;
 try {
-  created = createApp({ secret });
+  let store: ContextStore | undefined;
+  if (redisUrl !== undefined && redisUrl !== '') {
+    if (given === undefined) {
+      console.warn('REDIS_URL is set but JWT_SECRET is not: tokens minted here are rejected by the other instances. Give every instance the same JWT_SECRET.');
+    }
+    const encryptionKey = process.env['CONTEXT_ENCRYPTION_KEY'] ??
+      (given !== undefined ? Buffer.from(hkdfSync('sha256', given, 'koa-user-context', 'redis field encryption', 32)) : randomBytes(32));
+    const shared = createSharedStore({ redis: redisUrl, encryptionKey });
+    if (!(await shared.whenReady(5000))) {
+      console.warn(`Redis at ${redisUrl} is not reachable yet: GET /ready answers 503 until it is; the store keeps reconnecting.`);
+    }
+    store = shared;
+  }
+  created = createApp({ secret, ...(store !== undefined ? { store } : {}) });
 } catch (err) {
   console.error(`cannot start: ${(err as Error).message}`);
   process.exit(2);
@@ -36,7 +57,7 @@ const server = app.listen(port, '127.0.0.1', () => {
       console.log(`  ${name} (${user}): ${mintToken(secret, user)}`);
     }
   }
-  console.log(`listening on http://127.0.0.1:${actual}`);
+  console.log(`listening on http://127.0.0.1:${actual}${redisUrl ? ` (contexts shared through ${redisUrl})` : ''}`);
 });
 
 function shutdown(signal: string): void {

@@ -115,3 +115,27 @@ export class KeyUnavailableError extends AuthError {
   static override error = 'key_unavailable';
   static override bearerError = undefined;
 }
+
+/**
+ * The shared context store (Redis) cannot be reached, or answered with data
+ * this instance cannot read: a request whose context is not cached here, or a
+ * write, cannot be served now. The middleware answers 503
+ * `context_store_unavailable` with `Retry-After`; a write that fails with it
+ * was applied entirely or not at all (retrying it is safe).
+ */
+export class ContextStoreUnavailableError extends AuthError {
+  static override code = 'ERR_CONTEXT_STORE_UNAVAILABLE';
+  static override status = 503;
+  static override error = 'context_store_unavailable';
+  static override bearerError = undefined;
+}
+
+/**
+ * A synchronous read or write of a shared store (`openScope()`,
+ * `currentGeneration()`, `commit()`) needs the user's context, which is not
+ * loaded (or not known to be current) in this process. Use the asynchronous
+ * paths: the middleware, `await runAsUser(userUuid, fn)`, `configureUser()`.
+ */
+export class ContextNotLoadedError extends UserContextError {
+  static override code = 'ERR_CONTEXT_NOT_LOADED';
+}

@@ -46,16 +46,23 @@ export function readGeneration(userUuid: string | undefined, fn: string): Genera
   return store.currentGeneration(id);
 }
 
-/** Applies a patch for the current (or given) user. @internal */
-export function writePatch(patch: ContextPatch, userUuid: string | undefined, fn: string): Generation {
+/**
+ * Applies a patch for the current (or given) user. A shared store returns a
+ * promise settled once the write is stored; callers await it. @internal
+ */
+export function writePatch(
+  patch: ContextPatch,
+  userUuid: string | undefined,
+  fn: string,
+): Generation | Promise<Generation> {
   const scope = als.getStore();
   if (userUuid === undefined) {
-    if (scope !== undefined) return scope.store.commit(scope.userUuid, patch, scope);
-    return outside(fn).commit(null, patch);
+    if (scope !== undefined) return scope.store.write(scope.userUuid, patch, scope);
+    return outside(fn).write(null, patch);
   }
   const store = scope?.store ?? getDefaultStore();
   const id = store.parseUserId(userUuid);
-  return store.commit(id, patch, scope !== undefined && scope.userUuid === id ? scope : undefined);
+  return store.write(id, patch, scope !== undefined && scope.userUuid === id ? scope : undefined);
 }
 
 function fieldGetter<K extends ConfigField>(field: K, fn: string) {
@@ -64,7 +71,7 @@ function fieldGetter<K extends ConfigField>(field: K, fn: string) {
 
 function fieldSetter<K extends ConfigField>(field: K, fn: string) {
   return async (value: UserContextFields[K], userUuid?: string): Promise<void> => {
-    writePatch({ [field]: value } as ContextPatch, userUuid, fn);
+    await writePatch({ [field]: value } as ContextPatch, userUuid, fn);
   };
 }
 
@@ -87,7 +94,7 @@ export function getUserRuntimeContext(userUuid?: string): UserRuntimeContext {
  * depends on drops that resource from the new configuration.
  */
 export async function configureUser(patch: ContextPatch, userUuid?: string): Promise<UserRuntimeContext> {
-  const gen = writePatch(patch, userUuid, 'configureUser');
+  const gen = await writePatch(patch, userUuid, 'configureUser');
   return gen.owner.view(gen) as UserRuntimeContext;
 }
 
@@ -102,7 +109,7 @@ export async function setUserField<K extends ConfigField>(
   value: UserContextFields[K],
   userUuid?: string,
 ): Promise<void> {
-  writePatch({ [field]: value } as ContextPatch, userUuid, 'setUserField');
+  await writePatch({ [field]: value } as ContextPatch, userUuid, 'setUserField');
 }
 
 /** LLM provider of the current (or given) user, e.g. `"Google"`. */
@@ -158,12 +165,12 @@ export const getUserMcpClient = resourceGetter('mcpClient', 'getUserMcpClient');
  * evicted or the store closes, never while a request uses it.
  */
 export async function setUserLlmInstance(instance: LlmInstance | null, userUuid?: string): Promise<void> {
-  writePatch({ llmInstance: instance }, userUuid, 'setUserLlmInstance');
+  await writePatch({ llmInstance: instance }, userUuid, 'setUserLlmInstance');
 }
 
 /** Hands an MCP client to the current configuration (owned as `setUserLlmInstance`). */
 export async function setUserMcpClient(client: McpClient | null, userUuid?: string): Promise<void> {
-  writePatch({ mcpClient: client }, userUuid, 'setUserMcpClient');
+  await writePatch({ mcpClient: client }, userUuid, 'setUserMcpClient');
 }
 
 /** When the current (or given) user was last active. */

@@ -12,6 +12,8 @@ export {
   type ResourceSpec,
   type UserEntry,
 } from './store.js';
+export { RedisContextStore, type RedisContextStoreOptions, type RedisStoreStats } from './redis-store.js';
+export type { EncryptionKeyInput } from './redis-codec.js';
 export { getDefaultStore, setDefaultStore } from './default-store.js';
 export { runAsUser, bindToCurrentUser, type RunAsUserOptions } from './run.js';
 export {
@@ -67,6 +69,8 @@ export { UUID_PATTERN, MAX_USER_ID_LENGTH, type UserIdPolicy } from './user-id.j
 export type { Scope } from './scope.js';
 export {
   AuthError,
+  ContextNotLoadedError,
+  ContextStoreUnavailableError,
   InvalidContextValueError,
   InvalidSubjectError,
   InvalidTokenError,

@@ -8,6 +8,7 @@ import type { Context, Next } from 'koa';
 import { als } from './als.js';
 import { getDefaultStore } from './default-store.js';
 import { AuthError, InvalidSubjectError, InvalidTokenError, MalformedAuthorizationError, MissingTokenError, StoreClosedError, UserContextError } from './errors.js';
+import type { Scope } from './scope.js';
 import type { ContextStore } from './store.js';
 import { TokenVerifier, type TokenOptions } from './token.js';
 
@@ -72,7 +73,8 @@ interface Identity {
  * On success `ctx.state.user` holds the claims, `ctx.state.userUuid` the user
  * id, and every downstream middleware runs inside the user's scope. On
  * failure the response is a JSON `{ error, message }` with 400/401 and an
- * RFC 6750 `WWW-Authenticate: Bearer …` header (503 when no key can be had or
+ * RFC 6750 `WWW-Authenticate: Bearer …` header (503 when no key can be had,
+ * the shared context store is unreachable — `context_store_unavailable` — or
  * the store is shutting down).
  */
 export function userContext(options: UserContextOptions): UserContextMiddleware {
@@ -189,11 +191,13 @@ export function userContext(options: UserContextOptions): UserContextMiddleware 
     if (identity === undefined) return next();
     ctx.state['user'] = identity.claims;
     ctx.state['userUuid'] = identity.userUuid;
-    let scope;
+    let scope: Scope;
     try {
-      scope = store.openScope(identity.userUuid, identity.claims);
+      // A shared store returns a promise when it must load the context first.
+      const opened = store.acquireScope(identity.userUuid, identity.claims);
+      scope = opened instanceof Promise ? await opened : opened;
     } catch (error) {
-      if (error instanceof StoreClosedError) return reject(ctx, error);
+      if (error instanceof StoreClosedError || error instanceof AuthError) return reject(ctx, error);
       throw error;
     }
     try {

@@ -30,6 +30,10 @@ export interface RunAsUserOptions {
  * that user. The scope holds a lease on the user's configuration until `fn`
  * returns or, if it returns a promise, until the promise settles.
  *
+ * With a shared store (`RedisContextStore`) whose near-cache does not hold
+ * the user, the context is loaded first and the result is a promise even if
+ * `fn` is synchronous: pass an async `fn` and await the result.
+ *
  * ```ts
  * await runAsUser(userUuid, async () => { await nightlyReport(); });
  * ```
@@ -37,8 +41,9 @@ export interface RunAsUserOptions {
 export function runAsUser<R>(userUuid: string, fn: () => R, options: RunAsUserOptions = {}): R {
   if (typeof fn !== 'function') throw new TypeError('runAsUser(userUuid, fn): fn must be a function');
   const store = options.store ?? als.getStore()?.store ?? getDefaultStore();
-  const scope = store.openScope(store.parseUserId(userUuid), options.claims);
-  return runInScope(scope, fn, true);
+  const opened = store.acquireScope(store.parseUserId(userUuid), options.claims);
+  if (opened instanceof Promise) return opened.then((scope) => runInScope(scope, fn, true)) as R;
+  return runInScope(opened, fn, true);
 }
 
 /** Runs `fn` in `scope`; with `closeAfter`, closes the scope once `fn` is done. @internal */
@@ -92,6 +97,8 @@ export function bindToCurrentUser<A extends unknown[], R>(fn: (...args: A) => R)
   return function boundToUser(this: unknown, ...args: A): R {
     const call = (): R => fn.apply(this, args);
     if (scope.open) return runInScope(scope, call, false);
-    return runInScope(store.openScope(userUuid, claims), call, true);
+    const opened = store.acquireScope(userUuid, claims);
+    if (opened instanceof Promise) return opened.then((next) => runInScope(next, call, true)) as R;
+    return runInScope(opened, call, true);
   };
 }

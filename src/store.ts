@@ -272,6 +272,28 @@ export class ContextStore implements GenerationOwner {
     return scope;
   }
 
+  /**
+   * Opens a scope like {@link openScope}, but may load the context first: a
+   * shared store (Redis) returns a promise when the user's context is not in
+   * its near-cache. The in-memory store always returns the scope itself, so
+   * callers await only when they get a promise. The middleware, `runAsUser`
+   * and `bindToCurrentUser` open scopes through this method.
+   */
+  acquireScope(userUuid: string, claims?: Readonly<Record<string, unknown>>): Scope | Promise<Scope> {
+    return this.openScope(userUuid, claims);
+  }
+
+  /**
+   * Applies a patch like {@link commit}, but may have to store it first: a
+   * shared store returns a promise settled once the write is stored (and
+   * rejected, with nothing applied, when it cannot be). The in-memory store
+   * commits synchronously. The helpers (`configureUser`, `set*`) write through
+   * this method.
+   */
+  write(userUuid: string | null, patch: ContextPatch, scope?: Scope): Generation | Promise<Generation> {
+    return this.commit(userUuid, patch, scope);
+  }
+
   /** The process-wide context's current generation (single-user mode, legacy globals). */
   globalGeneration(): Generation {
     return this.#global.current;
@@ -294,6 +316,54 @@ export class ContextStore implements GenerationOwner {
     const created = new Map<ResourceName, Resource | null>();
     for (const [name, value] of resources) created.set(name, value === null ? null : new Resource(name, value));
     const gen = this.#apply(entry, fields, created);
+    return this.#afterApply(entry, gen, fields, created, scope);
+  }
+
+  /**
+   * Hook for shared stores: installs a configuration committed in a shared
+   * backend as the user's generation `version`, built from the store's
+   * defaults plus `fields` (the full stored configuration), with the live
+   * resources of `resources` (from the local patch, if any). Resources whose
+   * `dependsOn` fields did not change are carried over from the current
+   * generation. With `current` false the configuration is already outdated
+   * here (a newer one is installed): the new generation is created retired,
+   * so only `scope` (the writer) sees it, and it is released when that scope
+   * ends.
+   *
+   * @internal
+   */
+  protected install(
+    userUuid: string,
+    fields: ReadonlyMap<string, unknown>,
+    version: number,
+    resources: ReadonlyMap<ResourceName, unknown>,
+    current: boolean,
+    scope?: Scope,
+  ): Generation {
+    const entry = this.#touch(userUuid);
+    const created = new Map<ResourceName, Resource | null>();
+    for (const [name, value] of resources) created.set(name, value === null ? null : new Resource(name, value));
+    const gen = this.#apply(entry, fields, created, { version, base: this.#defaults, current });
+    if (!current) {
+      if (scope !== undefined && scope.open && scope.userUuid === entry.userUuid) scope.moveTo(gen);
+      gen.retire();
+      return gen;
+    }
+    return this.#afterApply(entry, gen, fields, created, scope);
+  }
+
+  /** Hook for shared stores: the user's current local generation, without creating or refreshing it. @internal */
+  protected peekGeneration(userUuid: string): Generation | undefined {
+    return this.#cache.peek(userUuid)?.current;
+  }
+
+  #afterApply(
+    entry: UserEntry,
+    gen: Generation,
+    fields: ReadonlyMap<string, unknown>,
+    created: Map<ResourceName, Resource | null>,
+    scope: Scope | undefined,
+  ): Generation {
     if (scope !== undefined && scope.open && scope.userUuid === entry.userUuid) scope.moveTo(gen);
     if (this.#mirror && entry !== this.#global) {
       for (const r of created.values()) r?.retain();
@@ -449,15 +519,24 @@ export class ContextStore implements GenerationOwner {
     return entry;
   }
 
-  #apply(entry: UserEntry, fields: Map<string, unknown>, created: Map<ResourceName, Resource | null>): Generation {
+  #apply(
+    entry: UserEntry,
+    fields: ReadonlyMap<string, unknown>,
+    created: Map<ResourceName, Resource | null>,
+    shared?: { version: number; base: UserConfig; current: boolean },
+  ): Generation {
     const old = entry.current;
-    const config: Record<string, unknown> = { ...old.config };
+    const config: Record<string, unknown> = { ...(shared?.base ?? old.config) };
     const changed = new Set<string>();
-    for (const [key, value] of fields) {
-      if (!sameValue(config[key], value)) changed.add(key);
-      config[key] = value;
+    for (const [key, value] of fields) config[key] = value;
+    for (const key of Object.keys(config)) {
+      if (!sameValue((old.config as unknown as Record<string, unknown>)[key], config[key])) changed.add(key);
     }
-    const gen = new Generation(entry.userUuid, Object.freeze(config) as UserConfig, old.version + 1, this);
+    if (shared !== undefined) {
+      for (const key of Object.keys(old.config)) if (!(key in config)) changed.add(key);
+    }
+    const version = shared?.version ?? old.version + 1;
+    const gen = new Generation(entry.userUuid, Object.freeze(config) as UserConfig, version, this);
     for (const name of RESOURCE_NAMES) {
       const set = created.get(name);
       if (set !== undefined) {
@@ -470,6 +549,7 @@ export class ContextStore implements GenerationOwner {
         gen.resources.set(name, kept.retain());
       }
     }
+    if (shared !== undefined && !shared.current) return gen;
     entry.current = gen;
     old.retire();
     return gen;
