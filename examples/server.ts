@@ -6,7 +6,7 @@
  *               and two ready-made tokens are printed
  */
 import { randomUUID } from 'node:crypto';
-import { createApp } from './app.js';
+import { createApp, createLogger } from './app.js';
 import { generateSecret, mintToken } from './tokens.js';
 
 const port = Number(process.env['PORT'] ?? 3000);
@@ -18,25 +18,28 @@ const given = process.env['JWT_SECRET'];
 const secret = given ?? generateSecret();
 let created;
 try {
-  created = createApp({ secret });
+  created = createApp({ secret, logger: createLogger({ level: process.env['LOG_LEVEL'] ?? 'info' }) });
 } catch (err) {
   console.error(`cannot start: ${(err as Error).message}`);
   process.exit(2);
 }
-const { app, store } = created;
-app.on('error', (err: unknown) => console.error('request failed:', err));
+const { app, store, logger } = created;
+app.on('error', (err: unknown) => logger.error({ err }, 'server error'));
 
 const server = app.listen(port, '127.0.0.1', () => {
   const address = server.address();
   const actual = typeof address === 'object' && address !== null ? address.port : port;
   if (given === undefined) {
-    console.log('JWT_SECRET not set: generated one for this run. Two ready-made tokens (valid 1 h):');
+    console.log('JWT_SECRET not set: generated one for this run. Ready-made tokens (valid 1 h):');
     for (const name of ['alice', 'bob']) {
       const user = randomUUID();
       console.log(`  ${name} (${user}): ${mintToken(secret, user)}`);
     }
+    const adminToken = mintToken(secret, randomUUID(), { role: 'admin' });
+    console.log(`  admin: ${adminToken}`);
+    console.log(`dashboard: http://127.0.0.1:${actual}/admin#token=${adminToken}`);
   }
-  console.log(`listening on http://127.0.0.1:${actual}`);
+  console.log(`listening on http://127.0.0.1:${actual} (metrics on /metrics)`);
 });
 
 function shutdown(signal: string): void {

@@ -59,6 +59,11 @@ const REJECTION_CODES = [
   'key_unavailable',
 ];
 const RESOURCES = ['llmInstance', 'mcpClient'] as const;
+/** Helpers whose missing-context series start at 0 (others appear when they first fail). */
+const MISSING_FNS = [
+  'getUserProvider', 'getUserModel', 'getUserLlmInstance', 'getUserMcpClient', 'getUserRuntimeContext',
+  'configureUser', 'bindToCurrentUser',
+];
 const METRIC_NAME = /^[a-zA-Z_:][a-zA-Z0-9_:]*$/;
 
 /**
@@ -177,6 +182,7 @@ export function registerContextMetrics(store: ContextStore, options: ContextMetr
   loads.inc({ source: 'created' }, 0);
   for (const reason of EVICTION_REASONS) evictions.inc({ reason }, 0);
   for (const code of REJECTION_CODES) rejected.inc({ code }, 0);
+  for (const fn of MISSING_FNS) missing.inc({ function: fn }, 0);
   for (const resource of RESOURCES) for (const outcome of ['ok', 'error']) disposals.inc({ resource, outcome }, 0);
 
   const events = store.events;
