@@ -29,6 +29,7 @@ import {
   requestLogger,
   userContext,
   userLogMixin,
+  type AdminRouterOptions,
   type ContextPatch,
   type ContextStoreOptions,
   type KeyInput,
@@ -65,6 +66,8 @@ export interface ExampleAppOptions {
    * @default createLogger() at level "silent"
    */
   logger?: Logger;
+  /** Options of the admin router (prefix, isAdmin, refreshInterval, …). */
+  admin?: Omit<AdminRouterOptions, 'store'>;
 }
 
 export interface ExampleApp {
@@ -182,7 +185,7 @@ export function createApp(options: ExampleAppOptions): ExampleApp {
     ctx.body = redactContext(getUserRuntimeContext());
   });
 
-  const admin = adminRouter({ store });
+  const admin = adminRouter({ ...options.admin, store });
   const auth = userContext({ store, secret: options.secret, algorithms: ['HS256'], passthrough: admin.isPage });
   const registry = new Registry();
   registerContextMetrics(store, { registry, middleware: auth });

@@ -99,7 +99,7 @@ describe('ContextEvents', () => {
       events.emit('contextLoaded', { userUuid: 'u', source: 'created' });
       events.emit('contextLoaded', { userUuid: 'u', source: 'created' });
       expect(after).toEqual([1, 1]);
-      const ours = warn.mock.calls.filter((c) => c[2] === 'KUC_LISTENER_FAILED');
+      const ours = warn.mock.calls.filter((c) => (c as unknown[])[2] === 'KUC_LISTENER_FAILED');
       expect(ours).toHaveLength(1);
       expect(String(ours[0]![0])).toContain('boom');
     } finally {
