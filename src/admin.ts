@@ -189,10 +189,19 @@ export function adminRouter(options: AdminRouterOptions = {}): AdminRouter {
 
   function list(ctx: Context): void {
     const query = parseListQuery(ctx.query, maxPageSize);
+    // Filter and sort on the raw entries; build rows for the page only.
     const matched: Listed[] = [];
     for (const entry of store.entries()) {
-      const row = toRow(entry);
-      if (matches(row, query)) matched.push({ row, at: entry.lastAccess });
+      const c = entry.current.config;
+      const item: Listed = {
+        entry,
+        userUuid: entry.userUuid,
+        provider: stringOrNull(c.provider),
+        model: stringOrNull(c.model),
+        mcpServerName: stringOrNull(c.mcpServerName),
+        mcpServerId: stringOrNull(c.mcpServerId),
+      };
+      if (matches(item, query)) matched.push(item);
     }
     matched.sort(comparator(query.sort, query.order));
     ctx.body = {
@@ -204,7 +213,7 @@ export function adminRouter(options: AdminRouterOptions = {}): AdminRouter {
       ttlMs: store.ttl > 0 ? store.ttl : null,
       requestsInFlight: store.scopesInFlight,
       viewer: typeof ctx.state['userUuid'] === 'string' ? ctx.state['userUuid'] : null,
-      items: matched.slice(query.offset, query.offset + query.limit).map((m) => m.row),
+      items: matched.slice(query.offset, query.offset + query.limit).map((m) => toRow(m.entry)),
     };
   }
 
@@ -287,13 +296,19 @@ function methodNotAllowed(ctx: Context, allow: string): void {
   throw new HttpProblem(405, 'method_not_allowed', `${ctx.method} is not allowed on ${ctx.path}; use ${allow}.`);
 }
 
-/** A listed row and its last access in ms (sorting key). */
+type InspectedEntry = Readonly<UserEntry> & { remainingTtl: number };
+
+/** An entry being listed, with the fields filters and sorts look at. */
 interface Listed {
-  row: AdminContextRow;
-  at: number;
+  entry: InspectedEntry;
+  userUuid: string;
+  provider: string | null;
+  model: string | null;
+  mcpServerName: string | null;
+  mcpServerId: string | null;
 }
 
-function toRow(entry: Readonly<UserEntry> & { remainingTtl: number }): AdminContextRow {
+function toRow(entry: InspectedEntry): AdminContextRow {
   const gen: Generation = entry.current;
   const resources = {} as Record<ResourceName, boolean>;
   for (const name of RESOURCE_NAMES) {
@@ -380,11 +395,11 @@ function parseListQuery(raw: Record<string, string | string[] | undefined>, maxP
   };
 }
 
-function matches(row: AdminContextRow, q: ListQuery): boolean {
+function matches(row: Listed, q: ListQuery): boolean {
   if (q.provider !== undefined && row.provider !== q.provider) return false;
   if (q.model !== undefined && row.model !== q.model) return false;
   if (q.mcpServer !== undefined && row.mcpServerName !== q.mcpServer && row.mcpServerId !== q.mcpServer) return false;
-  if (q.inFlight !== undefined && row.inFlight > 0 !== q.inFlight) return false;
+  if (q.inFlight !== undefined && row.entry.inFlight > 0 !== q.inFlight) return false;
   if (q.q !== undefined) {
     const hay = [row.userUuid, row.provider, row.model, row.mcpServerName, row.mcpServerId];
     if (!hay.some((v) => v !== null && v.toLowerCase().includes(q.q!))) return false;
@@ -393,12 +408,12 @@ function matches(row: AdminContextRow, q: ListQuery): boolean {
 }
 
 function comparator(sort: Sort, order: 'asc' | 'desc'): (a: Listed, b: Listed) => number {
-  const key = ({ row: r, at }: Listed): number | string => {
+  const key = (r: Listed): number | string => {
     switch (sort) {
-      case 'lastAccess': return at;
+      case 'lastAccess': return r.entry.lastAccess;
       case 'userUuid': return r.userUuid;
-      case 'expiresIn': return r.expiresInMs ?? Infinity;
-      case 'inFlight': return r.inFlight;
+      case 'expiresIn': return r.entry.remainingTtl;
+      case 'inFlight': return r.entry.inFlight;
       case 'provider': return r.provider ?? '';
       case 'model': return r.model ?? '';
     }
@@ -409,6 +424,6 @@ function comparator(sort: Sort, order: 'asc' | 'desc'): (a: Listed, b: Listed) =
     const kb = key(b);
     const c = ka < kb ? -1 : ka > kb ? 1 : 0;
     // Ties broken by user id, so pages are stable between identical listings.
-    return c !== 0 ? c * sign : a.row.userUuid < b.row.userUuid ? -1 : a.row.userUuid > b.row.userUuid ? 1 : 0;
+    return c !== 0 ? c * sign : a.userUuid < b.userUuid ? -1 : a.userUuid > b.userUuid ? 1 : 0;
   };
 }

@@ -163,13 +163,14 @@ describe.skipIf(!HAVE_CHROMIUM && !IN_CI)('admin dashboard in Chromium', () => {
   it('is readable at phone width (375 px) without horizontal scrolling', async () => {
     const page = await open({ width: 375, height: 812 }, `#token=${adminToken}`);
     await row(page, bob.id).waitFor();
-    const widths = await page.evaluate(() => ({ doc: document.documentElement.scrollWidth, view: window.innerWidth }));
+    // (Strings: this runs in the page; the test is not compiled with the DOM lib.)
+    const widths = await page.evaluate<{ doc: number; view: number }>('({ doc: document.documentElement.scrollWidth, view: window.innerWidth })');
     expect(widths.view).toBe(375);
     expect(widths.doc).toBeLessThanOrEqual(375);
     const box = await row(page, bob.id).locator('button.evict').boundingBox();
     expect(box!.x + box!.width).toBeLessThanOrEqual(375);
     // Cards: each cell is labelled on its own line.
-    const label = await row(page, bob.id).locator('td.model').evaluate((td) => getComputedStyle(td, '::before').content);
+    const label = await page.evaluate<string>(`getComputedStyle(document.querySelector('tr[data-user="${bob.id}"] td.model'), '::before').content`);
     expect(label).toBe('"Model"');
     await page.screenshot({ path: new URL('dashboard-phone.png', ARTIFACTS).pathname, fullPage: true });
     expect(problems).toEqual([]);
