@@ -55,8 +55,10 @@ describe.skipIf(!HAVE_CHROMIUM && !IN_CI)('admin dashboard in Chromium', () => {
   afterAll(async () => {
     for (const c of contexts) await c.close().catch(() => {});
     await browser?.close();
-    server?.closeAllConnections();
-    await new Promise((resolve) => server?.close(resolve));
+    if (server !== undefined) {
+      server.closeAllConnections();
+      await new Promise((resolve) => server.close(resolve));
+    }
     await store?.close();
   });
 
