@@ -7,23 +7,35 @@
  *   POST /query      { prompt }              → 200 { user, provider, model, answer }
  *   GET  /me/context                         → 200 the caller's context, secrets redacted
  *   GET  /ready                              → 200 / 503 readiness (no token needed)
+ *   GET  /admin                              → the admin dashboard (admin token: role "admin")
+ *   GET  /admin/contexts[/:uuid], DELETE /admin/contexts/:uuid
+ *   GET  /metrics                            → Prometheus metrics (no token; restrict it by network)
+ *
+ * Every log line written while handling a request carries the user id (and
+ * the provider/model the request reads), via `userLogMixin()`.
  *
  * With a RedisContextStore (createSharedStore), a request or a configure that
  * needs Redis while it is down gets 503 { error: "context_store_unavailable" }.
  */
 import Router from '@koa/router';
 import Koa from 'koa';
+import pino, { type Logger } from 'pino';
+import { Registry } from 'prom-client';
 import {
   ContextStore,
   ContextStoreUnavailableError,
   RedisContextStore,
   UserContextError,
+  adminRouter,
   configureUser,
   currentUserUuid,
   getUserProvider,
   getUserRuntimeContext,
   redactContext,
+  requestLogger,
   userContext,
+  userLogMixin,
+  type AdminRouterOptions,
   type ContextPatch,
   type ContextStoreOptions,
   type KeyInput,
@@ -32,6 +44,7 @@ import {
 import { MismatchError, execute } from './agent/executor.js';
 import { createFakeLlm } from './agent/llm.js';
 import { plan } from './agent/planner.js';
+import { registerContextMetrics } from '../src/metrics.js';
 import { HttpError, readJson } from './body.js';
 
 export const PROVIDERS = ['Google', 'Anthropic', 'OpenAI', 'Amazon', 'Azure', 'Friendli', 'Ollama'] as const;
@@ -54,6 +67,28 @@ export interface ExampleAppOptions {
   /** Store to use; by default one with the fake LLM factory. */
   store?: ContextStore;
   storeOptions?: ContextStoreOptions;
+  /**
+   * pino logger; create it with `mixin: userLogMixin(…)` (see
+   * {@link createLogger}) so lines carry the user.
+   * @default createLogger() at level "silent"
+   */
+  logger?: Logger;
+  /** Options of the admin router (prefix, isAdmin, refreshInterval, …). */
+  admin?: Omit<AdminRouterOptions, 'store'>;
+}
+
+export interface ExampleApp {
+  app: Koa;
+  store: ContextStore;
+  /** Registry behind GET /metrics. */
+  registry: Registry;
+  logger: Logger;
+}
+
+/** A pino logger whose every line inside a user scope carries userUuid, provider and model. */
+export function createLogger(options: pino.LoggerOptions = {}, destination?: pino.DestinationStream): Logger {
+  const opts = { ...options, mixin: userLogMixin({ fields: ['provider', 'model'] }) };
+  return destination === undefined ? pino(opts) : pino(opts, destination);
 }
 
 export function createStore(options: ContextStoreOptions = {}): ContextStore {
@@ -90,7 +125,20 @@ export function parseConfiguration(body: Record<string, unknown>): ContextPatch 
 }
 
 /** JSON errors for everything below the auth middleware; never a stack. */
-async function errors(ctx: Koa.Context, next: Koa.Next): Promise<void> {
+function errorsWith(logger: Logger) {
+  return async function errors(ctx: Koa.Context, next: Koa.Next): Promise<void> {
+    try {
+      await handle(ctx, next);
+    } catch (err) {
+      // Runs after the user scope has ended: stamp the user explicitly.
+      logger.error({ err, userUuid: ctx.state['userUuid'] }, 'request failed');
+      ctx.status = 500;
+      ctx.body = { error: 'internal_error', message: 'Something went wrong; the error was logged.' };
+    }
+  };
+}
+
+async function handle(ctx: Koa.Context, next: Koa.Next): Promise<void> {
   try {
     await next();
     if (ctx.status === 404 && ctx.body === undefined) {
@@ -113,22 +161,23 @@ async function errors(ctx: Koa.Context, next: Koa.Next): Promise<void> {
       ctx.status = 400;
       ctx.body = { error: 'invalid_configuration', message: err.message };
     } else {
-      ctx.status = 500;
-      ctx.body = { error: 'internal_error', message: 'Something went wrong; the error was logged.' };
-      ctx.app.emit('error', err, ctx);
+      throw err;
     }
   }
 }
 
-export function createApp(options: ExampleAppOptions): { app: Koa; store: ContextStore } {
+export function createApp(options: ExampleAppOptions): ExampleApp {
   const store = options.store ?? createStore(options.storeOptions);
+  const logger = options.logger ?? createLogger({ level: 'silent' });
   const app = new Koa();
   app.silent = process.env['NODE_ENV'] === 'test';
   const router = new Router();
 
   router.post('/configure', async (ctx) => {
     const patch = parseConfiguration(await readJson(ctx));
+    logger.info({ fields: Object.keys(patch) }, 'configuring');
     const context = await configureUser(patch);
+    logger.info({ version: context.version }, 'configured');
     ctx.body = { user: currentUserUuid(), config: redactContext(context) };
   });
 
@@ -141,8 +190,11 @@ export function createApp(options: ExampleAppOptions): { app: Koa; store: Contex
     if (getUserProvider() === null) {
       throw new HttpError(409, 'not_configured', 'Choose a provider and model first: POST /configure { "provider", "model" }.');
     }
+    logger.info({ words: prompt.split(/\s+/).length }, 'planning');
     const steps = await plan(prompt);
+    logger.info({ steps: steps.steps.length, planned: `${steps.provider}/${steps.model}` }, 'plan ready');
     const result = await execute(prompt, steps);
+    logger.info({ ran: `${result.provider}/${result.model}` }, 'answered');
     ctx.body = { user: currentUserUuid(), provider: result.provider, model: result.model, answer: result.answer };
   });
 
@@ -150,15 +202,37 @@ export function createApp(options: ExampleAppOptions): { app: Koa; store: Contex
     ctx.body = redactContext(getUserRuntimeContext());
   });
 
-  app.use(errors);
+  const admin = adminRouter({ ...options.admin, store });
+  const auth = userContext({ store, secret: options.secret, algorithms: ['HS256'], passthrough: admin.isPage });
+  const registry = new Registry();
+  registerContextMetrics(store, { registry, middleware: auth });
+
+  // Order matters: the access log and the JSON error handler wrap everything;
+  // /metrics is answered before authentication (scrapers carry no JWT); the
+  // admin router comes after userContext(), which lets only its page through
+  // without a token.
+  app.use(requestLogger({ logger, ignore: (ctx) => ctx.path === '/metrics' }));
+  app.use(errorsWith(logger));
+  app.use(async function metricsRoute(ctx, next) {
+    if (ctx.path !== '/metrics') return next();
+    if (ctx.method !== 'GET') {
+      ctx.status = 405;
+      ctx.set('Allow', 'GET');
+      ctx.body = { error: 'method_not_allowed', message: 'Use GET /metrics.' };
+      return;
+    }
+    ctx.type = registry.contentType;
+    ctx.body = await registry.metrics();
+  });
   app.use(async function readiness(ctx, next) {
     if (ctx.path !== '/ready' || ctx.method !== 'GET') return next();
     const state = store instanceof RedisContextStore ? store.readiness() : { ready: !store.closed };
     ctx.status = state.ready ? 200 : 503;
     ctx.body = state;
   });
-  app.use(userContext({ store, secret: options.secret, algorithms: ['HS256'] }));
+  app.use(auth);
+  app.use(admin);
   app.use(router.routes());
   app.use(router.allowedMethods());
-  return { app, store };
+  return { app, store, registry, logger };
 }

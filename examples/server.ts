@@ -13,7 +13,7 @@
  */
 import { hkdfSync, randomBytes, randomUUID } from 'node:crypto';
 import type { ContextStore } from '../src/index.js';
-import { createApp, createSharedStore } from './app.js';
+import { createApp, createLogger, createSharedStore } from './app.js';
 import { generateSecret, mintToken } from './tokens.js';
 
 const port = Number(process.env['PORT'] ?? 3000);
@@ -39,25 +39,32 @@ try {
     }
     store = shared;
   }
-  created = createApp({ secret, ...(store !== undefined ? { store } : {}) });
+  created = createApp({
+    secret,
+    logger: createLogger({ level: process.env['LOG_LEVEL'] ?? 'info' }),
+    ...(store !== undefined ? { store } : {}),
+  });
 } catch (err) {
   console.error(`cannot start: ${(err as Error).message}`);
   process.exit(2);
 }
-const { app, store } = created;
-app.on('error', (err: unknown) => console.error('request failed:', err));
+const { app, store, logger } = created;
+app.on('error', (err: unknown) => logger.error({ err }, 'server error'));
 
 const server = app.listen(port, '127.0.0.1', () => {
   const address = server.address();
   const actual = typeof address === 'object' && address !== null ? address.port : port;
   if (given === undefined) {
-    console.log('JWT_SECRET not set: generated one for this run. Two ready-made tokens (valid 1 h):');
+    console.log('JWT_SECRET not set: generated one for this run. Ready-made tokens (valid 1 h):');
     for (const name of ['alice', 'bob']) {
       const user = randomUUID();
       console.log(`  ${name} (${user}): ${mintToken(secret, user)}`);
     }
+    const adminToken = mintToken(secret, randomUUID(), { role: 'admin' });
+    console.log(`  admin: ${adminToken}`);
+    console.log(`dashboard: http://127.0.0.1:${actual}/admin#token=${adminToken}`);
   }
-  console.log(`listening on http://127.0.0.1:${actual}${redisUrl ? ` (contexts shared through ${redisUrl})` : ''}`);
+  console.log(`listening on http://127.0.0.1:${actual} (metrics on /metrics${redisUrl ? `; contexts shared through ${redisUrl}` : ''})`);
 });
 
 function shutdown(signal: string): void {

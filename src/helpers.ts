@@ -25,6 +25,7 @@ import type { ContextStore } from './store.js';
 function outside(fn: string): ContextStore {
   const store = getDefaultStore();
   if (store.mode === 'single-user' || store.outsideScope === 'global') return store;
+  store.events.emit('contextMissing', { fn });
   throw new UserContextMissingError(
     `${fn}() was called outside a user scope while the store is in multi-user mode. ` +
       'Call it while handling a request that passed the userContext() middleware, inside runAsUser(userUuid, fn), ' +

@@ -15,6 +15,13 @@ export {
 export { RedisContextStore, type RedisContextStoreOptions, type RedisStoreStats } from './redis-store.js';
 export type { EncryptionKeyInput } from './redis-codec.js';
 export { getDefaultStore, setDefaultStore } from './default-store.js';
+export {
+  ContextEvents,
+  type ContextEventListener,
+  type ContextEventMap,
+  type ContextEventName,
+  type ContextEvictionReason,
+} from './events.js';
 export { runAsUser, bindToCurrentUser, type RunAsUserOptions } from './run.js';
 export {
   configureUser,
@@ -47,6 +54,21 @@ export {
   setUserProvider,
   setUserServerConfigs,
 } from './helpers.js';
+export {
+  adminRouter,
+  hasAdminRole,
+  type AdminContextRow,
+  type AdminPredicate,
+  type AdminRouter,
+  type AdminRouterOptions,
+} from './admin.js';
+export {
+  requestLogger,
+  userLogMixin,
+  type RequestLogSink,
+  type RequestLoggerOptions,
+  type UserLogMixinOptions,
+} from './logging.js';
 export { cleanupInactiveUserContexts, startCleanup, type StartCleanupOptions } from './cleanup.js';
 export { APP_CONFIG, APP_STATE, type LegacyAppConfig, type LegacyAppState } from './legacy.js';
 export {

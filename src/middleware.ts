@@ -93,7 +93,7 @@ export function userContext(options: UserContextOptions): UserContextMiddleware 
   if (hasKey && options.algorithms === undefined) {
     throw new TypeError("options.algorithms is required, e.g. ['HS256'] or ['RS256']; it has no default");
   }
-  const verifier = hasKey ? new TokenVerifier(options as TokenOptions, store.parseUserId) : undefined;
+  const verifier = hasKey ? new TokenVerifier(options as TokenOptions, store.parseUserId, store.events) : undefined;
   const subjectClaim = options.subjectClaim ?? 'sub';
   const { cookie, getToken, realm } = options;
   if (cookie !== undefined && (typeof cookie !== 'string' || cookie === '')) {
@@ -168,6 +168,7 @@ export function userContext(options: UserContextOptions): UserContextMiddleware 
 
   function reject(ctx: Context, error: AuthError | StoreClosedError): void {
     if (error instanceof AuthError) {
+      store.events.emit('tokenRejected', { code: error.code, error: error.error, status: error.status });
       ctx.status = error.status;
       ctx.body = { error: error.error, message: error.message };
       if (error.status === 401 || error.status === 400) ctx.set('WWW-Authenticate', challenge(realm, error));

@@ -88,6 +88,7 @@ export function bindToCurrentUser<A extends unknown[], R>(fn: (...args: A) => R)
   if (scope === undefined) {
     const store = getDefaultStore();
     if (store.mode === 'single-user' || store.outsideScope === 'global') return fn;
+    store.events.emit('contextMissing', { fn: 'bindToCurrentUser' });
     throw new UserContextMissingError(
       'bindToCurrentUser() was called outside a user scope, so there is no user to bind. ' +
         'Call it while handling the request (or inside runAsUser(userUuid, fn)) that registers the callback.',

@@ -19,6 +19,7 @@ import {
   type UserRuntimeContext,
 } from './context.js';
 import { StoreClosedError } from './errors.js';
+import { ContextEvents } from './events.js';
 import { Generation, Resource, type GenerationOwner } from './generation.js';
 import { Scope } from './scope.js';
 import { createUserIdParser, type UserIdPolicy } from './user-id.js';
@@ -125,6 +126,14 @@ export interface ContextStoreOptions {
    * @default undefined
    */
   onEvict?: (userUuid: string, reason: EvictionReason) => void;
+  /**
+   * Observer of the store (and of the middleware and helpers using it):
+   * context loads, evictions, token cache hits/misses, rejected tokens,
+   * resource disposals, missing-context errors. Pass one emitter to several
+   * stores to watch them together. Read it back as `store.events`.
+   * @default a new `ContextEvents` with no listeners
+   */
+  events?: ContextEvents;
 }
 
 /** One user's slot in the store. */
@@ -165,6 +174,8 @@ export class ContextStore implements GenerationOwner {
   readonly max: number;
   /** Returns the normalised user id or throws `InvalidUserIdError`. */
   readonly parseUserId: (value: unknown) => string;
+  /** Events of this store; see {@link ContextEvents}. */
+  readonly events: ContextEvents;
 
   readonly #cache: LRUCache<string, UserEntry>;
   readonly #defaults: UserConfig;
@@ -218,6 +229,10 @@ export class ContextStore implements GenerationOwner {
     this.#mirror = mirrorToLegacyGlobals === true;
     this.#onDisposeError = options.onDisposeError ?? defaultDisposeError;
     this.#onEvict = options.onEvict;
+    if (options.events !== undefined && !(options.events instanceof ContextEvents)) {
+      throw new TypeError('options.events must be a ContextEvents instance');
+    }
+    this.events = options.events ?? new ContextEvents();
     if (this.#mirror) {
       warnOnce(
         'KUC_LEGACY_MIRROR',
@@ -234,6 +249,7 @@ export class ContextStore implements GenerationOwner {
         entry.current.retire();
         const why = this.#pendingReason ?? LRU_REASON[reason] ?? 'manual';
         this.#onEvict?.(userUuid, why);
+        this.events.emit('evicted', { userUuid, reason: why, inFlight: entry.inFlight });
       },
     });
     this.#global = this.#newEntry(GLOBAL_UUID);
@@ -418,6 +434,16 @@ export class ContextStore implements GenerationOwner {
   }
 
   /**
+   * One held entry (current generation, requests in flight, remaining TTL)
+   * without creating it or refreshing it; `undefined` when absent.
+   */
+  inspect(userUuid: string): (Readonly<UserEntry> & { remainingTtl: number }) | undefined {
+    const entry = this.#cache.peek(userUuid);
+    if (entry === undefined) return undefined;
+    return { ...entry, userUuid, remainingTtl: this.#cache.getRemainingTTL(userUuid) };
+  }
+
+  /**
    * Removes a user's context. Its resources are disposed once no request
    * holds them. Returns whether a context was there.
    */
@@ -458,9 +484,11 @@ export class ContextStore implements GenerationOwner {
     const done = run().then(
       () => {
         this.#pending.delete(done);
+        this.events.emit('resourceDisposed', { userUuid, resource: name, ok: true });
       },
       (error: unknown) => {
         this.#pending.delete(done);
+        this.events.emit('resourceDisposed', { userUuid, resource: name, ok: false });
         this.#onDisposeError(error, { resource: name, userUuid });
       },
     );
@@ -514,6 +542,7 @@ export class ContextStore implements GenerationOwner {
       }
       entry = this.#newEntry(userUuid);
       this.#cache.set(userUuid, entry);
+      this.events.emit('contextLoaded', { userUuid, source: 'created' });
     }
     entry.lastAccess = Date.now();
     return entry;
@@ -551,8 +580,20 @@ export class ContextStore implements GenerationOwner {
     }
     if (shared !== undefined && !shared.current) return gen;
     entry.current = gen;
+    if (entry !== this.#global && this.events.listening) this.#reportReplaced(entry, old, gen);
     old.retire();
     return gen;
+  }
+
+  /** Emits `evicted` / `'replaced'` when `gen` dropped live resources `old` held. */
+  #reportReplaced(entry: UserEntry, old: Generation, gen: Generation): void {
+    let dropped: ResourceName[] | undefined;
+    for (const [name, resource] of old.resources) {
+      if (gen.resources.get(name) !== resource && !resource.disposed) (dropped ??= []).push(name);
+    }
+    if (dropped !== undefined) {
+      this.events.emit('evicted', { userUuid: entry.userUuid, reason: 'replaced', inFlight: entry.inFlight, resources: dropped });
+    }
   }
 
   #deleteWith(userUuid: string, reason: EvictionReason): boolean {

@@ -18,6 +18,7 @@ import {
   TokenNotActiveError,
   UserContextError,
 } from './errors.js';
+import type { ContextEvents } from './events.js';
 
 /** A key as apps hold it: a secret, a PEM string/Buffer or a `KeyObject`. */
 export type KeyInput = string | Buffer | KeyObject;
@@ -107,8 +108,10 @@ export class TokenVerifier {
   readonly #cache: LRUCache<string, VerifiedToken> | undefined;
   readonly #maxTtl: number;
   readonly #resolvedKeys = new LRUCache<string | Buffer, KeyObject>({ max: 64 });
+  readonly #events: ContextEvents | undefined;
 
-  constructor(options: TokenOptions, parseUserId: (value: unknown) => string) {
+  /** `events` is told of token cache hits and misses. */
+  constructor(options: TokenOptions, parseUserId: (value: unknown) => string, events?: ContextEvents) {
     const { algorithms } = options;
     if (!Array.isArray(algorithms) || algorithms.length === 0) {
       throw new TypeError("options.algorithms is required, e.g. ['HS256'] or ['RS256']; it has no default");
@@ -155,6 +158,7 @@ export class TokenVerifier {
       throw new TypeError('options.maxTokenLength must be an integer >= 16');
     }
     this.#parseUserId = parseUserId;
+    this.#events = events;
     const cache = options.tokenCache ?? {};
     if (cache === false) {
       this.#cache = undefined;
@@ -178,10 +182,15 @@ export class TokenVerifier {
    * token or rejects with an {@link AuthError}.
    */
   verify(token: string): VerifiedToken | Promise<VerifiedToken> {
-    const hit = this.#cache?.get(token);
-    if (hit !== undefined) {
-      if (hit.expiresAt > Date.now()) return hit;
-      this.#cache?.delete(token);
+    const cache = this.#cache;
+    if (cache !== undefined) {
+      const hit = cache.get(token);
+      if (hit !== undefined && hit.expiresAt > Date.now()) {
+        if (this.#events?.listening) this.#events.emit('tokenCacheHit', { userUuid: hit.userUuid });
+        return hit;
+      }
+      if (hit !== undefined) cache.delete(token);
+      if (this.#events?.listening) this.#events.emit('tokenCacheMiss', { expired: hit !== undefined });
     }
     if (token.length > this.#maxTokenLength) {
       throw new InvalidTokenError(`The token is longer than ${this.#maxTokenLength} characters.`);
