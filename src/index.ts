@@ -14,6 +14,8 @@ export {
 } from './store.js';
 export { getDefaultStore, setDefaultStore } from './default-store.js';
 export { runAsUser, bindToCurrentUser, type RunAsUserOptions } from './run.js';
+export { runWithProfile, currentProfileTag, isProfileOverride, type Profile } from './override.js';
+export { getRequestSignal } from './request-signal.js';
 export {
   configureUser,
   currentUserClaims,
@@ -46,7 +48,13 @@ export {
   setUserServerConfigs,
 } from './helpers.js';
 export { cleanupInactiveUserContexts, startCleanup, type StartCleanupOptions } from './cleanup.js';
-export { APP_CONFIG, APP_STATE, type LegacyAppConfig, type LegacyAppState } from './legacy.js';
+export {
+  APP_CONFIG,
+  APP_STATE,
+  UNMIGRATED_GLOBAL_WARNING,
+  type LegacyAppConfig,
+  type LegacyAppState,
+} from './legacy.js';
 export {
   redactContext,
   type AzureDeploymentDetails,
@@ -67,12 +75,15 @@ export { UUID_PATTERN, MAX_USER_ID_LENGTH, type UserIdPolicy } from './user-id.j
 export type { Scope } from './scope.js';
 export {
   AuthError,
+  ClientDisconnectedError,
   InvalidContextValueError,
+  InvalidProfileError,
   InvalidSubjectError,
   InvalidTokenError,
   InvalidUserIdError,
   KeyUnavailableError,
   MalformedAuthorizationError,
+  McpConnectError,
   MissingTokenError,
   StoreClosedError,
   TokenExpiredError,

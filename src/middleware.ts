@@ -8,6 +8,7 @@ import type { Context, Next } from 'koa';
 import { als } from './als.js';
 import { getDefaultStore } from './default-store.js';
 import { AuthError, InvalidSubjectError, InvalidTokenError, MalformedAuthorizationError, MissingTokenError, StoreClosedError, UserContextError } from './errors.js';
+import { responseSignal } from './request-signal.js';
 import type { ContextStore } from './store.js';
 import { TokenVerifier, type TokenOptions } from './token.js';
 
@@ -196,6 +197,7 @@ export function userContext(options: UserContextOptions): UserContextMiddleware 
       if (error instanceof StoreClosedError) return reject(ctx, error);
       throw error;
     }
+    scope.setSignalSource(() => responseSignal(ctx.res));
     try {
       await als.run(scope, next);
     } finally {

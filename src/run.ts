@@ -23,6 +23,12 @@ export interface RunAsUserOptions {
    * @default undefined
    */
   claims?: Readonly<Record<string, unknown>>;
+  /**
+   * Abort signal exposed through `getRequestSignal()` (e.g. a job's
+   * cancellation).
+   * @default undefined
+   */
+  signal?: AbortSignal;
 }
 
 /**
@@ -37,7 +43,11 @@ export interface RunAsUserOptions {
 export function runAsUser<R>(userUuid: string, fn: () => R, options: RunAsUserOptions = {}): R {
   if (typeof fn !== 'function') throw new TypeError('runAsUser(userUuid, fn): fn must be a function');
   const store = options.store ?? als.getStore()?.store ?? getDefaultStore();
+  if (options.signal !== undefined && !(options.signal instanceof AbortSignal)) {
+    throw new TypeError('runAsUser(): options.signal must be an AbortSignal');
+  }
   const scope = store.openScope(store.parseUserId(userUuid), options.claims);
+  if (options.signal !== undefined) scope.setSignalSource(options.signal);
   return runInScope(scope, fn, true);
 }
 
