@@ -28,6 +28,8 @@ export interface RunningMcpServer {
   /** Sessions ever opened / closed (by the client's DELETE or the transport closing). */
   readonly opened: number;
   readonly closed: number;
+  /** JSON-RPC requests received, by method (e.g. `tools/list`). */
+  readonly requests: ReadonlyMap<string, number>;
   /** Resolves when the session count drops to `n` or below. */
   waitForOpenSessions(n: number, timeoutMs?: number): Promise<void>;
   close(): Promise<void>;
@@ -68,6 +70,13 @@ export async function startMcpServer(
   const sessions = new Map<string, StreamableHTTPServerTransport>();
   let opened = 0;
   let closed = 0;
+  const requests = new Map<string, number>();
+  const count = (body: unknown): void => {
+    for (const message of Array.isArray(body) ? body : [body]) {
+      const method = (message as { method?: unknown } | null)?.method;
+      if (typeof method === 'string') requests.set(method, (requests.get(method) ?? 0) + 1);
+    }
+  };
   const waiters = new Set<() => void>();
   const changed = (): void => {
     for (const w of [...waiters]) w();
@@ -82,7 +91,13 @@ export async function startMcpServer(
     const sessionId = req.headers['mcp-session-id'];
     const existing = typeof sessionId === 'string' ? sessions.get(sessionId) : undefined;
     if (existing !== undefined) {
-      await existing.handleRequest(req, res);
+      if (req.method === 'POST') {
+        const body = await readBody(req);
+        count(body);
+        await existing.handleRequest(req, res, body);
+      } else {
+        await existing.handleRequest(req, res);
+      }
       return;
     }
     if (req.method !== 'POST' || sessionId !== undefined) {
@@ -92,6 +107,7 @@ export async function startMcpServer(
       return;
     }
     const body = await readBody(req);
+    count(body);
     if (!isInitializeRequest(body)) {
       res.writeHead(400, { 'content-type': 'application/json' }).end(
         JSON.stringify({ jsonrpc: '2.0', error: { code: -32000, message: 'Expected an initialize request' }, id: null }),
@@ -142,6 +158,7 @@ export async function startMcpServer(
     get closed() {
       return closed;
     },
+    requests,
     waitForOpenSessions(n, timeoutMs = 5000) {
       return new Promise<void>((resolve, reject) => {
         const check = (): void => {
