@@ -16,6 +16,7 @@ export { getDefaultStore, setDefaultStore } from './default-store.js';
 export { runAsUser, bindToCurrentUser, type RunAsUserOptions } from './run.js';
 export { runWithProfile, currentProfileTag, isProfileOverride, type Profile } from './override.js';
 export { getRequestSignal } from './request-signal.js';
+export { bindAsyncIterable } from './bind-iterable.js';
 export {
   configureUser,
   currentUserClaims,

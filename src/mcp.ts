@@ -218,7 +218,7 @@ export class UserMcpConnection {
  * The resource value is a `Promise<UserMcpConnection>` (connecting is
  * asynchronous); read it with {@link getUserMcpConnection}.
  */
-export function createMcpClientFactory(options: McpClientFactoryOptions): ResourceSpec<Promise<UserMcpConnection> | null> {
+export function createMcpClientFactory(options: McpClientFactoryOptions): ResourceSpec {
   if (options === null || typeof options !== 'object') {
     throw new TypeError('createMcpClientFactory(options): options is required, e.g. { resolveServer }');
   }
@@ -282,8 +282,8 @@ export function createMcpClientFactory(options: McpClientFactoryOptions): Resour
   return {
     dependsOn,
     create: createMcpClient,
-    dispose: async function disposeMcpClient(value: UserMcpConnection | null) {
-      await value?.close();
+    dispose: async function disposeMcpClient(value: unknown) {
+      if (value instanceof UserMcpConnection) await value.close();
     },
   };
 }

@@ -12,6 +12,7 @@
 import type { ServerResponse } from 'node:http';
 import { als } from './als.js';
 import { ClientDisconnectedError } from './errors.js';
+import type { Scope } from './scope.js';
 
 /**
  * The abort signal of the current scope: the request's (aborted on client
@@ -26,9 +27,10 @@ export function getRequestSignal(): AbortSignal | undefined {
 /**
  * A signal aborted when `res` closes before it finished (the client went
  * away). Called lazily, on the first `getRequestSignal()` of a request, so
- * requests that never ask pay nothing. @internal
+ * requests that never ask pay nothing. The abort (and so every `abort`
+ * listener) runs inside `scope`, not in the socket's context. @internal
  */
-export function responseSignal(res: ServerResponse): AbortSignal {
+export function responseSignal(res: ServerResponse, scope: Scope): AbortSignal {
   const controller = new AbortController();
   if (res.writableFinished) return controller.signal;
   if (res.destroyed || res.socket?.destroyed === true) {
@@ -36,7 +38,7 @@ export function responseSignal(res: ServerResponse): AbortSignal {
     return controller.signal;
   }
   res.once('close', () => {
-    if (!res.writableFinished) controller.abort(new ClientDisconnectedError());
+    if (!res.writableFinished) als.run(scope, () => controller.abort(new ClientDisconnectedError()));
   });
   return controller.signal;
 }
