@@ -7,6 +7,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { createApp } from './app.js';
+import { startExampleServers } from './mcp-servers.js';
 import { generateSecret, mintToken } from './tokens.js';
 
 const port = Number(process.env['PORT'] ?? 3000);
@@ -16,11 +17,20 @@ if (!Number.isInteger(port) || port < 0 || port > 65535) {
 }
 const given = process.env['JWT_SECRET'];
 const secret = given ?? generateSecret();
+// Two example MCP servers users can pick with { "mcpServerName": "warehouse" | "crm" }.
+const mcp = await startExampleServers();
 let created;
 try {
-  created = createApp({ secret });
+  created = createApp({
+    secret,
+    mcpServers: new Map([
+      ['warehouse', mcp.warehouse.url],
+      ['crm', mcp.crm.url],
+    ]),
+  });
 } catch (err) {
   console.error(`cannot start: ${(err as Error).message}`);
+  await mcp.close();
   process.exit(2);
 }
 const { app, store } = created;
@@ -42,7 +52,9 @@ const server = app.listen(port, '127.0.0.1', () => {
 function shutdown(signal: string): void {
   console.log(`${signal}: closing`);
   server.close();
-  store.close({ timeout: 5000 }).then(() => process.exit(0), () => process.exit(1));
+  store.close({ timeout: 5000 })
+    .then(() => mcp.close())
+    .then(() => process.exit(0), () => process.exit(1));
 }
 process.once('SIGINT', () => shutdown('SIGINT'));
 process.once('SIGTERM', () => shutdown('SIGTERM'));
