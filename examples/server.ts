@@ -14,6 +14,7 @@
 import { hkdfSync, randomBytes, randomUUID } from 'node:crypto';
 import type { ContextStore } from '../src/index.js';
 import { createApp, createLogger, createSharedStore } from './app.js';
+import { startExampleServers } from './mcp-servers.js';
 import { generateSecret, mintToken } from './tokens.js';
 
 const port = Number(process.env['PORT'] ?? 3000);
@@ -23,6 +24,12 @@ if (!Number.isInteger(port) || port < 0 || port > 65535) {
 }
 const given = process.env['JWT_SECRET'] || undefined;
 const secret = given ?? generateSecret();
+// Two example MCP servers users can pick with { "mcpServerName": "warehouse" | "crm" }.
+const mcp = await startExampleServers();
+const mcpServers = new Map([
+  ['warehouse', mcp.warehouse.url],
+  ['crm', mcp.crm.url],
+]);
 const redisUrl = process.env['REDIS_URL'];
 let created;
 try {
@@ -33,7 +40,7 @@ try {
     }
     const encryptionKey = process.env['CONTEXT_ENCRYPTION_KEY'] ??
       (given !== undefined ? Buffer.from(hkdfSync('sha256', given, 'koa-user-context', 'redis field encryption', 32)) : randomBytes(32));
-    const shared = createSharedStore({ redis: redisUrl, encryptionKey });
+    const shared = createSharedStore({ redis: redisUrl, encryptionKey }, mcpServers);
     if (!(await shared.whenReady(5000))) {
       console.warn(`Redis at ${redisUrl} is not reachable yet: GET /ready answers 503 until it is; the store keeps reconnecting.`);
     }
@@ -41,11 +48,13 @@ try {
   }
   created = createApp({
     secret,
+    mcpServers,
     logger: createLogger({ level: process.env['LOG_LEVEL'] ?? 'info' }),
     ...(store !== undefined ? { store } : {}),
   });
 } catch (err) {
   console.error(`cannot start: ${(err as Error).message}`);
+  await mcp.close();
   process.exit(2);
 }
 const { app, store, logger } = created;
@@ -70,7 +79,9 @@ const server = app.listen(port, '127.0.0.1', () => {
 function shutdown(signal: string): void {
   console.log(`${signal}: closing`);
   server.close();
-  store.close({ timeout: 5000 }).then(() => process.exit(0), () => process.exit(1));
+  store.close({ timeout: 5000 })
+    .then(() => mcp.close())
+    .then(() => process.exit(0), () => process.exit(1));
 }
 process.once('SIGINT', () => shutdown('SIGINT'));
 process.once('SIGTERM', () => shutdown('SIGTERM'));

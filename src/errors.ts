@@ -139,3 +139,29 @@ export class ContextStoreUnavailableError extends AuthError {
 export class ContextNotLoadedError extends UserContextError {
   static override code = 'ERR_CONTEXT_NOT_LOADED';
 }
+
+// --- Agent integration (MCP clients, profile overrides) ---------------------
+
+/** A user's MCP client could not connect to (or initialise with) its server. */
+export class McpConnectError extends UserContextError {
+  static override code = 'ERR_MCP_CONNECT_FAILED';
+}
+
+/** A profile override given to `runWithProfile()` is not valid. */
+export class InvalidProfileError extends UserContextError {
+  static override code = 'ERR_INVALID_PROFILE';
+}
+
+/**
+ * The abort reason of a request's signal when the HTTP client went away
+ * before the response was complete. Its `name` is `'AbortError'`, as code
+ * that handles aborted fetches and LLM SDK calls expects.
+ */
+export class ClientDisconnectedError extends UserContextError {
+  static override code = 'ERR_CLIENT_DISCONNECTED';
+
+  constructor(message = 'The HTTP client disconnected before the response was complete.', options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'AbortError';
+  }
+}

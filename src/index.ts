@@ -23,6 +23,9 @@ export {
   type ContextEvictionReason,
 } from './events.js';
 export { runAsUser, bindToCurrentUser, type RunAsUserOptions } from './run.js';
+export { runWithProfile, currentProfileTag, isProfileOverride, type Profile } from './override.js';
+export { getRequestSignal } from './request-signal.js';
+export { bindAsyncIterable } from './bind-iterable.js';
 export {
   configureUser,
   currentUserClaims,
@@ -70,7 +73,13 @@ export {
   type UserLogMixinOptions,
 } from './logging.js';
 export { cleanupInactiveUserContexts, startCleanup, type StartCleanupOptions } from './cleanup.js';
-export { APP_CONFIG, APP_STATE, type LegacyAppConfig, type LegacyAppState } from './legacy.js';
+export {
+  APP_CONFIG,
+  APP_STATE,
+  UNMIGRATED_GLOBAL_WARNING,
+  type LegacyAppConfig,
+  type LegacyAppState,
+} from './legacy.js';
 export {
   redactContext,
   type AzureDeploymentDetails,
@@ -93,12 +102,15 @@ export {
   AuthError,
   ContextNotLoadedError,
   ContextStoreUnavailableError,
+  ClientDisconnectedError,
   InvalidContextValueError,
+  InvalidProfileError,
   InvalidSubjectError,
   InvalidTokenError,
   InvalidUserIdError,
   KeyUnavailableError,
   MalformedAuthorizationError,
+  McpConnectError,
   MissingTokenError,
   StoreClosedError,
   TokenExpiredError,

@@ -9,6 +9,7 @@ import { als } from './als.js';
 import { getDefaultStore } from './default-store.js';
 import { AuthError, InvalidSubjectError, InvalidTokenError, MalformedAuthorizationError, MissingTokenError, StoreClosedError, UserContextError } from './errors.js';
 import type { Scope } from './scope.js';
+import { responseSignal } from './request-signal.js';
 import type { ContextStore } from './store.js';
 import { TokenVerifier, type TokenOptions } from './token.js';
 
@@ -201,16 +202,30 @@ export function userContext(options: UserContextOptions): UserContextMiddleware 
       if (error instanceof StoreClosedError || error instanceof AuthError) return reject(ctx, error);
       throw error;
     }
+    scope.setSignalSource(() => responseSignal(ctx.res, scope));
+    let failed = true;
     try {
       await als.run(scope, next);
+      failed = false;
     } finally {
-      scope.close();
+      if (failed || !respondsLater(ctx)) scope.close();
+      // A streamed body is written after the middleware returns: keep the scope (and the
+      // lease on the clients the stream uses) until the response is done.
+      else ctx.res.once('close', () => scope.close());
     }
   }
 
   return Object.defineProperty(userContextMiddleware, 'tokenCacheSize', {
     get: () => verifier?.cacheSize ?? 0,
   }) as UserContextMiddleware;
+}
+
+/** Whether the response is still to be written after the middleware chain returns. */
+function respondsLater(ctx: Context): boolean {
+  if (ctx.res.writableFinished || ctx.res.destroyed) return false;
+  if (ctx.respond === false) return true;
+  const body = ctx.body as { pipe?: unknown } | null | undefined;
+  return typeof body?.pipe === 'function';
 }
 
 function countAuthorization(raw: string[]): number {

@@ -23,6 +23,12 @@ export interface RunAsUserOptions {
    * @default undefined
    */
   claims?: Readonly<Record<string, unknown>>;
+  /**
+   * Abort signal exposed through `getRequestSignal()` (e.g. a job's
+   * cancellation).
+   * @default undefined
+   */
+  signal?: AbortSignal;
 }
 
 /**
@@ -41,9 +47,17 @@ export interface RunAsUserOptions {
 export function runAsUser<R>(userUuid: string, fn: () => R, options: RunAsUserOptions = {}): R {
   if (typeof fn !== 'function') throw new TypeError('runAsUser(userUuid, fn): fn must be a function');
   const store = options.store ?? als.getStore()?.store ?? getDefaultStore();
+  if (options.signal !== undefined && !(options.signal instanceof AbortSignal)) {
+    throw new TypeError('runAsUser(): options.signal must be an AbortSignal');
+  }
+  const { signal } = options;
+  const start = (scope: Scope): R => {
+    if (signal !== undefined) scope.setSignalSource(signal);
+    return runInScope(scope, fn, true);
+  };
   const opened = store.acquireScope(store.parseUserId(userUuid), options.claims);
-  if (opened instanceof Promise) return opened.then((scope) => runInScope(scope, fn, true)) as R;
-  return runInScope(opened, fn, true);
+  if (opened instanceof Promise) return opened.then(start) as R;
+  return start(opened);
 }
 
 /** Runs `fn` in `scope`; with `closeAfter`, closes the scope once `fn` is done. @internal */

@@ -310,6 +310,41 @@ export class ContextStore implements GenerationOwner {
     return this.commit(userUuid, patch, scope);
   }
 
+  /**
+   * A generation derived from `base` with `fields` applied, never committed:
+   * the user's stored context does not change. It shares `base`'s resources
+   * whose `dependsOn` fields the patch leaves unchanged; others are built
+   * lazily for it. The caller leases it, then retires it, so its resources
+   * are released when its last lease ends. Used by profile overrides. @internal
+   */
+  derive(base: Generation, fields: ReadonlyMap<string, unknown>): Generation {
+    const config: Record<string, unknown> = { ...base.config };
+    const changed = new Set<string>();
+    for (const [key, value] of fields) {
+      if (!sameValue(config[key], value)) changed.add(key);
+      config[key] = value;
+    }
+    const gen = new Generation(base.userUuid, Object.freeze(config) as UserConfig, base.version, this);
+    this.#carry(base, gen, changed, new Map());
+    return gen;
+  }
+
+  /**
+   * Registers a scope nested in `parent` (built by `create`, given the
+   * store's close hook), so `close()` waits for it like any scope. @internal
+   */
+  openNestedScope<S extends Scope>(parent: Scope, create: (onClose: (scope: Scope) => void) => S): S {
+    if (this.#closing !== undefined || !parent.open) {
+      throw new StoreClosedError(
+        parent.open ? 'The context store is closed; no new user scope can start. Create a new store.'
+          : 'The enclosing user scope has ended; a nested scope cannot start in it.',
+      );
+    }
+    const scope = create(this.#closeScope);
+    this.#scopes.add(scope);
+    return scope;
+  }
+
   /** The process-wide context's current generation (single-user mode, legacy globals). */
   globalGeneration(): Generation {
     return this.#global.current;
@@ -566,6 +601,16 @@ export class ContextStore implements GenerationOwner {
     }
     const version = shared?.version ?? old.version + 1;
     const gen = new Generation(entry.userUuid, Object.freeze(config) as UserConfig, version, this);
+    this.#carry(old, gen, changed, created);
+    if (shared !== undefined && !shared.current) return gen;
+    entry.current = gen;
+    if (entry !== this.#global && this.events.listening) this.#reportReplaced(entry, old, gen);
+    old.retire();
+    return gen;
+  }
+
+  /** Shares with `gen` the resources of `old` whose `dependsOn` fields did not change. */
+  #carry(old: Generation, gen: Generation, changed: Set<string>, created: Map<ResourceName, Resource | null>): void {
     for (const name of RESOURCE_NAMES) {
       const set = created.get(name);
       if (set !== undefined) {
@@ -578,11 +623,6 @@ export class ContextStore implements GenerationOwner {
         gen.resources.set(name, kept.retain());
       }
     }
-    if (shared !== undefined && !shared.current) return gen;
-    entry.current = gen;
-    if (entry !== this.#global && this.events.listening) this.#reportReplaced(entry, old, gen);
-    old.retire();
-    return gen;
   }
 
   /** Emits `evicted` / `'replaced'` when `gen` dropped live resources `old` held. */
