@@ -315,8 +315,11 @@ export function createApp(options: ExampleAppOptions): ExampleApp {
     if (!query.stream) {
       ctx.body = await onQueryConfiguration(query, async () => {
         requireConfigured();
+        logger.info({ words: query.prompt.split(/\s+/).length }, 'planning');
         const steps = await plan(query.prompt);
+        logger.info({ steps: steps.steps.length, planned: `${steps.provider}/${steps.model}` }, 'plan ready');
         const result = await execute(query.prompt, steps);
+        logger.info({ ran: `${result.provider}/${result.model}` }, 'answered');
         const mcp = await mcpInfo();
         const profileTag = currentProfileTag();
         // Recorded from the context that ran the query, never from a global.
