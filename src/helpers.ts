@@ -33,17 +33,21 @@ function outside(fn: string): ContextStore {
   );
 }
 
-/** The generation a read sees. @internal */
+/**
+ * The generation a read sees: the scope's snapshot while the scope is open.
+ * Work that outlives its scope (fire-and-forget) reads the user's current
+ * generation instead, never a released snapshot. @internal
+ */
 export function readGeneration(userUuid: string | undefined, fn: string): Generation {
   const scope = als.getStore();
   if (userUuid === undefined) {
-    if (scope !== undefined) return scope.gen;
+    if (scope !== undefined) return scope.open ? scope.gen : scope.store.currentGeneration(scope.userUuid);
     return outside(fn).globalGeneration();
   }
-  if (scope !== undefined && scope.userUuid === userUuid) return scope.gen;
+  if (scope !== undefined && scope.open && scope.userUuid === userUuid) return scope.gen;
   const store = scope?.store ?? getDefaultStore();
   const id = store.parseUserId(userUuid);
-  if (scope !== undefined && scope.userUuid === id) return scope.gen;
+  if (scope !== undefined && scope.open && scope.userUuid === id) return scope.gen;
   return store.currentGeneration(id);
 }
 

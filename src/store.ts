@@ -365,7 +365,12 @@ export class ContextStore implements GenerationOwner {
     const { fields, resources } = splitPatch(patch);
     const entry = userUuid === null ? this.#global : this.#touch(userUuid);
     const created = new Map<ResourceName, Resource | null>();
-    for (const [name, value] of resources) created.set(name, value === null ? null : new Resource(name, value));
+    for (const [name, value] of resources) {
+      // Handing back the client the context already holds keeps it (one owner, disposed once).
+      const held = entry.current.resources.get(name);
+      const same = held !== undefined && !held.disposed && held.value === value;
+      created.set(name, value === null ? null : same ? held.retain() : new Resource(name, value));
+    }
     const gen = this.#apply(entry, fields, created);
     return this.#afterApply(entry, gen, fields, created, scope);
   }

@@ -9,6 +9,7 @@ import { KeyObject, createPublicKey, createSecretKey } from 'node:crypto';
 import jwt from 'jsonwebtoken';
 import type { Algorithm, JwtHeader, JwtPayload, VerifyOptions } from 'jsonwebtoken';
 import { LRUCache } from 'lru-cache';
+import ms from 'ms';
 import {
   AuthError,
   InvalidSubjectError,
@@ -105,7 +106,9 @@ export class TokenVerifier {
   readonly #subjectClaim: string;
   readonly #maxTokenLength: number;
   readonly #parseUserId: (value: unknown) => string;
-  readonly #cache: LRUCache<string, VerifiedToken> | undefined;
+  readonly #cache: LRUCache<string, CachedToken> | undefined;
+  /** `maxAge` in ms, when set: a cached token is also dropped at `iat + maxAge`. */
+  readonly #maxAgeMs: number | undefined;
   readonly #maxTtl: number;
   readonly #resolvedKeys = new LRUCache<string | Buffer, KeyObject>({ max: 64 });
   readonly #events: ContextEvents | undefined;
@@ -148,6 +151,7 @@ export class TokenVerifier {
       ...(options.audience !== undefined ? { audience: toAudience(options.audience) } : {}),
       ...(options.maxAge !== undefined ? { maxAge: options.maxAge } : {}),
     };
+    this.#maxAgeMs = maxAgeMs(options.maxAge);
     this.#requireExp = options.requireExp ?? true;
     this.#subjectClaim = options.subjectClaim ?? 'sub';
     if (typeof this.#subjectClaim !== 'string' || this.#subjectClaim === '') {
@@ -168,7 +172,7 @@ export class TokenVerifier {
       if (!Number.isInteger(max) || max < 1) throw new TypeError('options.tokenCache.max must be a positive integer');
       if (!Number.isFinite(maxTtl) || maxTtl < 1) throw new TypeError('options.tokenCache.maxTtl must be a positive number of ms');
       this.#maxTtl = maxTtl;
-      this.#cache = new LRUCache<string, VerifiedToken>({ max, ttl: maxTtl, perf: { now: () => Date.now() } });
+      this.#cache = new LRUCache<string, CachedToken>({ max, ttl: maxTtl, perf: { now: () => Date.now() } });
     }
   }
 
@@ -185,9 +189,9 @@ export class TokenVerifier {
     const cache = this.#cache;
     if (cache !== undefined) {
       const hit = cache.get(token);
-      if (hit !== undefined && hit.expiresAt > Date.now()) {
-        if (this.#events?.listening) this.#events.emit('tokenCacheHit', { userUuid: hit.userUuid });
-        return hit;
+      if (hit !== undefined && hit.validUntil > Date.now()) {
+        if (this.#events?.listening) this.#events.emit('tokenCacheHit', { userUuid: hit.verified.userUuid });
+        return hit.verified;
       }
       if (hit !== undefined) cache.delete(token);
       if (this.#events?.listening) this.#events.emit('tokenCacheMiss', { expired: hit !== undefined });
@@ -268,11 +272,32 @@ export class TokenVerifier {
     }
     const verified: VerifiedToken = Object.freeze({ claims: Object.freeze(claims), userUuid, expiresAt });
     if (this.#cache !== undefined) {
-      const ttl = Math.min(this.#maxTtl, expiresAt - Date.now());
-      if (ttl >= 1) this.#cache.set(token, verified, { ttl: Math.floor(ttl) });
+      let validUntil = expiresAt;
+      if (this.#maxAgeMs !== undefined && typeof claims.iat === 'number') {
+        validUntil = Math.min(validUntil, claims.iat * 1000 + this.#maxAgeMs);
+      }
+      const ttl = Math.min(this.#maxTtl, validUntil - Date.now());
+      if (ttl >= 1) this.#cache.set(token, { verified, validUntil }, { ttl: Math.floor(ttl) });
     }
     return verified;
   }
+}
+
+/** A cache entry: the verified token and when it stops being servable. */
+interface CachedToken {
+  readonly verified: VerifiedToken;
+  /** ms since the epoch: `exp`, or `iat + maxAge` when that is earlier. */
+  readonly validUntil: number;
+}
+
+/** `maxAge` (seconds or a span such as `'12h'`, as jsonwebtoken reads it) in ms. */
+function maxAgeMs(maxAge: string | number | undefined): number | undefined {
+  if (maxAge === undefined) return undefined;
+  const value = typeof maxAge === 'number' ? maxAge * 1000 : typeof maxAge === 'string' ? ms(maxAge as ms.StringValue) : undefined;
+  if (typeof value !== 'number' || !Number.isFinite(value) || value < 0) {
+    throw new TypeError(`options.maxAge must be a number of seconds or a time span such as '12h', got ${JSON.stringify(maxAge)}`);
+  }
+  return value;
 }
 
 function mapJwtError(error: unknown): AuthError {
