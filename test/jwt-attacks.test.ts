@@ -3,7 +3,7 @@
  * servers over real TCP, then fuzzes the Authorization header with fast-check.
  */
 import { generateKeyPairSync, randomBytes, randomUUID } from 'node:crypto';
-import http from 'node:http';
+import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import fc from 'fast-check';
 import Koa from 'koa';

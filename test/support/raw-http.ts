@@ -2,7 +2,7 @@
  * A raw HTTP/1.1 client over a TCP socket, for requests no well-behaved
  * client sends: duplicated or oversized headers, odd bytes.
  */
-import net from 'node:net';
+import * as net from 'node:net';
 
 export interface RawResponse {
   status: number;
