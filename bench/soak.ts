@@ -119,9 +119,10 @@ export async function runSoak(options: SoakOptions): Promise<SoakResult> {
       const r = Math.random();
       if (!configured[i] || r >= 0.92) {
         const [provider, model] = MODELS[Math.floor(Math.random() * MODELS.length)]!;
-        configured[i] = true;
         const res = await call(agent, port.port, 'POST', '/configure', auth, { provider, model });
         check(res, user, fail);
+        // Only once the write is acknowledged: a query racing the first configure gets 409 not_configured.
+        if (res.status === 200) configured[i] = true;
       } else if (r < 0.77) {
         const res = await call(agent, port.port, 'POST', '/query', auth, { prompt: `soak query ${requests}` });
         check(res, user, fail);
@@ -207,7 +208,7 @@ interface Reply {
 function check(res: Reply, user: string, fail: (kind: string) => void): void {
   const body = res.body as { user?: unknown; error?: unknown };
   if (res.status === 409 && body.error === 'configuration_mismatch') fail('torn_configuration');
-  else if (res.status !== 200) fail(`status_${res.status}`);
+  else if (res.status !== 200) fail(`status_${res.status}${typeof body.error === 'string' ? `_${body.error}` : ''}`);
   else if (body.user !== user) fail('cross_user');
 }
 
