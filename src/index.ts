@@ -95,6 +95,7 @@ export {
   type UserResourceValues,
   type UserRuntimeContext,
 } from './context.js';
+export { jwksKeyResolver, type JwksKeyResolverOptions } from './jwks.js';
 export { TokenVerifier, type GetKey, type KeyInput, type TokenOptions, type VerifiedToken } from './token.js';
 export { UUID_PATTERN, MAX_USER_ID_LENGTH, type UserIdPolicy } from './user-id.js';
 export type { Scope } from './scope.js';

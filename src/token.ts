@@ -223,9 +223,16 @@ export class TokenVerifier {
     if (input == null) {
       throw new InvalidTokenError(`No key is known for this token (kid ${JSON.stringify(decoded.header.kid ?? null)}).`);
     }
+    const family = decoded.header.alg.startsWith('HS') ? 'hmac' : 'asymmetric';
+    if (keyFamily(input) !== family) {
+      // Algorithm confusion: e.g. HS256 "signed" with an RSA public key used as an HMAC secret.
+      throw new InvalidTokenError(
+        `The token's algorithm "${decoded.header.alg}" does not fit the kind of key its kid names.`,
+      );
+    }
     let key: KeyObject;
     try {
-      key = this.#resolveKey(input, decoded.header.alg.startsWith('HS') ? 'hmac' : 'asymmetric');
+      key = this.#resolveKey(input, family);
     } catch (cause) {
       throw new KeyUnavailableError('options.getKey returned a key that cannot be used.', { cause });
     }
@@ -314,6 +321,15 @@ function mapJwtError(error: unknown): AuthError {
   return new InvalidTokenError(`The token was rejected: ${reason}.`, { cause: error });
 }
 
+const PEM_HEADER = /-----BEGIN [A-Z0-9 ]+-----/;
+
+/** Whether a key is an HMAC secret or a public/private key (PEM text counts as the latter). */
+function keyFamily(input: KeyInput): 'hmac' | 'asymmetric' {
+  if (input instanceof KeyObject) return input.type === 'secret' ? 'hmac' : 'asymmetric';
+  const text = typeof input === 'string' ? input : Buffer.isBuffer(input) ? input.toString('latin1') : '';
+  return PEM_HEADER.test(text) ? 'asymmetric' : 'hmac';
+}
+
 /** Turns a key into a `KeyObject` of the right kind, or throws a TypeError. */
 export function toKeyObject(input: KeyInput, family: 'hmac' | 'asymmetric', label: string): KeyObject {
   if (family === 'hmac') {
@@ -323,6 +339,12 @@ export function toKeyObject(input: KeyInput, family: 'hmac' | 'asymmetric', labe
       key = createSecretKey(typeof input === 'string' ? Buffer.from(input, 'utf8') : input);
     } else throw new TypeError(`${label} must be a string, a Buffer or a KeyObject`);
     if (key.type !== 'secret') throw new TypeError(`${label} must be a secret key for HMAC algorithms`);
+    if (!(input instanceof KeyObject) && keyFamily(input) !== 'hmac') {
+      throw new TypeError(
+        `${label} is a PEM key, not an HMAC secret: with it anyone holding the public key could sign tokens. ` +
+          "Use it with algorithms ['RS256'] (or PS/ES), or give a random secret for HMAC.",
+      );
+    }
     const bytes = key.symmetricKeySize ?? 0;
     if (bytes < MIN_HMAC_BYTES) {
       throw new TypeError(
