@@ -36,12 +36,13 @@ function outside(fn: string): ContextStore {
 /**
  * The generation a read sees: the scope's snapshot while the scope is open.
  * Work that outlives its scope (fire-and-forget) reads the user's current
- * generation instead, never a released snapshot. @internal
+ * generation instead, never a released snapshot (unless the store is closed:
+ * then the snapshot is all there is). @internal
  */
 export function readGeneration(userUuid: string | undefined, fn: string): Generation {
   const scope = als.getStore();
   if (userUuid === undefined) {
-    if (scope !== undefined) return scope.open ? scope.gen : scope.store.currentGeneration(scope.userUuid);
+    if (scope !== undefined) return scope.open || scope.store.closed ? scope.gen : scope.store.currentGeneration(scope.userUuid);
     return outside(fn).globalGeneration();
   }
   if (scope !== undefined && scope.open && scope.userUuid === userUuid) return scope.gen;
