@@ -34,6 +34,7 @@ import { Registry } from 'prom-client';
 import {
   ClientDisconnectedError,
   ContextStore,
+  ConfigurationConflictError,
   ContextStoreUnavailableError,
   RedisContextStore,
   InvalidProfileError,
@@ -221,6 +222,9 @@ async function handle(ctx: Koa.Context, next: Koa.Next): Promise<void> {
     } else if (err instanceof InvalidProfileError) {
       ctx.status = 400;
       ctx.body = { error: 'invalid_profile', message: err.message };
+    } else if (err instanceof ConfigurationConflictError) {
+      ctx.status = 409;
+      ctx.body = { error: 'configuration_conflict', message: err.message };
     } else if (err instanceof UserContextError) {
       ctx.status = 400;
       ctx.body = { error: 'invalid_configuration', message: err.message };

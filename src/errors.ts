@@ -38,6 +38,15 @@ export class InvalidContextValueError extends UserContextError {
   static override code = 'ERR_INVALID_CONTEXT_VALUE';
 }
 
+/**
+ * A write from inside a request hands over a client built for the request's
+ * snapshot, but another request changed a field that client depends on in the
+ * meantime. Nothing was applied; rebuild the client and retry.
+ */
+export class ConfigurationConflictError extends UserContextError {
+  static override code = 'ERR_CONFIGURATION_CONFLICT';
+}
+
 /** The store was closed; no new scope can be opened on it. */
 export class StoreClosedError extends UserContextError {
   static override code = 'ERR_STORE_CLOSED';

@@ -101,6 +101,7 @@ export { UUID_PATTERN, MAX_USER_ID_LENGTH, type UserIdPolicy } from './user-id.j
 export type { Scope } from './scope.js';
 export {
   AuthError,
+  ConfigurationConflictError,
   ContextNotLoadedError,
   ContextStoreUnavailableError,
   ClientDisconnectedError,

@@ -18,7 +18,7 @@ import {
   type UserContextFields,
   type UserRuntimeContext,
 } from './context.js';
-import { StoreClosedError } from './errors.js';
+import { ConfigurationConflictError, StoreClosedError } from './errors.js';
 import { ContextEvents } from './events.js';
 import { Generation, Resource, type GenerationOwner } from './generation.js';
 import { Scope } from './scope.js';
@@ -364,6 +364,7 @@ export class ContextStore implements GenerationOwner {
   commit(userUuid: string | null, patch: ContextPatch, scope?: Scope): Generation {
     const { fields, resources } = splitPatch(patch);
     const entry = userUuid === null ? this.#global : this.#touch(userUuid);
+    if (resources.size > 0 && scope !== undefined) this.#checkResourceBase(entry, fields, resources, scope);
     const created = new Map<ResourceName, Resource | null>();
     for (const [name, value] of resources) {
       // Handing back the client the context already holds keeps it (one owner, disposed once).
@@ -612,6 +613,35 @@ export class ContextStore implements GenerationOwner {
     if (entry !== this.#global && this.events.listening) this.#reportReplaced(entry, old, gen);
     old.retire();
     return gen;
+  }
+
+  /**
+   * A client handed over from inside a request was built for that request's
+   * snapshot. If another request has since changed a field the client depends
+   * on (and this write does not set it), attaching the client would pair it
+   * with a configuration it was not built for: refuse the write instead.
+   */
+  #checkResourceBase(
+    entry: UserEntry,
+    fields: ReadonlyMap<string, unknown>,
+    resources: ReadonlyMap<ResourceName, unknown>,
+    scope: Scope,
+  ): void {
+    const base = scope.gen.config as unknown as Record<string, unknown>;
+    const current = entry.current.config as unknown as Record<string, unknown>;
+    if (!scope.open || scope.userUuid !== entry.userUuid || base === current) return;
+    for (const [name, value] of resources) {
+      if (value === null) continue;
+      for (const field of this.#specs[name].dependsOn ?? DEFAULT_DEPENDS[name]) {
+        if (!fields.has(field) && !sameValue(base[field], current[field])) {
+          throw new ConfigurationConflictError(
+            `${name} was built for this request's configuration, but another request changed "${field}" since; ` +
+              `nothing was applied. Build it from the current configuration and set it again, or pass "${field}" ` +
+              'in the same configureUser() call.',
+          );
+        }
+      }
+    }
   }
 
   /** Shares with `gen` the resources of `old` whose `dependsOn` fields did not change. */

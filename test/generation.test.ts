@@ -16,6 +16,7 @@ import {
   setUserLlmInstance,
   setUserMcpClient,
   setUserModel,
+  ConfigurationConflictError,
   type ContextStoreOptions,
 } from '../src/index.js';
 import { flush } from './support/app.js';
@@ -100,6 +101,48 @@ describe('the LLM client follows provider and model', () => {
     }, { store });
     await flush();
     expect(llm.closed).toBe(1);
+  });
+});
+
+describe('a client handed over from a stale snapshot', () => {
+  it('is refused when another request changed what it was built for, many users interleaving', async () => {
+    const store = newStore();
+    const users = Array.from({ length: 30 }, () => randomUUID());
+    const outcomes = await Promise.all(users.map(async (user, i) => {
+      await runAsUser(user, () => configureUser({ provider: 'Google', model: 'g-1' }), { store });
+      const reading = gate();
+      const configured = gate();
+      // Request 1 reads its snapshot (Google), then a concurrent request of the
+      // same user switches to Anthropic, then request 1 hands over a Google client.
+      const first = runAsUser(user, async () => {
+        const built = fakeClient('llm', { userUuid: user, provider: getUserProvider(), model: getUserModel() });
+        reading.open();
+        await configured.promise;
+        await new Promise((r) => setTimeout(r, Math.random() * 5));
+        if (i % 2 === 0) {
+          await expect(setUserLlmInstance(built)).rejects.toBeInstanceOf(ConfigurationConflictError);
+          return { built, attached: false };
+        }
+        // Passing the fields it was built for with it is not stale: it wins as a whole.
+        await configureUser({ provider: 'Google', model: 'g-1', llmInstance: built });
+        return { built, attached: true };
+      }, { store });
+      await reading.promise;
+      await runAsUser(user, () => configureUser({ provider: 'Anthropic', model: 'a-1' }), { store });
+      configured.open();
+      return { user, ...(await first) };
+    }));
+    for (const { user, built, attached } of outcomes) {
+      const now = store.peek(user)!;
+      if (attached) {
+        expect(now).toMatchObject({ provider: 'Google', model: 'g-1' });
+        expect(now.llmInstance).toBe(built);
+      } else {
+        expect(now).toMatchObject({ provider: 'Anthropic', model: 'a-1' });
+        expect(now.llmInstance).toBeNull();
+        expect(built.closed).toBe(0); // never owned by the context, so never disposed by it
+      }
+    }
   });
 });
 
