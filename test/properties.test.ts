@@ -38,6 +38,7 @@ import {
   runAsUser,
   setDefaultStore,
   setUserLlmInstance,
+  ConfigurationConflictError,
   type UserConfig,
 } from '../src/index.js';
 
@@ -246,13 +247,16 @@ async function runProgram(ops: Op[], s: fc.Scheduler): Promise<void> {
               await expect(setUserLlmInstance(new Tracked(uuids[u]!, snapshot, violations) as never)).rejects.toThrow(StoreClosedError);
               break;
             }
-            // A write applies to the user's *current* configuration (which may hold other
-            // requests' writes since this one started) and moves the request onto it. The
-            // client is built for that configuration, in the same tick as the write: a client
-            // built earlier for the request's snapshot could be attached to a newer
-            // configuration (see the README: set clients with configureUser({ ..., llmInstance })).
-            snapshot = entry.config;
+            // The client is built for the request's own snapshot. If another request has
+            // reconfigured the user since, attaching it would pair it with a configuration it
+            // was not built for: the write is refused and nothing changes. Otherwise it is
+            // attached and the request moves onto the configuration it wrote.
             const client = new Tracked(uuids[u]!, snapshot, violations);
+            if (entry.config !== snapshot) {
+              await expect(setUserLlmInstance(client as never)).rejects.toThrow(ConfigurationConflictError);
+              checkRead(u, snapshot);
+              break;
+            }
             release(held, false);
             await setUserLlmInstance(client as never);
             clients.push(client);
