@@ -4,9 +4,8 @@
  * and is disposed exactly once, never while a scope still reads it.
  */
 import { randomUUID } from 'node:crypto';
-import { afterEach, describe, expect, it, vi } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import {
-  ContextStore,
   configureUser,
   getUserLlmInstance,
   getUserMcpClient,
@@ -17,20 +16,12 @@ import {
   setUserMcpClient,
   setUserModel,
   ConfigurationConflictError,
-  type ContextStoreOptions,
 } from '../src/index.js';
 import { flush } from './support/app.js';
 import { clientFactory, fakeClient, type FakeClient } from './support/resources.js';
+import { useStores } from './support/stores.js';
 
-const stores: ContextStore[] = [];
-function newStore(options: ContextStoreOptions = {}): ContextStore {
-  const store = new ContextStore(options);
-  stores.push(store);
-  return store;
-}
-afterEach(async () => {
-  await Promise.all(stores.splice(0).map((s) => s.close()));
-});
+const newStore = useStores();
 
 /** A promise and its resolver, to hold a scope open. */
 function gate(): { promise: Promise<void>; open: () => void } {

@@ -1,8 +1,7 @@
 import { randomUUID } from 'node:crypto';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import {
   APP_CONFIG,
-  ContextStore,
   InvalidUserIdError,
   UserContextMissingError,
   configureUser,
@@ -23,7 +22,6 @@ import {
   getUserRuntimeContext,
   getUserServerConfigs,
   runAsUser,
-  setDefaultStore,
   setUserAwsRegion,
   setUserAzureDeploymentDetails,
   setUserField,
@@ -36,20 +34,11 @@ import {
   setUserModelProviderInProfile,
   setUserProvider,
   setUserServerConfigs,
-  type ContextStoreOptions,
 } from '../src/index.js';
 import { fakeClient } from './support/resources.js';
+import { useStores } from './support/stores.js';
 
-const stores: ContextStore[] = [];
-function defaultStore(options: ContextStoreOptions = {}): ContextStore {
-  const store = new ContextStore(options);
-  stores.push(store);
-  setDefaultStore(store);
-  return store;
-}
-afterEach(async () => {
-  await Promise.all(stores.splice(0).map((s) => s.close()));
-});
+const defaultStore = useStores({ asDefault: true });
 
 const readers: [string, () => unknown][] = [
   ['getUserProvider', () => getUserProvider()],

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { afterEach, describe, expect, it, vi } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import {
   ContextStore,
   StoreClosedError,
@@ -13,17 +13,9 @@ import {
   setUserProvider,
   type EvictionReason,
 } from '../src/index.js';
+import { useStores } from './support/stores.js';
 
-const stores: ContextStore[] = [];
-function newStore(options: ConstructorParameters<typeof ContextStore>[0] = {}): ContextStore {
-  const store = new ContextStore(options);
-  stores.push(store);
-  return store;
-}
-
-afterEach(async () => {
-  await Promise.all(stores.splice(0).map((s) => s.close()));
-});
+const newStore = useStores();
 
 describe('ContextStore options', () => {
   it.each([
