@@ -1,31 +1,82 @@
 /**
  * The example agent server: every user configures their own provider/model
- * and queries run on that user's own LLM client, read by no-argument getters
- * deep in the call chain (examples/agent/planner.ts and executor.ts).
+ * and MCP server, and queries run on that user's own LLM client and MCP
+ * client, read by no-argument getters deep in the call chain
+ * (examples/agent/planner.ts and executor.ts).
  *
- *   POST /configure  { provider, model, … }  → 200 { user, config }
- *   POST /query      { prompt }              → 200 { user, provider, model, answer }
- *   GET  /me/context                         → 200 the caller's context, secrets redacted
+ *   POST /configure     { provider, model, mcpServerName, … } → 200 { user, config }
+ *   POST /query         { prompt, sessionId?, profile?, stream? }
+ *                         → 200 { user, provider, model, answer, [mcpServer, tools], [sessionId], [profileTag] }
+ *                         → with "stream": true or "Accept: text/event-stream": Server-Sent Events
+ *                           (meta, token…, done); a client that disconnects aborts the LLM call
+ *   POST /sessions                                      → 201 { id, createdAt, config }
+ *   GET  /sessions/:id                                  → 200 { id, createdAt, config, queries, modelsUsed, profileTagsUsed }
+ *   GET  /mcp/tools                                     → 200 { server, tools: [{ name, description }] }
+ *   GET  /me/context                                    → 200 the caller's context, secrets redacted
+ *   GET  /ready                                         → 200 / 503 readiness (no token needed)
+ *   GET  /admin                                         → the admin dashboard (admin token: role "admin")
+ *   GET  /admin/contexts[/:uuid], DELETE /admin/contexts/:uuid
+ *   GET  /metrics                                       → Prometheus metrics (no token; restrict it by network)
+ *
+ * Every log line written while handling a request carries the user id (and
+ * the provider/model the request reads), via `userLogMixin()`.
+ *
+ * With a RedisContextStore (createSharedStore), a request or a configure that
+ * needs Redis while it is down gets 503 { error: "context_store_unavailable" }.
  */
+import { once } from 'node:events';
+import { EventEmitter } from 'node:events';
+import { PassThrough } from 'node:stream';
 import Router from '@koa/router';
 import Koa from 'koa';
+import pino, { type Logger } from 'pino';
+import { Registry } from 'prom-client';
 import {
+  ClientDisconnectedError,
   ContextStore,
+  ConfigurationConflictError,
+  ContextStoreUnavailableError,
+  RedisContextStore,
+  InvalidProfileError,
+  McpConnectError,
   UserContextError,
+  adminRouter,
   configureUser,
+  currentProfileTag,
   currentUserUuid,
+  getRequestSignal,
+  getUserLlmInstance,
+  getUserModel,
   getUserProvider,
   getUserRuntimeContext,
   redactContext,
+  requestLogger,
+  runWithProfile,
   userContext,
+  userLogMixin,
+  type AdminRouterOptions,
   type ContextPatch,
   type ContextStoreOptions,
   type KeyInput,
+  type RedisContextStoreOptions,
+  type Profile,
+  type UserRuntimeContext,
 } from '../src/index.js';
+import { createMcpClientFactory, getUserMcpConnection } from '../src/mcp.js';
 import { MismatchError, execute } from './agent/executor.js';
-import { createFakeLlm } from './agent/llm.js';
+import { FakeLlmClient, createFakeLlm } from './agent/llm.js';
 import { plan } from './agent/planner.js';
+import { registerContextMetrics } from '../src/metrics.js';
 import { HttpError, readJson } from './body.js';
+import { SessionManager, type Session } from './sessions.js';
+
+/** Profiles a query can name with `"profile": "<tag>"`. */
+export const DEFAULT_PROFILES: ReadonlyMap<string, Profile> = new Map<string, Profile>([
+  ['@fast', { provider: 'Anthropic', model: 'claude-3-5-haiku' }],
+  ['@smart', { provider: 'Google', model: 'gemini-2.5-pro' }],
+  ['@crm', { mcpServerName: 'crm' }],
+  ['@warehouse', { mcpServerName: 'warehouse' }],
+]);
 
 export const PROVIDERS = ['Google', 'Anthropic', 'OpenAI', 'Amazon', 'Azure', 'Friendli', 'Ollama'] as const;
 
@@ -44,13 +95,64 @@ const CONFIG_FIELDS: Record<string, 'string' | 'object'> = {
 export interface ExampleAppOptions {
   /** HS256 secret (≥ 32 bytes). */
   secret: KeyInput;
-  /** Store to use; by default one with the fake LLM factory. */
+  /** Store to use; by default one with the fake LLM factory (and MCP clients when `mcpServers` is given). */
   store?: ContextStore;
   storeOptions?: ContextStoreOptions;
+  /**
+   * pino logger; create it with `mixin: userLogMixin(…)` (see
+   * {@link createLogger}) so lines carry the user.
+   * @default createLogger() at level "silent"
+   */
+  logger?: Logger;
+  /** Options of the admin router (prefix, isAdmin, refreshInterval, …). */
+  admin?: Omit<AdminRouterOptions, 'store'>;
+  /**
+   * MCP servers a user may pick with `mcpServerName`, by name → Streamable HTTP URL.
+   * Users pick names, never URLs: the server only connects where the operator allows.
+   * @default none (MCP disabled)
+   */
+  mcpServers?: ReadonlyMap<string, string>;
+  /**
+   * Profiles a query can name.
+   * @default DEFAULT_PROFILES
+   */
+  profiles?: ReadonlyMap<string, Profile>;
 }
 
-export function createStore(options: ContextStoreOptions = {}): ContextStore {
-  return new ContextStore({ ...options, resources: { llmInstance: { create: createFakeLlm }, ...options.resources } });
+export interface ExampleApp {
+  app: Koa;
+  store: ContextStore;
+  /** Registry behind GET /metrics. */
+  registry: Registry;
+  logger: Logger;
+  /** Sessions of the example app (POST /sessions). */
+  sessions: SessionManager;
+}
+
+/** A pino logger whose every line inside a user scope carries userUuid, provider and model. */
+export function createLogger(options: pino.LoggerOptions = {}, destination?: pino.DestinationStream): Logger {
+  const opts = { ...options, mixin: userLogMixin({ fields: ['provider', 'model'] }) };
+  return destination === undefined ? pino(opts) : pino(opts, destination);
+}
+
+/** The example's resources: the fake LLM, and MCP clients for the servers in `mcpServers`. */
+export function exampleResources(mcpServers?: ReadonlyMap<string, string>): NonNullable<ContextStoreOptions['resources']> {
+  const mcpClient = mcpServers === undefined ? undefined : createMcpClientFactory({
+    resolveServer: (config) => {
+      const url = config.mcpServerName === null ? undefined : mcpServers.get(config.mcpServerName);
+      return url === undefined ? null : { url, name: config.mcpServerName! };
+    },
+  });
+  return { llmInstance: { create: createFakeLlm }, ...(mcpClient ? { mcpClient } : {}) };
+}
+
+export function createStore(options: ContextStoreOptions = {}, mcpServers?: ReadonlyMap<string, string>): ContextStore {
+  return new ContextStore({ ...options, resources: { ...exampleResources(mcpServers), ...options.resources } });
+}
+
+/** A store shared with other instances through Redis, with the example's resources. */
+export function createSharedStore(options: RedisContextStoreOptions, mcpServers?: ReadonlyMap<string, string>): RedisContextStore {
+  return new RedisContextStore({ ...options, resources: { ...exampleResources(mcpServers), ...options.resources } });
 }
 
 /** Validates a /configure body into a patch, or throws a 400. */
@@ -78,7 +180,20 @@ export function parseConfiguration(body: Record<string, unknown>): ContextPatch 
 }
 
 /** JSON errors for everything below the auth middleware; never a stack. */
-async function errors(ctx: Koa.Context, next: Koa.Next): Promise<void> {
+function errorsWith(logger: Logger) {
+  return async function errors(ctx: Koa.Context, next: Koa.Next): Promise<void> {
+    try {
+      await handle(ctx, next);
+    } catch (err) {
+      // Runs after the user scope has ended: stamp the user explicitly.
+      logger.error({ err, userUuid: ctx.state['userUuid'] }, 'request failed');
+      ctx.status = 500;
+      ctx.body = { error: 'internal_error', message: 'Something went wrong; the error was logged.' };
+    }
+  };
+}
+
+async function handle(ctx: Koa.Context, next: Koa.Next): Promise<void> {
   try {
     await next();
     if (ctx.status === 404 && ctx.body === undefined) {
@@ -89,53 +204,283 @@ async function errors(ctx: Koa.Context, next: Koa.Next): Promise<void> {
     if (err instanceof HttpError) {
       ctx.status = err.status;
       ctx.body = { error: err.error, message: err.message };
+    } else if (err instanceof ContextStoreUnavailableError) {
+      // Redis is down: the configuration was not applied (or applied entirely); retrying is safe.
+      ctx.status = 503;
+      ctx.body = { error: err.error, message: err.message };
+      ctx.set('Retry-After', '5');
     } else if (err instanceof MismatchError) {
       ctx.status = 409;
       ctx.body = { error: 'configuration_mismatch', message: err.message };
+    } else if (err instanceof ClientDisconnectedError) {
+      // Nobody is listening any more; 499 is what proxies log for this.
+      ctx.status = 499;
+      ctx.body = { error: 'client_closed_request', message: err.message };
+    } else if (err instanceof McpConnectError) {
+      ctx.status = 502;
+      ctx.body = { error: 'mcp_unavailable', message: err.message };
+    } else if (err instanceof InvalidProfileError) {
+      ctx.status = 400;
+      ctx.body = { error: 'invalid_profile', message: err.message };
+    } else if (err instanceof ConfigurationConflictError) {
+      ctx.status = 409;
+      ctx.body = { error: 'configuration_conflict', message: err.message };
     } else if (err instanceof UserContextError) {
       ctx.status = 400;
       ctx.body = { error: 'invalid_configuration', message: err.message };
     } else {
-      ctx.status = 500;
-      ctx.body = { error: 'internal_error', message: 'Something went wrong; the error was logged.' };
-      ctx.app.emit('error', err, ctx);
+      throw err;
     }
   }
 }
 
-export function createApp(options: ExampleAppOptions): { app: Koa; store: ContextStore } {
-  const store = options.store ?? createStore(options.storeOptions);
+interface QueryRequest {
+  prompt: string;
+  session: Session | undefined;
+  profile: { tag: string; fields: Profile } | undefined;
+  stream: boolean;
+}
+
+function sseFrame(event: string, data: unknown): string {
+  return `event: ${event}\ndata: ${JSON.stringify(data)}\n\n`;
+}
+
+export function createApp(options: ExampleAppOptions): ExampleApp {
+  const store = options.store ?? createStore(options.storeOptions, options.mcpServers);
+  const logger = options.logger ?? createLogger({ level: 'silent' });
+  const profiles = options.profiles ?? DEFAULT_PROFILES;
+  const mcpServers = options.mcpServers;
+  const sessions = new SessionManager();
   const app = new Koa();
   app.silent = process.env['NODE_ENV'] === 'test';
   const router = new Router();
 
+  function parseQuery(ctx: Koa.Context, body: Record<string, unknown>): QueryRequest {
+    const { prompt, sessionId, profile, stream } = body;
+    if (typeof prompt !== 'string' || prompt.trim() === '' || prompt.length > 10_000) {
+      throw new HttpError(400, 'invalid_prompt', '"prompt" must be a non-empty string of at most 10 000 characters.');
+    }
+    let session: Session | undefined;
+    if (sessionId !== undefined) {
+      if (typeof sessionId !== 'string') throw new HttpError(400, 'invalid_session_id', '"sessionId" must be a string from POST /sessions.');
+      session = sessions.get(sessionId, currentUserUuid()!);
+      if (session === undefined) throw new HttpError(404, 'session_not_found', `No session "${sessionId.slice(0, 64)}" for this user; create one with POST /sessions.`);
+    }
+    let chosen: QueryRequest['profile'];
+    if (profile !== undefined) {
+      const fields = typeof profile === 'string' ? profiles.get(profile) : undefined;
+      if (fields === undefined) {
+        throw new HttpError(400, 'unknown_profile', `"profile" must be one of ${[...profiles.keys()].join(', ')}.`);
+      }
+      chosen = { tag: profile as string, fields };
+    }
+    if (stream !== undefined && typeof stream !== 'boolean') throw new HttpError(400, 'invalid_stream', '"stream" must be true or false.');
+    const wantsSse = stream ?? ctx.accepts('application/json', 'text/event-stream') === 'text/event-stream';
+    return { prompt, session, profile: chosen, stream: wantsSse };
+  }
+
+  /** Runs `fn` on the session's captured configuration, then the profile on top: one query only. */
+  function onQueryConfiguration<R>(query: QueryRequest, fn: () => Promise<R>): Promise<R> {
+    const withProfile = query.profile === undefined ? fn : () => runWithProfile({ tag: query.profile!.tag, ...query.profile!.fields }, fn);
+    return query.session === undefined ? withProfile() : runWithProfile(query.session.profile, withProfile);
+  }
+
+  /** The MCP server and tool names of the configuration this scope reads, if any. */
+  async function mcpInfo(): Promise<{ mcpServer: string; tools: string[] } | undefined> {
+    const connection = await getUserMcpConnection();
+    if (connection === null) return undefined;
+    const tools = await connection.listTools();
+    return { mcpServer: connection.serverName, tools: tools.map((t) => t.name) };
+  }
+
+  function requireConfigured(): FakeLlmClient {
+    if (getUserProvider() === null) {
+      throw new HttpError(409, 'not_configured', 'Choose a provider and model first: POST /configure { "provider", "model" }.');
+    }
+    const llm = getUserLlmInstance();
+    if (!(llm instanceof FakeLlmClient)) throw new MismatchError('no LLM client for this user; POST /configure first');
+    return llm;
+  }
+
   router.post('/configure', async (ctx) => {
     const patch = parseConfiguration(await readJson(ctx));
+    logger.info({ fields: Object.keys(patch) }, 'configuring');
+    const name = patch.mcpServerName;
+    if (mcpServers !== undefined && typeof name === 'string' && !mcpServers.has(name)) {
+      throw new HttpError(400, 'unknown_mcp_server', `Unknown MCP server "${name}"; use one of ${[...mcpServers.keys()].join(', ')}.`);
+    }
     const context = await configureUser(patch);
+    logger.info({ version: context.version }, 'configured');
     ctx.body = { user: currentUserUuid(), config: redactContext(context) };
   });
 
   router.post('/query', async (ctx) => {
-    const body = await readJson(ctx);
-    const prompt = body['prompt'];
-    if (typeof prompt !== 'string' || prompt.trim() === '' || prompt.length > 10_000) {
-      throw new HttpError(400, 'invalid_prompt', '"prompt" must be a non-empty string of at most 10 000 characters.');
+    const query = parseQuery(ctx, await readJson(ctx));
+    if (!query.stream) {
+      ctx.body = await onQueryConfiguration(query, async () => {
+        requireConfigured();
+        logger.info({ words: query.prompt.split(/\s+/).length }, 'planning');
+        const steps = await plan(query.prompt);
+        logger.info({ steps: steps.steps.length, planned: `${steps.provider}/${steps.model}` }, 'plan ready');
+        const result = await execute(query.prompt, steps);
+        logger.info({ ran: `${result.provider}/${result.model}` }, 'answered');
+        const mcp = await mcpInfo();
+        const profileTag = currentProfileTag();
+        // Recorded from the context that ran the query, never from a global.
+        query.session?.record(result.provider, result.model, profileTag);
+        return {
+          user: currentUserUuid(),
+          provider: result.provider,
+          model: result.model,
+          answer: result.answer,
+          ...mcp,
+          ...(query.session ? { sessionId: query.session.id } : {}),
+          ...(profileTag !== undefined ? { profileTag } : {}),
+        };
+      });
+      return;
     }
-    if (getUserProvider() === null) {
-      throw new HttpError(409, 'not_configured', 'Choose a provider and model first: POST /configure { "provider", "model" }.');
-    }
-    const steps = await plan(prompt);
-    const result = await execute(prompt, steps);
-    ctx.body = { user: currentUserUuid(), provider: result.provider, model: result.model, answer: result.answer };
+    await streamQuery(ctx, query);
+  });
+
+  /**
+   * Server-Sent Events. The stream is produced inside the query's scope (the
+   * session's and profile's overrides included), by a task that outlives this
+   * handler: Koa writes the body after the handler returns, and the
+   * middleware keeps the request scope until the response is done.
+   */
+  async function streamQuery(ctx: Koa.Context, query: QueryRequest): Promise<void> {
+    const out = new PassThrough();
+    let headersReady!: () => void;
+    let failedEarly!: (error: unknown) => void;
+    const ready = new Promise<void>((resolve, reject) => {
+      headersReady = resolve;
+      failedEarly = reject;
+    });
+    let started = false;
+    const send = async (event: string, data: unknown): Promise<void> => {
+      if (!out.write(sseFrame(event, data))) {
+        const signal = getRequestSignal();
+        await once(out, 'drain', signal !== undefined ? { signal } : {});
+      }
+    };
+    const produce = onQueryConfiguration(query, async () => {
+      const llm = requireConfigured();
+      const mcp = await mcpInfo();
+      const profileTag = currentProfileTag();
+      query.session?.record(llm.provider, llm.model, profileTag);
+      started = true;
+      headersReady();
+      await send('meta', { user: currentUserUuid(), provider: llm.provider, model: llm.model, ...mcp, ...(profileTag !== undefined ? { profileTag } : {}) });
+      // Tokens go through an emitter, as with SDKs that stream by events; the
+      // listener reads the user's context when it runs.
+      const tokens = new EventEmitter();
+      const pending: Promise<void>[] = [];
+      tokens.on('token', (text: string, index: number) => {
+        pending.push(send('token', { index, text, user: currentUserUuid(), model: getUserModel() }));
+      });
+      let index = 0;
+      const words: string[] = [];
+      for await (const text of llm.stream(query.prompt, getRequestSignal())) {
+        words.push(text);
+        tokens.emit('token', text, index++);
+        await Promise.all(pending.splice(0));
+      }
+      await send('done', { answer: words.join(' '), tokens: index });
+      out.end();
+    });
+    produce.catch((error: unknown) => {
+      if (!started) return failedEarly(error);
+      if (getAbortReason(error)) {
+        out.destroy();
+        return;
+      }
+      out.end(sseFrame('error', { error: 'stream_failed', message: 'The answer could not be completed.' }));
+      ctx.app.emit('error', error, ctx);
+    });
+    await ready;
+    ctx.status = 200;
+    ctx.type = 'text/event-stream';
+    ctx.set('Cache-Control', 'no-cache, no-transform');
+    ctx.set('X-Accel-Buffering', 'no');
+    ctx.body = out;
+  }
+
+  router.post('/sessions', async (ctx) => {
+    const context: UserRuntimeContext = getUserRuntimeContext();
+    const session = sessions.create(currentUserUuid()!, context);
+    ctx.status = 201;
+    ctx.body = describeSession(session, context);
+  });
+
+  router.get('/sessions/:id', (ctx) => {
+    const session = sessions.get(ctx.params['id'] ?? '', currentUserUuid()!);
+    if (session === undefined) throw new HttpError(404, 'session_not_found', 'No such session for this user.');
+    ctx.body = describeSession(session, getUserRuntimeContext());
+  });
+
+  router.get('/mcp/tools', async (ctx) => {
+    const connection = await getUserMcpConnection();
+    const tools = connection === null ? [] : await connection.listTools();
+    ctx.body = {
+      server: connection?.serverName ?? null,
+      tools: tools.map((t) => ({ name: t.name, description: t.description ?? null })),
+    };
   });
 
   router.get('/me/context', (ctx) => {
     ctx.body = redactContext(getUserRuntimeContext());
   });
 
-  app.use(errors);
-  app.use(userContext({ store, secret: options.secret, algorithms: ['HS256'] }));
+  const admin = adminRouter({ ...options.admin, store });
+  const auth = userContext({ store, secret: options.secret, algorithms: ['HS256'], passthrough: admin.isPage });
+  const registry = new Registry();
+  registerContextMetrics(store, { registry, middleware: auth });
+
+  // Order matters: the access log and the JSON error handler wrap everything;
+  // /metrics is answered before authentication (scrapers carry no JWT); the
+  // admin router comes after userContext(), which lets only its page through
+  // without a token.
+  app.use(requestLogger({ logger, ignore: (ctx) => ctx.path === '/metrics' }));
+  app.use(errorsWith(logger));
+  app.use(async function metricsRoute(ctx, next) {
+    if (ctx.path !== '/metrics') return next();
+    if (ctx.method !== 'GET') {
+      ctx.status = 405;
+      ctx.set('Allow', 'GET');
+      ctx.body = { error: 'method_not_allowed', message: 'Use GET /metrics.' };
+      return;
+    }
+    ctx.type = registry.contentType;
+    ctx.body = await registry.metrics();
+  });
+  app.use(async function readiness(ctx, next) {
+    if (ctx.path !== '/ready' || ctx.method !== 'GET') return next();
+    const state = store instanceof RedisContextStore ? store.readiness() : { ready: !store.closed };
+    ctx.status = state.ready ? 200 : 503;
+    ctx.body = state;
+  });
+  app.use(auth);
+  app.use(admin);
   app.use(router.routes());
   app.use(router.allowedMethods());
-  return { app, store };
+  return { app, store, registry, logger, sessions };
+}
+
+function describeSession(session: Session, context: UserRuntimeContext): Record<string, unknown> {
+  const config = redactContext({ ...context, ...session.profile } as UserRuntimeContext);
+  const captured: Record<string, unknown> = {};
+  for (const key of Object.keys(session.profile)) captured[key] = config[key];
+  return {
+    id: session.id,
+    createdAt: session.createdAt.toISOString(),
+    config: captured,
+    queries: session.queries,
+    modelsUsed: session.modelsUsed,
+    profileTagsUsed: session.profileTagsUsed,
+  };
+}
+
+function getAbortReason(error: unknown): boolean {
+  return error instanceof ClientDisconnectedError || (error as { name?: unknown } | null)?.name === 'AbortError';
 }

@@ -4,9 +4,17 @@
  *   PORT        port to listen on (default 3000)
  *   JWT_SECRET  HS256 secret, at least 32 bytes; without it one is generated
  *               and two ready-made tokens are printed
+ *   REDIS_URL   e.g. redis://127.0.0.1:6379: share the users' contexts with
+ *               every instance using the same Redis (RedisContextStore);
+ *               without it contexts live in this process only
+ *   CONTEXT_ENCRYPTION_KEY  32 bytes, base64 or hex: encrypts the credential
+ *               fields written to Redis; by default derived from JWT_SECRET
+ *               (HKDF-SHA256). Every instance needs the same key.
  */
-import { randomUUID } from 'node:crypto';
-import { createApp } from './app.js';
+import { hkdfSync, randomBytes, randomUUID } from 'node:crypto';
+import type { ContextStore } from '../src/index.js';
+import { createApp, createLogger, createSharedStore } from './app.js';
+import { startExampleServers } from './mcp-servers.js';
 import { generateSecret, mintToken } from './tokens.js';
 
 const port = Number(process.env['PORT'] ?? 3000);
@@ -14,35 +22,66 @@ if (!Number.isInteger(port) || port < 0 || port > 65535) {
   console.error(`PORT must be an integer from 0 to 65535, got "${process.env['PORT']}"`);
   process.exit(2);
 }
-const given = process.env['JWT_SECRET'];
+const given = process.env['JWT_SECRET'] || undefined;
 const secret = given ?? generateSecret();
+// Two example MCP servers users can pick with { "mcpServerName": "warehouse" | "crm" }.
+const mcp = await startExampleServers();
+const mcpServers = new Map([
+  ['warehouse', mcp.warehouse.url],
+  ['crm', mcp.crm.url],
+]);
+const redisUrl = process.env['REDIS_URL'];
 let created;
 try {
-  created = createApp({ secret });
+  let store: ContextStore | undefined;
+  if (redisUrl !== undefined && redisUrl !== '') {
+    if (given === undefined) {
+      console.warn('REDIS_URL is set but JWT_SECRET is not: tokens minted here are rejected by the other instances. Give every instance the same JWT_SECRET.');
+    }
+    const encryptionKey = process.env['CONTEXT_ENCRYPTION_KEY'] ??
+      (given !== undefined ? Buffer.from(hkdfSync('sha256', given, 'koa-user-context', 'redis field encryption', 32)) : randomBytes(32));
+    const shared = createSharedStore({ redis: redisUrl, encryptionKey }, mcpServers);
+    if (!(await shared.whenReady(5000))) {
+      console.warn(`Redis at ${redisUrl} is not reachable yet: GET /ready answers 503 until it is; the store keeps reconnecting.`);
+    }
+    store = shared;
+  }
+  created = createApp({
+    secret,
+    mcpServers,
+    logger: createLogger({ level: process.env['LOG_LEVEL'] ?? 'info' }),
+    ...(store !== undefined ? { store } : {}),
+  });
 } catch (err) {
   console.error(`cannot start: ${(err as Error).message}`);
+  await mcp.close();
   process.exit(2);
 }
-const { app, store } = created;
-app.on('error', (err: unknown) => console.error('request failed:', err));
+const { app, store, logger } = created;
+app.on('error', (err: unknown) => logger.error({ err }, 'server error'));
 
 const server = app.listen(port, '127.0.0.1', () => {
   const address = server.address();
   const actual = typeof address === 'object' && address !== null ? address.port : port;
   if (given === undefined) {
-    console.log('JWT_SECRET not set: generated one for this run. Two ready-made tokens (valid 1 h):');
+    console.log('JWT_SECRET not set: generated one for this run. Ready-made tokens (valid 1 h):');
     for (const name of ['alice', 'bob']) {
       const user = randomUUID();
       console.log(`  ${name} (${user}): ${mintToken(secret, user)}`);
     }
+    const adminToken = mintToken(secret, randomUUID(), { role: 'admin' });
+    console.log(`  admin: ${adminToken}`);
+    console.log(`dashboard: http://127.0.0.1:${actual}/admin#token=${adminToken}`);
   }
-  console.log(`listening on http://127.0.0.1:${actual}`);
+  console.log(`listening on http://127.0.0.1:${actual} (metrics on /metrics${redisUrl ? `; contexts shared through ${redisUrl}` : ''})`);
 });
 
 function shutdown(signal: string): void {
   console.log(`${signal}: closing`);
   server.close();
-  store.close({ timeout: 5000 }).then(() => process.exit(0), () => process.exit(1));
+  store.close({ timeout: 5000 })
+    .then(() => mcp.close())
+    .then(() => process.exit(0), () => process.exit(1));
 }
 process.once('SIGINT', () => shutdown('SIGINT'));
 process.once('SIGTERM', () => shutdown('SIGTERM'));

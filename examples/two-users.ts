@@ -1,12 +1,15 @@
 /**
- * The two-user demo: user A configures Google/gemini-2.5-flash while user B
- * configures Anthropic/claude-3-5-haiku at the same time, then both fire
- * interleaved queries. Prints who ran on what; exits 1 on any cross-talk.
+ * The two-user demo: user A configures Google/gemini-2.5-flash and the
+ * `warehouse` MCP server while user B configures Anthropic/claude-3-5-haiku
+ * and the `crm` MCP server at the same time (two real MCP servers on
+ * 127.0.0.1), then both fire interleaved queries and list their tools.
+ * Prints who ran on what with which tools; exits 1 on any cross-talk.
  */
 import { randomUUID } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import { pathToFileURL } from 'node:url';
 import { createApp } from './app.js';
+import { EXAMPLE_SERVERS, startExampleServers } from './mcp-servers.js';
 import { generateSecret, mintToken } from './tokens.js';
 
 export interface DemoRow {
@@ -15,27 +18,37 @@ export interface DemoRow {
   expected: string;
   ran: string;
   ok: boolean;
+  /** MCP server the user configured, and the tools the query saw on it. */
+  mcpServer?: string;
+  tools?: string[];
 }
 
 const USERS = [
-  { name: 'A', provider: 'Google', model: 'gemini-2.5-flash' },
-  { name: 'B', provider: 'Anthropic', model: 'claude-3-5-haiku' },
+  { name: 'A', provider: 'Google', model: 'gemini-2.5-flash', mcpServerName: 'warehouse' },
+  { name: 'B', provider: 'Anthropic', model: 'claude-3-5-haiku', mcpServerName: 'crm' },
 ] as const;
 
 export async function runDemo(queriesPerUser = 8): Promise<DemoRow[]> {
   const secret = generateSecret();
-  const { app, store } = createApp({ secret });
+  const mcp = await startExampleServers();
+  const { app, store } = createApp({
+    secret,
+    mcpServers: new Map([
+      ['warehouse', mcp.warehouse.url],
+      ['crm', mcp.crm.url],
+    ]),
+  });
   const server = app.listen(0, '127.0.0.1');
   await new Promise<void>((resolve) => server.once('listening', resolve));
   const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   const users = USERS.map((u) => ({ ...u, uuid: randomUUID(), token: '' }));
   for (const u of users) u.token = mintToken(secret, u.uuid);
 
-  const call = async (token: string, path: string, body: unknown): Promise<Record<string, unknown>> => {
+  const call = async (token: string, path: string, body?: unknown): Promise<Record<string, unknown>> => {
     const res = await fetch(base + path, {
-      method: 'POST',
-      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
-      body: JSON.stringify(body),
+      method: body === undefined ? 'GET' : 'POST',
+      headers: { authorization: `Bearer ${token}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
     });
     const json = (await res.json()) as Record<string, unknown>;
     if (res.status !== 200) throw new Error(`${path} → ${res.status} ${JSON.stringify(json)}`);
@@ -44,7 +57,7 @@ export async function runDemo(queriesPerUser = 8): Promise<DemoRow[]> {
 
   try {
     // Both users configure at the same moment.
-    await Promise.all(users.map((u) => call(u.token, '/configure', { provider: u.provider, model: u.model })));
+    await Promise.all(users.map((u) => call(u.token, '/configure', { provider: u.provider, model: u.model, mcpServerName: u.mcpServerName })));
     // Interleaved queries: all in flight together, in shuffled order.
     const jobs = users.flatMap((u) => Array.from({ length: queriesPerUser }, (_, i) => ({ u, i })));
     jobs.sort(() => Math.random() - 0.5);
@@ -54,20 +67,40 @@ export async function runDemo(queriesPerUser = 8): Promise<DemoRow[]> {
         const ran = `${String(res['provider'])}/${String(res['model'])}`;
         const expected = `${u.provider}/${u.model}`;
         const answeredBy = String(res['answer']).startsWith(`[${expected}]`);
-        return { user: u.name, query: i, expected, ran, ok: ran === expected && answeredBy && res['user'] === u.uuid };
+        // The user's own MCP server's tools, as listed through their own MCP client.
+        const listed = (await call(u.token, '/mcp/tools')) as { server: unknown; tools: { name: string }[] };
+        const tools = listed.tools.map((t) => t.name);
+        const ownTools: readonly string[] = EXAMPLE_SERVERS[u.mcpServerName].map((t) => t.name);
+        const toolsOk = listed.server === u.mcpServerName && res['mcpServer'] === u.mcpServerName
+          && sameList(tools, ownTools) && sameList(res['tools'] as string[], ownTools);
+        return {
+          user: u.name,
+          query: i,
+          expected,
+          ran,
+          ok: ran === expected && answeredBy && res['user'] === u.uuid && toolsOk,
+          mcpServer: String(listed.server),
+          tools,
+        };
       }),
     );
   } finally {
     server.close();
     await store.close();
+    await mcp.close();
   }
+}
+
+function sameList(a: readonly string[] | undefined, b: readonly string[]): boolean {
+  return a !== undefined && a.length === b.length && a.every((x, i) => x === b[i]);
 }
 
 function printTable(rows: DemoRow[]): void {
   const sorted = [...rows].sort((a, b) => a.user.localeCompare(b.user) || a.query - b.query);
-  console.log('user  query  configured                    ran on                        ok');
+  console.log('user  query  configured                    ran on                        MCP tools seen                     ok');
   for (const r of sorted) {
-    console.log(`${r.user.padEnd(6)}${String(r.query).padEnd(7)}${r.expected.padEnd(30)}${r.ran.padEnd(30)}${r.ok ? 'yes' : 'CROSS-TALK'}`);
+    const tools = `${r.mcpServer ?? '-'}: ${(r.tools ?? []).join(', ')}`;
+    console.log(`${r.user.padEnd(6)}${String(r.query).padEnd(7)}${r.expected.padEnd(30)}${r.ran.padEnd(30)}${tools.padEnd(35)}${r.ok ? 'yes' : 'CROSS-TALK'}`);
   }
 }
 

@@ -196,22 +196,28 @@ const SECRET_KEY = /(api[-_]?key|token|secret|password|credential|authorization)
  * Returns a copy of a context (or any plain data) with secret-looking keys
  * (`apiKey`, `token`, `secret`, `password`, …) replaced by `"[redacted]"` and
  * live resources reduced to a flag saying whether they exist.
+ * `options.secretKeys` names further keys (at any depth) to redact.
  */
-export function redactContext(context: UserRuntimeContext): Record<string, unknown> {
+export function redactContext(
+  context: UserRuntimeContext,
+  options: { secretKeys?: readonly string[] } = {},
+): Record<string, unknown> {
+  const extra = options.secretKeys === undefined || options.secretKeys.length === 0 ? undefined : new Set(options.secretKeys);
+  const isSecret = extra === undefined ? (key: string) => SECRET_KEY.test(key) : (key: string) => extra.has(key) || SECRET_KEY.test(key);
   const out: Record<string, unknown> = {};
   for (const [key, value] of Object.entries(context)) {
     if (key === 'llmInstance' || key === 'mcpClient') out[key] = value != null ? '[live]' : null;
     else if (key === 'lastAccess') out[key] = (value as Date).toISOString();
-    else out[key] = redactValue(key, value);
+    else out[key] = redactValue(key, value, isSecret);
   }
   return out;
 }
 
-function redactValue(key: string, value: unknown): unknown {
-  if (value != null && SECRET_KEY.test(key)) return '[redacted]';
+function redactValue(key: string, value: unknown, isSecret: (key: string) => boolean): unknown {
+  if (value != null && isSecret(key)) return '[redacted]';
   if (value === null || typeof value !== 'object') return value;
-  if (Array.isArray(value)) return value.map((v) => redactValue('', v));
+  if (Array.isArray(value)) return value.map((v) => redactValue('', v, isSecret));
   const out: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(value)) out[k] = redactValue(k, v);
+  for (const [k, v] of Object.entries(value)) out[k] = redactValue(k, v, isSecret);
   return out;
 }

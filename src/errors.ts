@@ -38,6 +38,15 @@ export class InvalidContextValueError extends UserContextError {
   static override code = 'ERR_INVALID_CONTEXT_VALUE';
 }
 
+/**
+ * A write from inside a request hands over a client built for the request's
+ * snapshot, but another request changed a field that client depends on in the
+ * meantime. Nothing was applied; rebuild the client and retry.
+ */
+export class ConfigurationConflictError extends UserContextError {
+  static override code = 'ERR_CONFIGURATION_CONFLICT';
+}
+
 /** The store was closed; no new scope can be opened on it. */
 export class StoreClosedError extends UserContextError {
   static override code = 'ERR_STORE_CLOSED';
@@ -114,4 +123,54 @@ export class KeyUnavailableError extends AuthError {
   static override status = 503;
   static override error = 'key_unavailable';
   static override bearerError = undefined;
+}
+
+/**
+ * The shared context store (Redis) cannot be reached, or answered with data
+ * this instance cannot read: a request whose context is not cached here, or a
+ * write, cannot be served now. The middleware answers 503
+ * `context_store_unavailable` with `Retry-After`; a write that fails with it
+ * was applied entirely or not at all (retrying it is safe).
+ */
+export class ContextStoreUnavailableError extends AuthError {
+  static override code = 'ERR_CONTEXT_STORE_UNAVAILABLE';
+  static override status = 503;
+  static override error = 'context_store_unavailable';
+  static override bearerError = undefined;
+}
+
+/**
+ * A synchronous read or write of a shared store (`openScope()`,
+ * `currentGeneration()`, `commit()`) needs the user's context, which is not
+ * loaded (or not known to be current) in this process. Use the asynchronous
+ * paths: the middleware, `await runAsUser(userUuid, fn)`, `configureUser()`.
+ */
+export class ContextNotLoadedError extends UserContextError {
+  static override code = 'ERR_CONTEXT_NOT_LOADED';
+}
+
+// --- Agent integration (MCP clients, profile overrides) ---------------------
+
+/** A user's MCP client could not connect to (or initialise with) its server. */
+export class McpConnectError extends UserContextError {
+  static override code = 'ERR_MCP_CONNECT_FAILED';
+}
+
+/** A profile override given to `runWithProfile()` is not valid. */
+export class InvalidProfileError extends UserContextError {
+  static override code = 'ERR_INVALID_PROFILE';
+}
+
+/**
+ * The abort reason of a request's signal when the HTTP client went away
+ * before the response was complete. Its `name` is `'AbortError'`, as code
+ * that handles aborted fetches and LLM SDK calls expects.
+ */
+export class ClientDisconnectedError extends UserContextError {
+  static override code = 'ERR_CLIENT_DISCONNECTED';
+
+  constructor(message = 'The HTTP client disconnected before the response was complete.', options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'AbortError';
+  }
 }

@@ -25,6 +25,7 @@ import type { ContextStore } from './store.js';
 function outside(fn: string): ContextStore {
   const store = getDefaultStore();
   if (store.mode === 'single-user' || store.outsideScope === 'global') return store;
+  store.events.emit('contextMissing', { fn });
   throw new UserContextMissingError(
     `${fn}() was called outside a user scope while the store is in multi-user mode. ` +
       'Call it while handling a request that passed the userContext() middleware, inside runAsUser(userUuid, fn), ' +
@@ -32,30 +33,42 @@ function outside(fn: string): ContextStore {
   );
 }
 
-/** The generation a read sees. @internal */
+/**
+ * The generation a read sees: the scope's snapshot while the scope is open.
+ * Work that outlives its scope (fire-and-forget) reads the user's current
+ * generation instead, never a released snapshot (unless the store is closed:
+ * then the snapshot is all there is). @internal
+ */
 export function readGeneration(userUuid: string | undefined, fn: string): Generation {
   const scope = als.getStore();
   if (userUuid === undefined) {
-    if (scope !== undefined) return scope.gen;
+    if (scope !== undefined) return scope.open || scope.store.closed ? scope.gen : scope.store.currentGeneration(scope.userUuid);
     return outside(fn).globalGeneration();
   }
-  if (scope !== undefined && scope.userUuid === userUuid) return scope.gen;
+  if (scope !== undefined && scope.open && scope.userUuid === userUuid) return scope.gen;
   const store = scope?.store ?? getDefaultStore();
   const id = store.parseUserId(userUuid);
-  if (scope !== undefined && scope.userUuid === id) return scope.gen;
+  if (scope !== undefined && scope.open && scope.userUuid === id) return scope.gen;
   return store.currentGeneration(id);
 }
 
-/** Applies a patch for the current (or given) user. @internal */
-export function writePatch(patch: ContextPatch, userUuid: string | undefined, fn: string): Generation {
+/**
+ * Applies a patch for the current (or given) user. A shared store returns a
+ * promise settled once the write is stored; callers await it. @internal
+ */
+export function writePatch(
+  patch: ContextPatch,
+  userUuid: string | undefined,
+  fn: string,
+): Generation | Promise<Generation> {
   const scope = als.getStore();
   if (userUuid === undefined) {
-    if (scope !== undefined) return scope.store.commit(scope.userUuid, patch, scope);
-    return outside(fn).commit(null, patch);
+    if (scope !== undefined) return scope.store.write(scope.userUuid, patch, scope);
+    return outside(fn).write(null, patch);
   }
   const store = scope?.store ?? getDefaultStore();
   const id = store.parseUserId(userUuid);
-  return store.commit(id, patch, scope !== undefined && scope.userUuid === id ? scope : undefined);
+  return store.write(id, patch, scope !== undefined && scope.userUuid === id ? scope : undefined);
 }
 
 function fieldGetter<K extends ConfigField>(field: K, fn: string) {
@@ -64,7 +77,7 @@ function fieldGetter<K extends ConfigField>(field: K, fn: string) {
 
 function fieldSetter<K extends ConfigField>(field: K, fn: string) {
   return async (value: UserContextFields[K], userUuid?: string): Promise<void> => {
-    writePatch({ [field]: value } as ContextPatch, userUuid, fn);
+    await writePatch({ [field]: value } as ContextPatch, userUuid, fn);
   };
 }
 
@@ -87,7 +100,7 @@ export function getUserRuntimeContext(userUuid?: string): UserRuntimeContext {
  * depends on drops that resource from the new configuration.
  */
 export async function configureUser(patch: ContextPatch, userUuid?: string): Promise<UserRuntimeContext> {
-  const gen = writePatch(patch, userUuid, 'configureUser');
+  const gen = await writePatch(patch, userUuid, 'configureUser');
   return gen.owner.view(gen) as UserRuntimeContext;
 }
 
@@ -102,7 +115,7 @@ export async function setUserField<K extends ConfigField>(
   value: UserContextFields[K],
   userUuid?: string,
 ): Promise<void> {
-  writePatch({ [field]: value } as ContextPatch, userUuid, 'setUserField');
+  await writePatch({ [field]: value } as ContextPatch, userUuid, 'setUserField');
 }
 
 /** LLM provider of the current (or given) user, e.g. `"Google"`. */
@@ -158,12 +171,12 @@ export const getUserMcpClient = resourceGetter('mcpClient', 'getUserMcpClient');
  * evicted or the store closes, never while a request uses it.
  */
 export async function setUserLlmInstance(instance: LlmInstance | null, userUuid?: string): Promise<void> {
-  writePatch({ llmInstance: instance }, userUuid, 'setUserLlmInstance');
+  await writePatch({ llmInstance: instance }, userUuid, 'setUserLlmInstance');
 }
 
 /** Hands an MCP client to the current configuration (owned as `setUserLlmInstance`). */
 export async function setUserMcpClient(client: McpClient | null, userUuid?: string): Promise<void> {
-  writePatch({ mcpClient: client }, userUuid, 'setUserMcpClient');
+  await writePatch({ mcpClient: client }, userUuid, 'setUserMcpClient');
 }
 
 /** When the current (or given) user was last active. */

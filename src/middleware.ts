@@ -9,6 +9,7 @@ import { als } from './als.js';
 import { getDefaultStore } from './default-store.js';
 import { AuthError, InvalidSubjectError, InvalidTokenError, MalformedAuthorizationError, MissingTokenError, StoreClosedError, UserContextError } from './errors.js';
 import type { Scope } from './scope.js';
+import { responseSignal } from './request-signal.js';
 import type { ContextStore } from './store.js';
 import { TokenVerifier, type TokenOptions } from './token.js';
 
@@ -73,7 +74,8 @@ interface Identity {
  * On success `ctx.state.user` holds the claims, `ctx.state.userUuid` the user
  * id, and every downstream middleware runs inside the user's scope. On
  * failure the response is a JSON `{ error, message }` with 400/401 and an
- * RFC 6750 `WWW-Authenticate: Bearer …` header (503 when no key can be had or
+ * RFC 6750 `WWW-Authenticate: Bearer …` header (503 when no key can be had,
+ * the shared context store is unreachable — `context_store_unavailable` — or
  * the store is shutting down).
  */
 export function userContext(options: UserContextOptions): UserContextMiddleware {
@@ -92,7 +94,7 @@ export function userContext(options: UserContextOptions): UserContextMiddleware 
   if (hasKey && options.algorithms === undefined) {
     throw new TypeError("options.algorithms is required, e.g. ['HS256'] or ['RS256']; it has no default");
   }
-  const verifier = hasKey ? new TokenVerifier(options as TokenOptions, store.parseUserId) : undefined;
+  const verifier = hasKey ? new TokenVerifier(options as TokenOptions, store.parseUserId, store.events) : undefined;
   const subjectClaim = options.subjectClaim ?? 'sub';
   const { cookie, getToken, realm } = options;
   if (cookie !== undefined && (typeof cookie !== 'string' || cookie === '')) {
@@ -168,6 +170,7 @@ export function userContext(options: UserContextOptions): UserContextMiddleware 
 
   function reject(ctx: Context, error: AuthError | StoreClosedError): void {
     if (error instanceof AuthError) {
+      store.events.emit('tokenRejected', { code: error.code, error: error.error, status: error.status });
       ctx.status = error.status;
       ctx.body = { error: error.error, message: error.message };
       if (error.status === 401 || error.status === 400) ctx.set('WWW-Authenticate', challenge(realm, error));
@@ -179,21 +182,9 @@ export function userContext(options: UserContextOptions): UserContextMiddleware 
     }
   }
 
-  /** Runs the rest of the request in the user's scope; closes the scope when it settles. */
-  function enterScope(ctx: Context, next: Next, identity: Identity | undefined): Promise<void> {
-    if (identity === undefined) return Promise.resolve(next());
-    ctx.state['user'] = identity.claims;
-    ctx.state['userUuid'] = identity.userUuid;
-    let scope: Scope;
-    try {
-      scope = store.openScope(identity.userUuid, identity.claims);
-    } catch (error) {
-      if (error instanceof StoreClosedError) {
-        reject(ctx, error);
-        return Promise.resolve();
-      }
-      throw error;
-    }
+  /** Runs the rest of the request in the user's scope and closes the scope when it is done. */
+  function runInUserScope(ctx: Context, next: Next, scope: Scope): Promise<void> {
+    scope.setSignalSource(() => responseSignal(ctx.res, scope));
     let downstream: Promise<void>;
     try {
       downstream = Promise.resolve(als.run(scope, next));
@@ -204,12 +195,48 @@ export function userContext(options: UserContextOptions): UserContextMiddleware 
     // One reaction per request (no async frame, no extra await): this is the
     // hot path of every authenticated request.
     return downstream.then(
-      () => scope.close(),
+      () => {
+        if (!respondsLater(ctx)) scope.close();
+        // A streamed body is written after the middleware returns: keep the scope (and the
+        // lease on the clients the stream uses) until the response is done.
+        else ctx.res.once('close', () => scope.close());
+      },
       (error: unknown) => {
         scope.close();
         throw error;
       },
     );
+  }
+
+  async function enterAfterLoad(ctx: Context, next: Next, opened: Promise<Scope>): Promise<void> {
+    let scope: Scope;
+    try {
+      scope = await opened;
+    } catch (error) {
+      if (error instanceof StoreClosedError || error instanceof AuthError) return reject(ctx, error);
+      throw error;
+    }
+    return runInUserScope(ctx, next, scope);
+  }
+
+  /** Opens the user's scope (loading the context first with a shared store) and runs the rest in it. */
+  function enterScope(ctx: Context, next: Next, identity: Identity | undefined): Promise<void> {
+    if (identity === undefined) return Promise.resolve(next());
+    ctx.state['user'] = identity.claims;
+    ctx.state['userUuid'] = identity.userUuid;
+    let opened: Scope | Promise<Scope>;
+    try {
+      // A shared store returns a promise when it must load the context first.
+      opened = store.acquireScope(identity.userUuid, identity.claims);
+    } catch (error) {
+      if (error instanceof StoreClosedError || error instanceof AuthError) {
+        reject(ctx, error);
+        return Promise.resolve();
+      }
+      throw error;
+    }
+    if (opened instanceof Promise) return enterAfterLoad(ctx, next, opened);
+    return runInUserScope(ctx, next, opened);
   }
 
   async function enterAfterKey(ctx: Context, next: Next, found: Promise<Identity>): Promise<void> {
@@ -225,8 +252,8 @@ export function userContext(options: UserContextOptions): UserContextMiddleware 
 
   // Not an async function on purpose: with a cached token and the in-memory
   // store the whole request path is synchronous up to `next()`, so it
-  // allocates one promise reaction per request instead of an async frame and
-  // an await. Errors are still reported as rejections, never thrown.
+  // allocates one promise reaction per request instead of async frames and
+  // awaits. Errors are still reported as rejections, never thrown.
   function userContextMiddleware(ctx: Context, next: Next): Promise<void> {
     try {
       let found: Identity | Promise<Identity> | undefined;
@@ -249,6 +276,14 @@ export function userContext(options: UserContextOptions): UserContextMiddleware 
   return Object.defineProperty(userContextMiddleware, 'tokenCacheSize', {
     get: () => verifier?.cacheSize ?? 0,
   }) as UserContextMiddleware;
+}
+
+/** Whether the response is still to be written after the middleware chain returns. */
+function respondsLater(ctx: Context): boolean {
+  if (ctx.res.writableFinished || ctx.res.destroyed) return false;
+  if (ctx.respond === false) return true;
+  const body = ctx.body as { pipe?: unknown } | null | undefined;
+  return typeof body?.pipe === 'function';
 }
 
 function countAuthorization(raw: string[]): number {

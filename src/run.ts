@@ -23,12 +23,22 @@ export interface RunAsUserOptions {
    * @default undefined
    */
   claims?: Readonly<Record<string, unknown>>;
+  /**
+   * Abort signal exposed through `getRequestSignal()` (e.g. a job's
+   * cancellation).
+   * @default undefined
+   */
+  signal?: AbortSignal;
 }
 
 /**
  * Runs `fn` as `userUuid`: every helper inside it (across awaits) answers for
  * that user. The scope holds a lease on the user's configuration until `fn`
  * returns or, if it returns a promise, until the promise settles.
+ *
+ * With a shared store (`RedisContextStore`) whose near-cache does not hold
+ * the user, the context is loaded first and the result is a promise even if
+ * `fn` is synchronous: pass an async `fn` and await the result.
  *
  * ```ts
  * await runAsUser(userUuid, async () => { await nightlyReport(); });
@@ -37,8 +47,17 @@ export interface RunAsUserOptions {
 export function runAsUser<R>(userUuid: string, fn: () => R, options: RunAsUserOptions = {}): R {
   if (typeof fn !== 'function') throw new TypeError('runAsUser(userUuid, fn): fn must be a function');
   const store = options.store ?? als.getStore()?.store ?? getDefaultStore();
-  const scope = store.openScope(store.parseUserId(userUuid), options.claims);
-  return runInScope(scope, fn, true);
+  if (options.signal !== undefined && !(options.signal instanceof AbortSignal)) {
+    throw new TypeError('runAsUser(): options.signal must be an AbortSignal');
+  }
+  const { signal } = options;
+  const start = (scope: Scope): R => {
+    if (signal !== undefined) scope.setSignalSource(signal);
+    return runInScope(scope, fn, true);
+  };
+  const opened = store.acquireScope(store.parseUserId(userUuid), options.claims);
+  if (opened instanceof Promise) return opened.then(start) as R;
+  return start(opened);
 }
 
 /** Runs `fn` in `scope`; with `closeAfter`, closes the scope once `fn` is done. @internal */
@@ -83,6 +102,7 @@ export function bindToCurrentUser<A extends unknown[], R>(fn: (...args: A) => R)
   if (scope === undefined) {
     const store = getDefaultStore();
     if (store.mode === 'single-user' || store.outsideScope === 'global') return fn;
+    store.events.emit('contextMissing', { fn: 'bindToCurrentUser' });
     throw new UserContextMissingError(
       'bindToCurrentUser() was called outside a user scope, so there is no user to bind. ' +
         'Call it while handling the request (or inside runAsUser(userUuid, fn)) that registers the callback.',
@@ -92,6 +112,8 @@ export function bindToCurrentUser<A extends unknown[], R>(fn: (...args: A) => R)
   return function boundToUser(this: unknown, ...args: A): R {
     const call = (): R => fn.apply(this, args);
     if (scope.open) return runInScope(scope, call, false);
-    return runInScope(store.openScope(userUuid, claims), call, true);
+    const opened = store.acquireScope(userUuid, claims);
+    if (opened instanceof Promise) return opened.then((next) => runInScope(next, call, true)) as R;
+    return runInScope(opened, call, true);
   };
 }

@@ -18,24 +18,31 @@ export class Scope {
   readonly entry: UserEntry;
   /** The generation this scope reads: its snapshot. */
   gen: Generation;
+  /** The scope this one is nested in (a profile override), if any. */
+  readonly parent: Scope | undefined;
   /** Neighbours in the store's list of open scopes. @internal */
   prevOpen: Scope | undefined = undefined;
   /** @internal */
   nextOpen: Scope | undefined = undefined;
   #open = true;
   readonly #onClose: (scope: Scope) => void;
+  #signal: AbortSignal | undefined;
+  #signalSource: (() => AbortSignal) | undefined;
 
   constructor(
     store: ContextStore,
     entry: UserEntry,
     claims: Readonly<Record<string, unknown>> | undefined,
     onClose: (scope: Scope) => void,
+    gen: Generation = entry.current,
+    parent?: Scope,
   ) {
     this.userUuid = entry.userUuid;
     this.store = store;
     this.entry = entry;
     this.claims = claims;
-    this.gen = entry.current;
+    this.parent = parent;
+    this.gen = gen;
     this.gen.lease();
     entry.inFlight++;
     this.#onClose = onClose;
@@ -43,6 +50,24 @@ export class Scope {
 
   get open(): boolean {
     return this.#open;
+  }
+
+  /**
+   * The abort signal of the work this scope runs (the HTTP request, for the
+   * middleware), created on first use; inherited by nested scopes.
+   */
+  get signal(): AbortSignal | undefined {
+    if (this.#signal === undefined && this.#signalSource !== undefined) {
+      this.#signal = this.#signalSource();
+      this.#signalSource = undefined;
+    }
+    return this.#signal ?? this.parent?.signal;
+  }
+
+  /** Sets where `signal` comes from (called once, lazily). @internal */
+  setSignalSource(source: (() => AbortSignal) | AbortSignal): void {
+    if (typeof source === 'function') this.#signalSource = source;
+    else this.#signal = source;
   }
 
   /** Moves this scope's lease to a newer generation (after its own write). */

@@ -18,7 +18,8 @@ import {
   type UserContextFields,
   type UserRuntimeContext,
 } from './context.js';
-import { StoreClosedError } from './errors.js';
+import { ConfigurationConflictError, StoreClosedError } from './errors.js';
+import { ContextEvents } from './events.js';
 import { Generation, Resource, type GenerationOwner } from './generation.js';
 import { Scope } from './scope.js';
 import { createUserIdParser, type UserIdPolicy } from './user-id.js';
@@ -125,6 +126,14 @@ export interface ContextStoreOptions {
    * @default undefined
    */
   onEvict?: (userUuid: string, reason: EvictionReason) => void;
+  /**
+   * Observer of the store (and of the middleware and helpers using it):
+   * context loads, evictions, token cache hits/misses, rejected tokens,
+   * resource disposals, missing-context errors. Pass one emitter to several
+   * stores to watch them together. Read it back as `store.events`.
+   * @default a new `ContextEvents` with no listeners
+   */
+  events?: ContextEvents;
 }
 
 /** One user's slot in the store. */
@@ -165,6 +174,8 @@ export class ContextStore implements GenerationOwner {
   readonly max: number;
   /** Returns the normalised user id or throws `InvalidUserIdError`. */
   readonly parseUserId: (value: unknown) => string;
+  /** Events of this store; see {@link ContextEvents}. */
+  readonly events: ContextEvents;
 
   readonly #cache: LRUCache<string, UserEntry>;
   readonly #defaults: UserConfig;
@@ -226,6 +237,10 @@ export class ContextStore implements GenerationOwner {
     this.#mirror = mirrorToLegacyGlobals === true;
     this.#onDisposeError = options.onDisposeError ?? defaultDisposeError;
     this.#onEvict = options.onEvict;
+    if (options.events !== undefined && !(options.events instanceof ContextEvents)) {
+      throw new TypeError('options.events must be a ContextEvents instance');
+    }
+    this.events = options.events ?? new ContextEvents();
     if (this.#mirror) {
       warnOnce(
         'KUC_LEGACY_MIRROR',
@@ -245,6 +260,7 @@ export class ContextStore implements GenerationOwner {
         entry.current.retire();
         const why = this.#pendingReason ?? LRU_REASON[reason] ?? 'manual';
         this.#onEvict?.(userUuid, why);
+        this.events.emit('evicted', { userUuid, reason: why, inFlight: entry.inFlight });
       },
     });
     this.#global = this.#newEntry(GLOBAL_UUID);
@@ -278,13 +294,72 @@ export class ContextStore implements GenerationOwner {
     if (this.#closing !== undefined) {
       throw new StoreClosedError('The context store is closed; no new user scope can start. Create a new store.');
     }
-    const scope = new Scope(this, this.#touch(userUuid), claims, this.#closeScope);
+    return this.#register(new Scope(this, this.#touch(userUuid), claims, this.#closeScope));
+  }
+
+  /** Links an open scope into the list `close()` waits for. */
+  #register<S extends Scope>(scope: S): S {
     const head = this.#openScopes;
     scope.nextOpen = head;
     if (head !== undefined) head.prevOpen = scope;
     this.#openScopes = scope;
     this.#openCount++;
     return scope;
+  }
+
+  /**
+   * Opens a scope like {@link openScope}, but may load the context first: a
+   * shared store (Redis) returns a promise when the user's context is not in
+   * its near-cache. The in-memory store always returns the scope itself, so
+   * callers await only when they get a promise. The middleware, `runAsUser`
+   * and `bindToCurrentUser` open scopes through this method.
+   */
+  acquireScope(userUuid: string, claims?: Readonly<Record<string, unknown>>): Scope | Promise<Scope> {
+    return this.openScope(userUuid, claims);
+  }
+
+  /**
+   * Applies a patch like {@link commit}, but may have to store it first: a
+   * shared store returns a promise settled once the write is stored (and
+   * rejected, with nothing applied, when it cannot be). The in-memory store
+   * commits synchronously. The helpers (`configureUser`, `set*`) write through
+   * this method.
+   */
+  write(userUuid: string | null, patch: ContextPatch, scope?: Scope): Generation | Promise<Generation> {
+    return this.commit(userUuid, patch, scope);
+  }
+
+  /**
+   * A generation derived from `base` with `fields` applied, never committed:
+   * the user's stored context does not change. It shares `base`'s resources
+   * whose `dependsOn` fields the patch leaves unchanged; others are built
+   * lazily for it. The caller leases it, then retires it, so its resources
+   * are released when its last lease ends. Used by profile overrides. @internal
+   */
+  derive(base: Generation, fields: ReadonlyMap<string, unknown>): Generation {
+    const config: Record<string, unknown> = { ...base.config };
+    const changed = new Set<string>();
+    for (const [key, value] of fields) {
+      if (!sameValue(config[key], value)) changed.add(key);
+      config[key] = value;
+    }
+    const gen = new Generation(base.userUuid, Object.freeze(config) as UserConfig, base.version, this);
+    this.#carry(base, gen, changed, new Map());
+    return gen;
+  }
+
+  /**
+   * Registers a scope nested in `parent` (built by `create`, given the
+   * store's close hook), so `close()` waits for it like any scope. @internal
+   */
+  openNestedScope<S extends Scope>(parent: Scope, create: (onClose: (scope: Scope) => void) => S): S {
+    if (this.#closing !== undefined || !parent.open) {
+      throw new StoreClosedError(
+        parent.open ? 'The context store is closed; no new user scope can start. Create a new store.'
+          : 'The enclosing user scope has ended; a nested scope cannot start in it.',
+      );
+    }
+    return this.#register(create(this.#closeScope));
   }
 
   /** The process-wide context's current generation (single-user mode, legacy globals). */
@@ -306,9 +381,63 @@ export class ContextStore implements GenerationOwner {
   commit(userUuid: string | null, patch: ContextPatch, scope?: Scope): Generation {
     const { fields, resources } = splitPatch(patch);
     const entry = userUuid === null ? this.#global : this.#touch(userUuid);
+    if (resources.size > 0 && scope !== undefined) this.#checkResourceBase(entry, fields, resources, scope);
+    const created = new Map<ResourceName, Resource | null>();
+    for (const [name, value] of resources) {
+      // Handing back the client the context already holds keeps it (one owner, disposed once).
+      const held = entry.current.resources.get(name);
+      const same = held !== undefined && !held.disposed && held.value === value;
+      created.set(name, value === null ? null : same ? held.retain() : new Resource(name, value));
+    }
+    const gen = this.#apply(entry, fields, created);
+    return this.#afterApply(entry, gen, fields, created, scope);
+  }
+
+  /**
+   * Hook for shared stores: installs a configuration committed in a shared
+   * backend as the user's generation `version`, built from the store's
+   * defaults plus `fields` (the full stored configuration), with the live
+   * resources of `resources` (from the local patch, if any). Resources whose
+   * `dependsOn` fields did not change are carried over from the current
+   * generation. With `current` false the configuration is already outdated
+   * here (a newer one is installed): the new generation is created retired,
+   * so only `scope` (the writer) sees it, and it is released when that scope
+   * ends.
+   *
+   * @internal
+   */
+  protected install(
+    userUuid: string,
+    fields: ReadonlyMap<string, unknown>,
+    version: number,
+    resources: ReadonlyMap<ResourceName, unknown>,
+    current: boolean,
+    scope?: Scope,
+  ): Generation {
+    const entry = this.#touch(userUuid);
     const created = new Map<ResourceName, Resource | null>();
     for (const [name, value] of resources) created.set(name, value === null ? null : new Resource(name, value));
-    const gen = this.#apply(entry, fields, created);
+    const gen = this.#apply(entry, fields, created, { version, base: this.#defaults, current });
+    if (!current) {
+      if (scope !== undefined && scope.open && scope.userUuid === entry.userUuid) scope.moveTo(gen);
+      gen.retire();
+      return gen;
+    }
+    return this.#afterApply(entry, gen, fields, created, scope);
+  }
+
+  /** Hook for shared stores: the user's current local generation, without creating or refreshing it. @internal */
+  protected peekGeneration(userUuid: string): Generation | undefined {
+    return this.#cache.peek(userUuid)?.current;
+  }
+
+  #afterApply(
+    entry: UserEntry,
+    gen: Generation,
+    fields: ReadonlyMap<string, unknown>,
+    created: Map<ResourceName, Resource | null>,
+    scope: Scope | undefined,
+  ): Generation {
     if (scope !== undefined && scope.open && scope.userUuid === entry.userUuid) scope.moveTo(gen);
     if (this.#mirror && entry !== this.#global) {
       for (const r of created.values()) r?.retain();
@@ -363,6 +492,16 @@ export class ContextStore implements GenerationOwner {
   }
 
   /**
+   * One held entry (current generation, requests in flight, remaining TTL)
+   * without creating it or refreshing it; `undefined` when absent.
+   */
+  inspect(userUuid: string): (Readonly<UserEntry> & { remainingTtl: number }) | undefined {
+    const entry = this.#cache.peek(userUuid);
+    if (entry === undefined) return undefined;
+    return { ...entry, userUuid, remainingTtl: this.#cache.getRemainingTTL(userUuid) };
+  }
+
+  /**
    * Removes a user's context. Its resources are disposed once no request
    * holds them. Returns whether a context was there.
    */
@@ -403,9 +542,11 @@ export class ContextStore implements GenerationOwner {
     const done = run().then(
       () => {
         this.#pending.delete(done);
+        this.events.emit('resourceDisposed', { userUuid, resource: name, ok: true });
       },
       (error: unknown) => {
         this.#pending.delete(done);
+        this.events.emit('resourceDisposed', { userUuid, resource: name, ok: false });
         this.#onDisposeError(error, { resource: name, userUuid });
       },
     );
@@ -466,6 +607,7 @@ export class ContextStore implements GenerationOwner {
         }
         entry = this.#newEntry(userUuid);
         this.#cache.set(userUuid, entry);
+        this.events.emit('contextLoaded', { userUuid, source: 'created' });
       }
       entry.lastAccess = now;
       return entry;
@@ -474,15 +616,63 @@ export class ContextStore implements GenerationOwner {
     }
   }
 
-  #apply(entry: UserEntry, fields: Map<string, unknown>, created: Map<ResourceName, Resource | null>): Generation {
+  #apply(
+    entry: UserEntry,
+    fields: ReadonlyMap<string, unknown>,
+    created: Map<ResourceName, Resource | null>,
+    shared?: { version: number; base: UserConfig; current: boolean },
+  ): Generation {
     const old = entry.current;
-    const config: Record<string, unknown> = { ...old.config };
+    const config: Record<string, unknown> = { ...(shared?.base ?? old.config) };
     const changed = new Set<string>();
-    for (const [key, value] of fields) {
-      if (!sameValue(config[key], value)) changed.add(key);
-      config[key] = value;
+    for (const [key, value] of fields) config[key] = value;
+    for (const key of Object.keys(config)) {
+      if (!sameValue((old.config as unknown as Record<string, unknown>)[key], config[key])) changed.add(key);
     }
-    const gen = new Generation(entry.userUuid, Object.freeze(config) as UserConfig, old.version + 1, this);
+    if (shared !== undefined) {
+      for (const key of Object.keys(old.config)) if (!(key in config)) changed.add(key);
+    }
+    const version = shared?.version ?? old.version + 1;
+    const gen = new Generation(entry.userUuid, Object.freeze(config) as UserConfig, version, this);
+    this.#carry(old, gen, changed, created);
+    if (shared !== undefined && !shared.current) return gen;
+    entry.current = gen;
+    if (entry !== this.#global && this.events.listening) this.#reportReplaced(entry, old, gen);
+    old.retire();
+    return gen;
+  }
+
+  /**
+   * A client handed over from inside a request was built for that request's
+   * snapshot. If another request has since changed a field the client depends
+   * on (and this write does not set it), attaching the client would pair it
+   * with a configuration it was not built for: refuse the write instead.
+   */
+  #checkResourceBase(
+    entry: UserEntry,
+    fields: ReadonlyMap<string, unknown>,
+    resources: ReadonlyMap<ResourceName, unknown>,
+    scope: Scope,
+  ): void {
+    const base = scope.gen.config as unknown as Record<string, unknown>;
+    const current = entry.current.config as unknown as Record<string, unknown>;
+    if (!scope.open || scope.userUuid !== entry.userUuid || base === current) return;
+    for (const [name, value] of resources) {
+      if (value === null) continue;
+      for (const field of this.#specs[name].dependsOn ?? DEFAULT_DEPENDS[name]) {
+        if (!fields.has(field) && !sameValue(base[field], current[field])) {
+          throw new ConfigurationConflictError(
+            `${name} was built for this request's configuration, but another request changed "${field}" since; ` +
+              `nothing was applied. Build it from the current configuration and set it again, or pass "${field}" ` +
+              'in the same configureUser() call.',
+          );
+        }
+      }
+    }
+  }
+
+  /** Shares with `gen` the resources of `old` whose `dependsOn` fields did not change. */
+  #carry(old: Generation, gen: Generation, changed: Set<string>, created: Map<ResourceName, Resource | null>): void {
     for (const name of RESOURCE_NAMES) {
       const set = created.get(name);
       if (set !== undefined) {
@@ -495,9 +685,17 @@ export class ContextStore implements GenerationOwner {
         gen.resources.set(name, kept.retain());
       }
     }
-    entry.current = gen;
-    old.retire();
-    return gen;
+  }
+
+  /** Emits `evicted` / `'replaced'` when `gen` dropped live resources `old` held. */
+  #reportReplaced(entry: UserEntry, old: Generation, gen: Generation): void {
+    let dropped: ResourceName[] | undefined;
+    for (const [name, resource] of old.resources) {
+      if (gen.resources.get(name) !== resource && !resource.disposed) (dropped ??= []).push(name);
+    }
+    if (dropped !== undefined) {
+      this.events.emit('evicted', { userUuid: entry.userUuid, reason: 'replaced', inFlight: entry.inFlight, resources: dropped });
+    }
   }
 
   #deleteWith(userUuid: string, reason: EvictionReason): boolean {

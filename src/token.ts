@@ -9,6 +9,7 @@ import { KeyObject, createPublicKey, createSecretKey } from 'node:crypto';
 import jwt from 'jsonwebtoken';
 import type { Algorithm, JwtHeader, JwtPayload, VerifyOptions } from 'jsonwebtoken';
 import { LRUCache } from 'lru-cache';
+import ms from 'ms';
 import {
   AuthError,
   InvalidSubjectError,
@@ -18,6 +19,7 @@ import {
   TokenNotActiveError,
   UserContextError,
 } from './errors.js';
+import type { ContextEvents } from './events.js';
 
 /** A key as apps hold it: a secret, a PEM string/Buffer or a `KeyObject`. */
 export type KeyInput = string | Buffer | KeyObject;
@@ -87,13 +89,6 @@ export interface VerifiedToken {
   readonly expiresAt: number;
 }
 
-/** A cache entry: stale once `Date.now() - cachedAt > ttl` (ttl never reaches past `exp`). */
-interface CachedToken {
-  readonly verified: VerifiedToken;
-  readonly cachedAt: number;
-  readonly ttl: number;
-}
-
 const ALGORITHMS = new Set<string>([
   'HS256', 'HS384', 'HS512', 'RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512',
 ]);
@@ -112,10 +107,14 @@ export class TokenVerifier {
   readonly #maxTokenLength: number;
   readonly #parseUserId: (value: unknown) => string;
   readonly #cache: LRUCache<string, CachedToken> | undefined;
+  /** `maxAge` in ms, when set: a cached token is also dropped at `iat + maxAge`. */
+  readonly #maxAgeMs: number | undefined;
   readonly #maxTtl: number;
   readonly #resolvedKeys = new LRUCache<string | Buffer, KeyObject>({ max: 64 });
+  readonly #events: ContextEvents | undefined;
 
-  constructor(options: TokenOptions, parseUserId: (value: unknown) => string) {
+  /** `events` is told of token cache hits and misses. */
+  constructor(options: TokenOptions, parseUserId: (value: unknown) => string, events?: ContextEvents) {
     const { algorithms } = options;
     if (!Array.isArray(algorithms) || algorithms.length === 0) {
       throw new TypeError("options.algorithms is required, e.g. ['HS256'] or ['RS256']; it has no default");
@@ -152,6 +151,7 @@ export class TokenVerifier {
       ...(options.audience !== undefined ? { audience: toAudience(options.audience) } : {}),
       ...(options.maxAge !== undefined ? { maxAge: options.maxAge } : {}),
     };
+    this.#maxAgeMs = maxAgeMs(options.maxAge);
     this.#requireExp = options.requireExp ?? true;
     this.#subjectClaim = options.subjectClaim ?? 'sub';
     if (typeof this.#subjectClaim !== 'string' || this.#subjectClaim === '') {
@@ -162,6 +162,7 @@ export class TokenVerifier {
       throw new TypeError('options.maxTokenLength must be an integer >= 16');
     }
     this.#parseUserId = parseUserId;
+    this.#events = events;
     const cache = options.tokenCache ?? {};
     if (cache === false) {
       this.#cache = undefined;
@@ -187,11 +188,24 @@ export class TokenVerifier {
    * token or rejects with an {@link AuthError}.
    */
   verify(token: string): VerifiedToken | Promise<VerifiedToken> {
-    const hit = this.#cache?.get(token);
-    if (hit !== undefined) {
-      const now = Date.now();
-      if (now - hit.cachedAt <= hit.ttl && hit.verified.expiresAt > now) return hit.verified;
-      this.#cache!.delete(token);
+    const cache = this.#cache;
+    if (cache !== undefined) {
+      const hit = cache.get(token);
+      // `expired`: the token was cached but is past its exp / maxAge (an entry
+      // past tokenCache.maxTtl counts as absent, as lru-cache's TTL had it).
+      let expired = false;
+      if (hit !== undefined) {
+        // One clock read per hit: the entry carries its own deadlines.
+        const now = Date.now();
+        const fresh = now - hit.cachedAt <= hit.ttl;
+        if (fresh && hit.validUntil > now) {
+          if (this.#events?.listening) this.#events.emit('tokenCacheHit', { userUuid: hit.verified.userUuid });
+          return hit.verified;
+        }
+        cache.delete(token);
+        expired = fresh;
+      }
+      if (this.#events?.listening) this.#events.emit('tokenCacheMiss', { expired });
     }
     if (token.length > this.#maxTokenLength) {
       throw new InvalidTokenError(`The token is longer than ${this.#maxTokenLength} characters.`);
@@ -220,9 +234,16 @@ export class TokenVerifier {
     if (input == null) {
       throw new InvalidTokenError(`No key is known for this token (kid ${JSON.stringify(decoded.header.kid ?? null)}).`);
     }
+    const family = decoded.header.alg.startsWith('HS') ? 'hmac' : 'asymmetric';
+    if (keyFamily(input) !== family) {
+      // Algorithm confusion: e.g. HS256 "signed" with an RSA public key used as an HMAC secret.
+      throw new InvalidTokenError(
+        `The token's algorithm "${decoded.header.alg}" does not fit the kind of key its kid names.`,
+      );
+    }
     let key: KeyObject;
     try {
-      key = this.#resolveKey(input, decoded.header.alg.startsWith('HS') ? 'hmac' : 'asymmetric');
+      key = this.#resolveKey(input, family);
     } catch (cause) {
       throw new KeyUnavailableError('options.getKey returned a key that cannot be used.', { cause });
     }
@@ -269,12 +290,36 @@ export class TokenVerifier {
     }
     const verified: VerifiedToken = Object.freeze({ claims: Object.freeze(claims), userUuid, expiresAt });
     if (this.#cache !== undefined) {
+      let validUntil = expiresAt;
+      if (this.#maxAgeMs !== undefined && typeof claims.iat === 'number') {
+        validUntil = Math.min(validUntil, claims.iat * 1000 + this.#maxAgeMs);
+      }
       const cachedAt = Date.now();
-      const ttl = Math.min(this.#maxTtl, expiresAt - cachedAt);
-      if (ttl >= 1) this.#cache.set(token, { verified, cachedAt, ttl: Math.floor(ttl) });
+      const ttl = Math.min(this.#maxTtl, validUntil - cachedAt);
+      if (ttl >= 1) this.#cache.set(token, { verified, validUntil, cachedAt, ttl: Math.floor(ttl) });
     }
     return verified;
   }
+}
+
+/** A cache entry: the verified token and when it stops being servable. */
+interface CachedToken {
+  readonly verified: VerifiedToken;
+  /** ms since the epoch: `exp`, or `iat + maxAge` when that is earlier. */
+  readonly validUntil: number;
+  /** When it was cached; the entry is stale once `Date.now() - cachedAt > ttl` (ttl ≤ tokenCache.maxTtl). */
+  readonly cachedAt: number;
+  readonly ttl: number;
+}
+
+/** `maxAge` (seconds or a span such as `'12h'`, as jsonwebtoken reads it) in ms. */
+function maxAgeMs(maxAge: string | number | undefined): number | undefined {
+  if (maxAge === undefined) return undefined;
+  const value = typeof maxAge === 'number' ? maxAge * 1000 : typeof maxAge === 'string' ? ms(maxAge as ms.StringValue) : undefined;
+  if (typeof value !== 'number' || !Number.isFinite(value) || value < 0) {
+    throw new TypeError(`options.maxAge must be a number of seconds or a time span such as '12h', got ${JSON.stringify(maxAge)}`);
+  }
+  return value;
 }
 
 function mapJwtError(error: unknown): AuthError {
@@ -291,6 +336,15 @@ function mapJwtError(error: unknown): AuthError {
   return new InvalidTokenError(`The token was rejected: ${reason}.`, { cause: error });
 }
 
+const PEM_HEADER = /-----BEGIN [A-Z0-9 ]+-----/;
+
+/** Whether a key is an HMAC secret or a public/private key (PEM text counts as the latter). */
+function keyFamily(input: KeyInput): 'hmac' | 'asymmetric' {
+  if (input instanceof KeyObject) return input.type === 'secret' ? 'hmac' : 'asymmetric';
+  const text = typeof input === 'string' ? input : Buffer.isBuffer(input) ? input.toString('latin1') : '';
+  return PEM_HEADER.test(text) ? 'asymmetric' : 'hmac';
+}
+
 /** Turns a key into a `KeyObject` of the right kind, or throws a TypeError. */
 export function toKeyObject(input: KeyInput, family: 'hmac' | 'asymmetric', label: string): KeyObject {
   if (family === 'hmac') {
@@ -300,6 +354,12 @@ export function toKeyObject(input: KeyInput, family: 'hmac' | 'asymmetric', labe
       key = createSecretKey(typeof input === 'string' ? Buffer.from(input, 'utf8') : input);
     } else throw new TypeError(`${label} must be a string, a Buffer or a KeyObject`);
     if (key.type !== 'secret') throw new TypeError(`${label} must be a secret key for HMAC algorithms`);
+    if (!(input instanceof KeyObject) && keyFamily(input) !== 'hmac') {
+      throw new TypeError(
+        `${label} is a PEM key, not an HMAC secret: with it anyone holding the public key could sign tokens. ` +
+          "Use it with algorithms ['RS256'] (or PS/ES), or give a random secret for HMAC.",
+      );
+    }
     const bytes = key.symmetricKeySize ?? 0;
     if (bytes < MIN_HMAC_BYTES) {
       throw new TypeError(

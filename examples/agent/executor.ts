@@ -3,7 +3,7 @@
  * provider/model after more awaits and checks that the client it got was
  * built for exactly that configuration.
  */
-import { getUserLlmInstance, getUserModel, getUserProvider } from '../../src/index.js';
+import { getRequestSignal, getUserLlmInstance, getUserModel, getUserProvider } from '../../src/index.js';
 import { FakeLlmClient, delay } from './llm.js';
 import type { Plan } from './planner.js';
 
@@ -27,6 +27,7 @@ export async function execute(prompt: string, plan: Plan): Promise<Execution> {
         `context ${provider}/${model}, client ${llm.provider}/${llm.model}`,
     );
   }
-  const answer = await llm.complete(prompt);
+  // The request's signal: a client that disconnects stops the LLM call.
+  const answer = await llm.complete(prompt, getRequestSignal());
   return { provider, model, answer };
 }

@@ -11,6 +11,8 @@ export class FakeLlmClient {
   readonly model: string;
   closed = false;
   calls = 0;
+  /** Calls stopped by their abort signal (the HTTP client went away). */
+  aborted = 0;
 
   constructor(provider: string, model: string) {
     this.provider = provider;
@@ -20,8 +22,33 @@ export class FakeLlmClient {
   async complete(prompt: string, signal?: AbortSignal): Promise<string> {
     if (this.closed) throw new Error(`FakeLlmClient ${this.provider}/${this.model} used after close()`);
     this.calls++;
-    await delay(2 + Math.random() * 8, signal);
+    try {
+      await delay(2 + Math.random() * 8, signal);
+    } catch (error) {
+      this.aborted++;
+      throw error;
+    }
     return `[${this.provider}/${this.model}] ${summarise(prompt)}`;
+  }
+
+  /**
+   * Streams the answer word by word (one token every few ms), like a
+   * provider's streaming API. Stops when `signal` aborts.
+   */
+  async *stream(prompt: string, signal?: AbortSignal): AsyncGenerator<string, void, undefined> {
+    if (this.closed) throw new Error(`FakeLlmClient ${this.provider}/${this.model} used after close()`);
+    this.calls++;
+    const words = [`[${this.provider}/${this.model}]`, ...prompt.trim().split(/\s+/).filter(Boolean)];
+    for (const word of words) {
+      try {
+        await delay(1 + Math.random() * 4, signal);
+      } catch (error) {
+        this.aborted++;
+        throw error;
+      }
+      if (this.closed) throw new Error(`FakeLlmClient ${this.provider}/${this.model} closed while streaming`);
+      yield word;
+    }
   }
 
   async close(): Promise<void> {

@@ -1,0 +1,129 @@
+/**
+ * User-stamped logs. {@link userLogMixin} is a pino `mixin`: every line a
+ * logger writes inside a user scope (a request that passed the middleware,
+ * `runAsUser`, a `bindToCurrentUser` callback) carries the user id, and on
+ * request the provider/model *this scope reads*, so a line written for user A
+ * with user B's model would stand out. {@link requestLogger} writes one line
+ * per request. Neither imports pino: any logger of the same shape works.
+ *
+ * ```ts
+ * import pino from 'pino';
+ * const logger = pino({ mixin: userLogMixin({ fields: ['provider', 'model'] }) });
+ * app.use(requestLogger({ logger }));
+ * app.use(userContext({ … }));
+ * // anywhere below: logger.info('planning') → {"userUuid":"…","provider":"Google","model":"gemini-2.5-flash",…}
+ * ```
+ *
+ * @module
+ */
+import type { Context, Next } from 'koa';
+import { als } from './als.js';
+import type { ConfigField } from './context.js';
+
+/** Options of {@link userLogMixin}. */
+export interface UserLogMixinOptions {
+  /**
+   * Configuration fields added to each line, read from the scope's own
+   * snapshot (what the code logging actually uses).
+   * @default [] (only the user id)
+   */
+  fields?: readonly ConfigField[];
+  /**
+   * Key of the user id in the log line.
+   * @default 'userUuid'
+   */
+  userKey?: string;
+  /**
+   * Also add `contextVersion`, the version of the configuration the scope reads.
+   * @default false
+   */
+  version?: boolean;
+}
+
+/**
+ * Returns a pino `mixin` function. Outside any user scope it adds nothing.
+ * It returns a new object on every call (pino merges the line into it).
+ */
+export function userLogMixin(options: UserLogMixinOptions = {}): () => Record<string, unknown> {
+  if (options === null || typeof options !== 'object') throw new TypeError('userLogMixin(options): options must be an object');
+  const { fields = [], userKey = 'userUuid', version = false } = options;
+  if (!Array.isArray(fields) || fields.some((f) => typeof f !== 'string' || f === '')) {
+    throw new TypeError("options.fields must be an array of field names, e.g. ['provider', 'model']");
+  }
+  if (typeof userKey !== 'string' || userKey === '') throw new TypeError('options.userKey must be a non-empty string');
+  const list = [...fields] as ConfigField[];
+  return function userLogMixinFn(): Record<string, unknown> {
+    const scope = als.getStore();
+    if (scope === undefined) return {};
+    const out: Record<string, unknown> = { [userKey]: scope.userUuid };
+    const config = scope.gen.config as unknown as Record<string, unknown>;
+    for (const field of list) out[field] = config[field] ?? null;
+    if (version) out['contextVersion'] = scope.gen.version;
+    return out;
+  };
+}
+
+/** The part of a logger (pino, or alike) {@link requestLogger} uses. */
+export interface RequestLogSink {
+  info(obj: object, msg: string): void;
+  warn(obj: object, msg: string): void;
+  error(obj: object, msg: string): void;
+}
+
+/** Options of {@link requestLogger}. */
+export interface RequestLoggerOptions {
+  /** Logger to write to (e.g. a pino logger). Required. */
+  logger: RequestLogSink;
+  /**
+   * Message of the line.
+   * @default 'request completed'
+   */
+  message?: string;
+  /**
+   * Requests not to log (health checks, metrics scrapes).
+   * @default undefined (every request is logged)
+   */
+  ignore?: (ctx: Context) => boolean;
+}
+
+/**
+ * Koa middleware writing one line per request: method, path, status,
+ * duration and the user (from `ctx.state.userUuid`, so a line for a request
+ * refused by the middleware has none). Level `info` below 400, `warn` for
+ * 4xx, `error` for 5xx. Mount it *before* `userContext()` to log refused
+ * requests too.
+ */
+export function requestLogger(options: RequestLoggerOptions): (ctx: Context, next: Next) => Promise<void> {
+  if (options === null || typeof options !== 'object') throw new TypeError('requestLogger(options): options is required');
+  const { logger, message = 'request completed', ignore } = options;
+  if (logger === null || typeof logger !== 'object' || typeof logger.info !== 'function' || typeof logger.warn !== 'function' || typeof logger.error !== 'function') {
+    throw new TypeError('options.logger must be a logger with info/warn/error methods (e.g. a pino logger)');
+  }
+  if (typeof message !== 'string') throw new TypeError('options.message must be a string');
+  if (ignore !== undefined && typeof ignore !== 'function') throw new TypeError('options.ignore must be a function (ctx) => boolean');
+
+  return async function requestLoggerMiddleware(ctx: Context, next: Next): Promise<void> {
+    if (ignore?.(ctx)) return next();
+    const start = process.hrtime.bigint();
+    let failed = false;
+    try {
+      await next();
+    } catch (error) {
+      failed = true;
+      throw error;
+    } finally {
+      const status = failed ? 500 : ctx.status;
+      const line: Record<string, unknown> = {
+        method: ctx.method,
+        path: ctx.path,
+        status,
+        ms: Number(process.hrtime.bigint() - start) / 1e6,
+      };
+      const user: unknown = ctx.state['userUuid'];
+      if (typeof user === 'string') line['userUuid'] = user;
+      if (status >= 500) logger.error(line, message);
+      else if (status >= 400) logger.warn(line, message);
+      else logger.info(line, message);
+    }
+  };
+}

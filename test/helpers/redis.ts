@@ -1,0 +1,136 @@
+/**
+ * Real Redis for the tests: the server at REDIS_URL (default
+ * redis://127.0.0.1:6379), and throw-away redis-server processes on other
+ * ports for the failure tests. In CI a missing Redis fails the run; outside
+ * CI the Redis tests are skipped with a message saying how to run them.
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Redis } from 'ioredis';
+
+export const REDIS_URL = process.env['REDIS_URL'] || 'redis://127.0.0.1:6379';
+export const IN_CI = process.env['CI'] === 'true' || process.env['CI'] === '1';
+
+/** A key prefix unique to this test run, so runs never collide. */
+export function runPrefix(label: string): string {
+  return `kuc:test:${label}:${randomUUID()}:`;
+}
+
+async function ping(url: string): Promise<boolean> {
+  const client = new Redis(url, { lazyConnect: true, connectTimeout: 1_000, maxRetriesPerRequest: 0, retryStrategy: () => null });
+  client.on('error', () => {});
+  try {
+    await client.connect();
+    return (await client.ping()) === 'PONG';
+  } catch {
+    return false;
+  } finally {
+    client.disconnect();
+  }
+}
+
+/**
+ * Whether Redis is reachable. In CI, throws instead of returning false: a
+ * Redis test must fail, not skip, when Redis is missing there.
+ */
+export async function requireRedis(what: string): Promise<boolean> {
+  if (await ping(REDIS_URL)) return true;
+  if (IN_CI) throw new Error(`CI: ${what} need Redis at ${REDIS_URL}, which is not reachable. .ci/run starts one; check it.`);
+  console.warn(
+    `\n[skip] ${what}: no Redis at ${REDIS_URL}. Start one (redis-server --port 6379) or set REDIS_URL to run them.\n`,
+  );
+  return false;
+}
+
+/** Whether a redis-server binary can be started (for the failure tests). */
+export function requireRedisServerBinary(what: string): boolean {
+  const ok = spawnSync('redis-server', ['--version'], { stdio: 'ignore' }).status === 0;
+  if (ok) return true;
+  if (IN_CI) throw new Error(`CI: ${what} need the redis-server binary (apt-get install redis-server).`);
+  console.warn(`\n[skip] ${what}: no redis-server binary on PATH (apt-get install redis-server to run them).\n`);
+  return false;
+}
+
+/** A plain client for inspecting Redis from the test. */
+export function adminClient(url = REDIS_URL): Redis {
+  const client = new Redis(url, { maxRetriesPerRequest: 1 });
+  client.on('error', () => {});
+  return client;
+}
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      const port = typeof address === 'object' && address !== null ? address.port : 0;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+/** A redis-server owned by a test, on its own port, persisting every write (AOF, fsync always). */
+export class OwnRedisServer {
+  readonly port: number;
+  readonly url: string;
+  readonly #dir: string;
+  #proc: ChildProcess | undefined;
+
+  private constructor(port: number) {
+    this.port = port;
+    this.url = `redis://127.0.0.1:${port}`;
+    this.#dir = mkdtempSync(join(tmpdir(), 'kuc-redis-'));
+  }
+
+  static async start(): Promise<OwnRedisServer> {
+    const server = new OwnRedisServer(await freePort());
+    await server.restart();
+    return server;
+  }
+
+  /** Starts (again) on the same port and data directory. */
+  async restart(): Promise<void> {
+    this.#proc = spawn(
+      'redis-server',
+      ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'yes',
+        '--appendfsync', 'always', '--dir', this.#dir],
+      { stdio: 'ignore' },
+    );
+    for (let i = 0; i < 100; i++) {
+      if (await ping(this.url)) return;
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    throw new Error(`redis-server on port ${this.port} did not start`);
+  }
+
+  /** Kills the server abruptly (SIGKILL) and waits for it to be gone. */
+  async kill(): Promise<void> {
+    const proc = this.#proc;
+    if (proc === undefined || proc.exitCode !== null) return;
+    const exited = new Promise((resolve) => proc.once('exit', resolve));
+    proc.kill('SIGKILL');
+    await exited;
+  }
+
+  async destroy(): Promise<void> {
+    await this.kill();
+    rmSync(this.#dir, { recursive: true, force: true });
+  }
+}
+
+/** Deletes every key of a prefix (cleanup after a test file). */
+export async function deletePrefix(client: Redis, prefix: string): Promise<void> {
+  let cursor = '0';
+  do {
+    const [next, keys] = await client.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 500);
+    cursor = next;
+    if (keys.length > 0) await client.del(...keys);
+  } while (cursor !== '0');
+}
+
+export const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));

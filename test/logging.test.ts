@@ -1,0 +1,186 @@
+import { randomUUID } from 'node:crypto';
+import { EventEmitter } from 'node:events';
+import Koa from 'koa';
+import pino from 'pino';
+import request from 'supertest';
+import { afterEach, describe, expect, it } from 'vitest';
+import { createApp, createLogger } from '../examples/app.js';
+import { generateSecret, mintToken } from '../examples/tokens.js';
+import {
+  ContextStore,
+  bindToCurrentUser,
+  configureUser,
+  requestLogger,
+  runAsUser,
+  userLogMixin,
+} from '../src/index.js';
+
+interface Line {
+  level: number;
+  msg: string;
+  userUuid?: string;
+  provider?: string | null;
+  model?: string | null;
+  [key: string]: unknown;
+}
+
+function capture(): { lines: Line[]; stream: { write(s: string): void } } {
+  const lines: Line[] = [];
+  return { lines, stream: { write: (s: string) => lines.push(JSON.parse(s) as Line) } };
+}
+
+const stores: ContextStore[] = [];
+afterEach(async () => {
+  await Promise.all(stores.splice(0).map((s) => s.close()));
+});
+const newStore = () => {
+  const s = new ContextStore({ sweepInterval: 0 });
+  stores.push(s);
+  return s;
+};
+const tick = () => new Promise((r) => setTimeout(r, Math.random() * 4));
+
+describe('userLogMixin', () => {
+  it('adds nothing outside a scope, and a fresh object every call', () => {
+    const mixin = userLogMixin({ fields: ['provider'] });
+    const a = mixin();
+    const b = mixin();
+    expect(a).toEqual({});
+    expect(a).not.toBe(b);
+  });
+
+  it('stamps lines written in runAsUser scopes, child loggers included, with that scope’s own provider/model', async () => {
+    const store = newStore();
+    const { lines, stream } = capture();
+    const logger = pino({ mixin: userLogMixin({ fields: ['provider', 'model'], version: true }) }, stream);
+    const child = logger.child({ component: 'planner' });
+    const users = [
+      { id: randomUUID(), provider: 'Google', model: 'gemini-2.5-flash' },
+      { id: randomUUID(), provider: 'Anthropic', model: 'claude-3-5-haiku' },
+      { id: randomUUID(), provider: 'OpenAI', model: 'gpt-4o-mini' },
+    ];
+    logger.info('boot');
+    await Promise.all(
+      users.flatMap((u) =>
+        Array.from({ length: 5 }, (_, i) =>
+          runAsUser(u.id, async () => {
+            await configureUser({ provider: u.provider, model: u.model });
+            await tick();
+            logger.info({ i }, 'step one');
+            await tick();
+            child.warn({ i }, 'step two');
+          }, { store }),
+        ),
+      ),
+    );
+    logger.info('shutdown');
+    expect(lines[0]).not.toHaveProperty('userUuid');
+    expect(lines.at(-1)).not.toHaveProperty('userUuid');
+    const inside = lines.slice(1, -1);
+    expect(inside).toHaveLength(users.length * 5 * 2);
+    for (const line of inside) {
+      const user = users.find((u) => u.id === line.userUuid);
+      expect(user, JSON.stringify(line)).toBeDefined();
+      expect([line.provider, line.model]).toEqual([user!.provider, user!.model]);
+      expect(line['contextVersion']).toBeGreaterThan(0);
+    }
+    expect(inside.filter((l) => l['component'] === 'planner')).toHaveLength(15);
+  });
+
+  it('stamps lines written later by a callback bound with bindToCurrentUser', async () => {
+    const store = newStore();
+    const { lines, stream } = capture();
+    const logger = pino({ mixin: userLogMixin() }, stream);
+    const emitter = new EventEmitter();
+    const [a, b] = [randomUUID(), randomUUID()];
+    for (const u of [a, b]) {
+      runAsUser(u, () => emitter.on('tick', bindToCurrentUser((n: number) => logger.info({ n }, 'tick'))), { store });
+    }
+    emitter.emit('tick', 1); // outside any scope: each listener runs as its own user
+    expect(lines.map((l) => l.userUuid)).toEqual([a, b]);
+  });
+
+  it('validates its options', () => {
+    expect(() => userLogMixin({ fields: 'provider' as never })).toThrow(/options\.fields/);
+    expect(() => userLogMixin({ userKey: '' })).toThrow(/options\.userKey/);
+  });
+});
+
+describe('example server logs', () => {
+  it('every line written while handling a request carries the user, and the provider/model that user configured', async () => {
+    const { lines, stream } = capture();
+    const secret = generateSecret();
+    const { app, store } = createApp({ secret, logger: createLogger({ level: 'info' }, stream) });
+    stores.push(store);
+    const server = app.callback();
+    const users = [
+      { id: randomUUID(), provider: 'Google', model: 'gemini-2.5-flash' },
+      { id: randomUUID(), provider: 'Anthropic', model: 'claude-3-5-haiku' },
+    ].map((u) => ({ ...u, token: mintToken(secret, u.id) }));
+    await Promise.all(
+      users.map((u) =>
+        request(server).post('/configure').set('Authorization', `Bearer ${u.token}`).send({ provider: u.provider, model: u.model }).expect(200),
+      ),
+    );
+    const perUser = 10;
+    const jobs = users.flatMap((u) => Array.from({ length: perUser }, (_, i) => ({ u, i })));
+    jobs.sort(() => Math.random() - 0.5);
+    await Promise.all(
+      jobs.map(({ u, i }) =>
+        request(server).post('/query').set('Authorization', `Bearer ${u.token}`).send({ prompt: `question ${i}` }).expect(200),
+      ),
+    );
+    await request(server).get('/me/context').expect(401);
+
+    const refused = lines.filter((l) => l['status'] === 401);
+    expect(refused).toHaveLength(1);
+    expect(refused[0]).not.toHaveProperty('userUuid');
+    const handled = lines.filter((l) => l['status'] !== 401);
+    // configure: 2 lines + access line; query: planning, plan ready, answered + access line.
+    expect(handled).toHaveLength(users.length * 3 + users.length * perUser * 4);
+    for (const line of handled) {
+      const user = users.find((u) => u.id === line.userUuid);
+      expect(user, `line without its user: ${JSON.stringify(line)}`).toBeDefined();
+      if (line.msg === 'request completed' || line.msg === 'configuring') continue;
+      // Lines written inside the scope also say what the request ran on.
+      expect([line.provider, line.model]).toEqual([user!.provider, user!.model]);
+      if (line.msg === 'answered') expect(line['ran']).toBe(`${user!.provider}/${user!.model}`);
+    }
+    for (const u of users) {
+      expect(handled.filter((l) => l.userUuid === u.id && l.msg === 'answered')).toHaveLength(perUser);
+    }
+  });
+});
+
+describe('requestLogger', () => {
+  it('logs one line per request at a level matching its status, with the user when there is one', async () => {
+    const { lines, stream } = capture();
+    const logger = pino({}, stream);
+    const app = new Koa();
+    app.silent = true;
+    app.use(requestLogger({ logger, ignore: (ctx) => ctx.path === '/health' }));
+    app.use(async (ctx) => {
+      if (ctx.path === '/boom') throw new Error('boom');
+      if (ctx.path === '/me') ctx.state['userUuid'] = 'u-1';
+      ctx.status = ctx.path === '/missing' ? 404 : 200;
+      ctx.body = 'ok';
+    });
+    const server = app.callback();
+    await request(server).get('/me').expect(200);
+    await request(server).get('/missing').expect(404);
+    await request(server).get('/boom').expect(500);
+    await request(server).get('/health').expect(200);
+    expect(lines.map((l) => [l.level, l['path'], l['status'], l.userUuid ?? null])).toEqual([
+      [30, '/me', 200, 'u-1'],
+      [40, '/missing', 404, null],
+      [50, '/boom', 500, null],
+    ]);
+    expect(lines.every((l) => typeof l['ms'] === 'number' && l.msg === 'request completed')).toBe(true);
+  });
+
+  it('validates its options', () => {
+    expect(() => requestLogger(undefined as never)).toThrow(TypeError);
+    expect(() => requestLogger({ logger: {} as never })).toThrow(/options\.logger/);
+    expect(() => requestLogger({ logger: pino({ level: 'silent' }), ignore: 1 as never })).toThrow(/options\.ignore/);
+  });
+});

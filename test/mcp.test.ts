@@ -1,0 +1,270 @@
+import { randomUUID } from 'node:crypto';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { startMcpServer, type RunningMcpServer } from '../examples/mcp-servers.js';
+import { ContextStore, McpConnectError, configureUser, runAsUser, runWithProfile } from '../src/index.js';
+import {
+  UserMcpConnection,
+  callUserMcpTool,
+  createMcpClientFactory,
+  getUserMcpConnection,
+  getUserMcpTools,
+} from '../src/mcp.js';
+
+const ALPHA_TOOLS = [
+  { name: 'alpha_search', description: 'search alpha' },
+  { name: 'alpha_fetch', description: 'fetch alpha' },
+];
+const BETA_TOOLS = [
+  { name: 'beta_lookup', description: 'lookup beta' },
+  { name: 'beta_write', description: 'write beta' },
+  { name: 'beta_delete', description: 'delete beta' },
+];
+
+let alpha: RunningMcpServer;
+let beta: RunningMcpServer;
+const registry = new Map<string, string>();
+const stores: ContextStore[] = [];
+
+const delay = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+const jitter = () => delay(Math.random() * 8);
+const names = (tools: readonly { name: string }[]) => tools.map((t) => t.name).sort();
+
+function newStore(): ContextStore {
+  const store = new ContextStore({
+    resources: {
+      mcpClient: createMcpClientFactory({
+        resolveServer: (config) => {
+          const url = config.mcpServerName === null ? undefined : registry.get(config.mcpServerName);
+          return url === undefined ? null : { url, name: config.mcpServerName! };
+        },
+        connectTimeout: 3000,
+      }),
+    },
+  });
+  stores.push(store);
+  return store;
+}
+
+beforeAll(async () => {
+  [alpha, beta] = await Promise.all([startMcpServer('alpha', ALPHA_TOOLS), startMcpServer('beta', BETA_TOOLS)]);
+  registry.set('alpha', alpha.url);
+  registry.set('beta', beta.url);
+});
+
+afterEach(async () => {
+  await Promise.all(stores.splice(0).map((s) => s.close()));
+});
+
+afterAll(async () => {
+  await Promise.all([alpha?.close(), beta?.close()]);
+});
+
+describe('createMcpClientFactory', () => {
+  it('validates its options', () => {
+    expect(() => createMcpClientFactory(undefined as never)).toThrow(TypeError);
+    expect(() => createMcpClientFactory({} as never)).toThrow(/resolveServer/);
+    expect(() => createMcpClientFactory({ resolveServer: () => null, connectTimeout: 0 })).toThrow(/connectTimeout/);
+    expect(() => createMcpClientFactory({ resolveServer: () => null, clientInfo: { name: 1 } as never })).toThrow(/clientInfo/);
+  });
+
+  it('gives no client to a user without an MCP server', async () => {
+    const store = newStore();
+    await runAsUser(randomUUID(), async () => {
+      expect(await getUserMcpConnection()).toBeNull();
+      expect(await getUserMcpTools()).toEqual([]);
+      await expect(callUserMcpTool('alpha_search')).rejects.toBeInstanceOf(McpConnectError);
+    }, { store });
+  });
+
+  it('rejects a non-http URL from resolveServer', async () => {
+    const store = new ContextStore({
+      resources: { mcpClient: createMcpClientFactory({ resolveServer: () => 'file:///etc/passwd' }) },
+    });
+    stores.push(store);
+    await runAsUser(randomUUID(), async () => {
+      await configureUser({ mcpServerName: 'x' });
+      await expect(getUserMcpConnection()).rejects.toThrow(/http\(s\) URL/);
+    }, { store });
+  });
+});
+
+describe('per-user MCP clients with two real servers', () => {
+  it('many interleaved users each see only their own server\'s tools, one session per user', async () => {
+    const store = newStore();
+    const alphaBefore = alpha.opened;
+    const betaBefore = beta.opened;
+    const listBefore = { alpha: alpha.requests.get('tools/list') ?? 0, beta: beta.requests.get('tools/list') ?? 0 };
+    const users = Array.from({ length: 24 }, (_, i) => ({ uuid: randomUUID(), server: i % 2 === 0 ? 'alpha' : 'beta' }));
+    // Every user configures their server at the same time…
+    await Promise.all(users.map((u) => runAsUser(u.uuid, async () => {
+      await jitter();
+      await configureUser({ mcpServerName: u.server });
+    }, { store })));
+    // …then all their queries run interleaved.
+    const seen = await Promise.all(
+      users.flatMap((u) =>
+        Array.from({ length: 4 }, () =>
+          runAsUser(u.uuid, async () => {
+            await jitter();
+            const tools = await getUserMcpTools();
+            await jitter();
+            const connection = await getUserMcpConnection();
+            const called = await callUserMcpTool(names(tools)[0]!, { input: u.uuid });
+            return { u, tools: names(tools), server: connection?.serverName, called };
+          }, { store }),
+        ),
+      ),
+    );
+    for (const { u, tools, server, called } of seen) {
+      expect(server).toBe(u.server);
+      expect(tools).toEqual(names(u.server === 'alpha' ? ALPHA_TOOLS : BETA_TOOLS));
+      const text = (called.content as { type: string; text: string }[])[0]!.text;
+      expect(text.startsWith(`${u.server}.`)).toBe(true);
+      expect(text).toContain(u.uuid);
+    }
+    // One MCP session per user (single-flight build), and one tools/list per user (cached catalog).
+    expect(alpha.opened - alphaBefore).toBe(12);
+    expect(beta.opened - betaBefore).toBe(12);
+    expect((alpha.requests.get('tools/list') ?? 0) - listBefore.alpha).toBe(12);
+    expect((beta.requests.get('tools/list') ?? 0) - listBefore.beta).toBe(12);
+  });
+
+  it('evicting a user closes their connection on the server, only after their in-flight request ends', async () => {
+    const store = newStore();
+    const a = randomUUID();
+    const b = randomUUID();
+    await runAsUser(a, () => configureUser({ mcpServerName: 'alpha' }), { store });
+    await runAsUser(b, () => configureUser({ mcpServerName: 'alpha' }), { store });
+    const sessionOf = (user: string) =>
+      runAsUser(user, async () => (await getUserMcpConnection())!.sessionId, { store });
+    const [sa, sb] = await Promise.all([sessionOf(a), sessionOf(b)]);
+    expect(sa).toBeTypeOf('string');
+    expect(sa).not.toBe(sb);
+    const open = alpha.openSessions;
+    const closed = alpha.closed;
+
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    let entered!: () => void;
+    const inside = new Promise<void>((resolve) => (entered = resolve));
+    const inFlight = runAsUser(a, async () => {
+      const connection = await getUserMcpConnection();
+      entered();
+      await gate;
+      // Still usable: the eviction waits for this request.
+      const result = await connection!.callTool('alpha_fetch', { input: 'late' });
+      return { result, closedBefore: connection!.closed };
+    }, { store });
+    await inside;
+    expect(store.evict(a)).toBe(true);
+    await delay(50);
+    expect(alpha.openSessions).toBe(open);
+    expect(alpha.closed).toBe(closed);
+    release();
+    const { result, closedBefore } = await inFlight;
+    expect(closedBefore).toBe(false);
+    expect((result.content as { text: string }[])[0]!.text).toBe('alpha.alpha_fetch(late)');
+    await alpha.waitForOpenSessions(open - 1);
+    expect(alpha.closed).toBe(closed + 1);
+    // B's session is untouched and still works.
+    await runAsUser(b, async () => {
+      const connection = await getUserMcpConnection();
+      expect(connection!.sessionId).toBe(sb);
+      expect(names(await connection!.listTools())).toEqual(names(ALPHA_TOOLS));
+    }, { store });
+  });
+
+  it('switching server closes the old connection and refreshes the catalog', async () => {
+    const store = newStore();
+    const user = randomUUID();
+    const alphaOpen = alpha.openSessions;
+    const first = await runAsUser(user, async () => {
+      await configureUser({ mcpServerName: 'alpha' });
+      return { tools: names(await getUserMcpTools()), connection: await getUserMcpConnection() };
+    }, { store });
+    expect(first.tools).toEqual(names(ALPHA_TOOLS));
+    expect(alpha.openSessions).toBe(alphaOpen + 1);
+    const second = await runAsUser(user, async () => {
+      await configureUser({ mcpServerName: 'beta' });
+      return names(await getUserMcpTools());
+    }, { store });
+    expect(second).toEqual(names(BETA_TOOLS));
+    await alpha.waitForOpenSessions(alphaOpen);
+    expect(first.connection!.closed).toBe(true);
+    await expect(first.connection!.listTools()).rejects.toThrow(/closed/);
+  });
+
+  it('a change that does not touch the MCP fields keeps the same connection', async () => {
+    const store = newStore();
+    await runAsUser(randomUUID(), async () => {
+      await configureUser({ mcpServerName: 'beta', provider: 'Google', model: 'gemini-2.5-flash' });
+      const before = await getUserMcpConnection();
+      await configureUser({ model: 'gemini-2.5-pro' });
+      expect(await getUserMcpConnection()).toBe(before);
+      expect(before!.closed).toBe(false);
+    }, { store });
+  });
+
+  it('a profile override with another server uses its own connection, closed when the override ends', async () => {
+    const store = newStore();
+    const user = randomUUID();
+    const betaOpen = beta.openSessions;
+    await runAsUser(user, async () => {
+      await configureUser({ mcpServerName: 'alpha' });
+      const own = await getUserMcpConnection();
+      const inOverride = await runWithProfile({ mcpServerName: 'beta' }, async () => {
+        const tools = names(await getUserMcpTools());
+        const connection = await getUserMcpConnection();
+        return { tools, connection };
+      });
+      expect(inOverride.tools).toEqual(names(BETA_TOOLS));
+      await beta.waitForOpenSessions(betaOpen);
+      expect(inOverride.connection!.closed).toBe(true);
+      // The user's own connection is untouched.
+      expect(await getUserMcpConnection()).toBe(own);
+      expect(own!.closed).toBe(false);
+      expect(names(await getUserMcpTools())).toEqual(names(ALPHA_TOOLS));
+    }, { store });
+  });
+
+  it('store.close() closes every user\'s session', async () => {
+    const store = newStore();
+    const alphaOpen = alpha.openSessions;
+    const betaOpen = beta.openSessions;
+    await Promise.all(
+      Array.from({ length: 6 }, (_, i) =>
+        runAsUser(randomUUID(), async () => {
+          await configureUser({ mcpServerName: i % 2 ? 'alpha' : 'beta' });
+          await getUserMcpTools();
+        }, { store }),
+      ),
+    );
+    expect(alpha.openSessions).toBe(alphaOpen + 3);
+    expect(beta.openSessions).toBe(betaOpen + 3);
+    await store.close();
+    await Promise.all([alpha.waitForOpenSessions(alphaOpen), beta.waitForOpenSessions(betaOpen)]);
+  });
+
+  it('a server that cannot be reached gives McpConnectError, and the failure is not cached', async () => {
+    const down = await startMcpServer('down', ALPHA_TOOLS);
+    const downUrl = down.url;
+    await down.close();
+    registry.set('flaky', downUrl);
+    const store = newStore();
+    try {
+      await runAsUser(randomUUID(), async () => {
+        await configureUser({ mcpServerName: 'flaky' });
+        const error = await getUserMcpConnection().then(() => null, (e: unknown) => e);
+        expect(error).toBeInstanceOf(McpConnectError);
+        expect((error as McpConnectError).code).toBe('ERR_MCP_CONNECT_FAILED');
+        expect((error as Error).message).toContain('"flaky"');
+        registry.set('flaky', beta.url);
+        const connection = await getUserMcpConnection();
+        expect(connection).toBeInstanceOf(UserMcpConnection);
+        expect(names(await connection!.listTools())).toEqual(names(BETA_TOOLS));
+      }, { store });
+    } finally {
+      registry.delete('flaky');
+    }
+  });
+});

@@ -1,0 +1,161 @@
+/** The verified-token cache and key resolution with getKey. */
+import { randomUUID } from 'node:crypto';
+import jwt from 'jsonwebtoken';
+import request from 'supertest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { ContextStore, userContext, type GetKey, type UserContextOptions } from '../src/index.js';
+import { buildApp, expectAuthError } from './support/app.js';
+import { RSA, SECRET, nowSec, signHs, signRs, tokenFor } from './support/tokens.js';
+
+let store: ContextStore;
+beforeEach(() => {
+  store = new ContextStore();
+});
+afterEach(async () => {
+  vi.useRealTimers();
+  await store.close();
+});
+
+function server(options: Partial<UserContextOptions> = {}) {
+  const mw = userContext({ store, algorithms: ['HS256'], ...(options.getKey ? {} : { secret: SECRET }), ...options });
+  const { app } = buildApp(mw);
+  const handler = app.callback();
+  const get = (token: string) => request(handler).get('/whoami').set('Authorization', `Bearer ${token}`);
+  return { mw, get };
+}
+
+describe('token cache', () => {
+  it('does not verify a token again on its next request', async () => {
+    const verify = vi.spyOn(jwt, 'verify');
+    const { mw, get } = server();
+    const id = randomUUID();
+    const token = tokenFor(id);
+    for (let i = 0; i < 3; i++) {
+      const res = await get(token);
+      expect(res.status).toBe(200);
+      expect(res.body.user).toBe(id);
+    }
+    expect(verify).toHaveBeenCalledTimes(1);
+    expect(mw.tokenCacheSize).toBe(1);
+    await get(tokenFor(randomUUID()));
+    expect(verify).toHaveBeenCalledTimes(2);
+    expect(mw.tokenCacheSize).toBe(2);
+  });
+
+  it('never serves a cached token after its exp', async () => {
+    vi.useFakeTimers({ toFake: ['Date'] });
+    const { mw, get } = server();
+    const token = signHs({ sub: randomUUID(), exp: nowSec() + 2 });
+    expect((await get(token)).status).toBe(200);
+    expect(mw.tokenCacheSize).toBe(1);
+
+    vi.setSystemTime(Date.now() + 3_000);
+    const res = await get(token);
+    expectAuthError(res, 401, 'token_expired', [SECRET]);
+    expect(mw.tokenCacheSize).toBe(0);
+  });
+
+  it('never serves a cached token past the maxAge option', async () => {
+    vi.useFakeTimers({ toFake: ['Date'] });
+    const { get } = server({ maxAge: 60 });
+    const token = signHs({ sub: randomUUID(), iat: nowSec(), exp: nowSec() + 3_600 });
+    expect((await get(token)).status).toBe(200);
+
+    vi.setSystemTime(Date.now() + 61_000);
+    // Without the cache jsonwebtoken refuses it ("maxAge exceeded"); the cache must not revive it.
+    const fresh = server({ maxAge: 60, tokenCache: false });
+    expectAuthError(await fresh.get(token), 401, 'token_expired');
+    expectAuthError(await get(token), 401, 'token_expired');
+  });
+
+  it('is bounded by tokenCache.max', async () => {
+    const { mw, get } = server({ tokenCache: { max: 2 } });
+    for (let i = 0; i < 5; i++) expect((await get(tokenFor(randomUUID()))).status).toBe(200);
+    expect(mw.tokenCacheSize).toBe(2);
+  });
+
+  it('tokenCache: false verifies every request', async () => {
+    const verify = vi.spyOn(jwt, 'verify');
+    const { mw, get } = server({ tokenCache: false });
+    const token = tokenFor(randomUUID());
+    for (let i = 0; i < 4; i++) expect((await get(token)).status).toBe(200);
+    expect(verify).toHaveBeenCalledTimes(4);
+    expect(mw.tokenCacheSize).toBe(0);
+  });
+});
+
+describe('getKey', () => {
+  const k1 = 'k1-'.padEnd(40, '1');
+  const k2 = 'k2-'.padEnd(40, '2');
+
+  it('resolves the key by kid, asynchronously, once per cached token; rotation works', async () => {
+    const keys = new Map([['k1', k1], ['k2', k2]]);
+    const getKey = vi.fn<GetKey>(async (header) => keys.get(header.kid ?? '') ?? null);
+    const { get } = server({ getKey });
+    const id = randomUUID();
+    const claims = { sub: id, exp: nowSec() + 600 };
+    const t1 = signHs(claims, k1, { kid: 'k1' });
+    const t2 = signHs(claims, k2, { kid: 'k2' });
+
+    expect((await get(t1)).body.user).toBe(id);
+    expect((await get(t1)).status).toBe(200);
+    expect((await get(t2)).status).toBe(200);
+    expect(getKey).toHaveBeenCalledTimes(2);
+    expect(getKey.mock.calls[0]![0]).toMatchObject({ alg: 'HS256', kid: 'k1' });
+    expect(getKey.mock.calls[0]![1]).toMatchObject({ sub: id });
+
+    // A token naming one key but signed with another is refused.
+    expectAuthError(await get(signHs(claims, k1, { kid: 'k2' })), 401, 'invalid_token', [k1, k2]);
+    // After rotation k1 is unknown: new k1 tokens are refused.
+    keys.delete('k1');
+    expectAuthError(await get(signHs({ ...claims, jti: 'n' }, k1, { kid: 'k1' })), 401, 'invalid_token', [k1, k2]);
+  });
+
+  it.each([null, undefined])('returning %s: 401 invalid_token', async (value) => {
+    const { mw, get } = server({ getKey: () => value });
+    const id = randomUUID();
+    expectAuthError(await get(tokenFor(id)), 401, 'invalid_token', [SECRET]);
+    expect(store.has(id)).toBe(false);
+    expect(mw.tokenCacheSize).toBe(0);
+  });
+
+  it.each([
+    ['throwing', () => { throw new Error(`key server down ${SECRET}`); }],
+    ['rejecting', () => Promise.reject(new Error(`key server down ${SECRET}`))],
+    ['returning an unusable key', () => 'short'],
+  ])('%s: 503 key_unavailable with Retry-After', async (_name, getKey) => {
+    const { mw, get } = server({ getKey: getKey as GetKey });
+    const id = randomUUID();
+    const res = await get(tokenFor(id));
+    expectAuthError(res, 503, 'key_unavailable', [SECRET]);
+    expect(res.headers['retry-after']).toBe('5');
+    expect(store.size).toBe(0);
+    expect(mw.tokenCacheSize).toBe(0);
+  });
+
+  describe('with HMAC and RSA algorithms together', () => {
+    const getKey: GetKey = (header) => (header.kid === 'rsa' ? RSA.publicKey : header.kid === 'hmac' ? k1 : null);
+    const claims = () => ({ sub: randomUUID(), exp: nowSec() + 600 });
+
+    it('accepts each kind with its own key (control case)', async () => {
+      const { get } = server({ getKey, algorithms: ['HS256', 'RS256'] });
+      expect((await get(signHs(claims(), k1, { kid: 'hmac' }))).status).toBe(200);
+      expect((await get(signRs(claims(), RSA.privateKey, { kid: 'rsa' }))).status).toBe(200);
+    });
+
+    it('refuses an HS256 token signed with the RSA public key as HMAC secret', async () => {
+      const { mw, get } = server({ getKey, algorithms: ['HS256', 'RS256'] });
+      const forged = claims();
+      const res = await get(signHs(forged, RSA.publicKey, { kid: 'rsa' }));
+      expectAuthError(res, 401, 'invalid_token');
+      expect(store.has(forged.sub)).toBe(false);
+      expect(mw.tokenCacheSize).toBe(0);
+    });
+
+    it('a forged HS256 token does not break the RSA key for real RS256 tokens', async () => {
+      const { get } = server({ getKey, algorithms: ['HS256', 'RS256'] });
+      await get(signHs(claims(), RSA.publicKey, { kid: 'rsa' }));
+      expect((await get(signRs(claims(), RSA.privateKey, { kid: 'rsa' }))).status).toBe(200);
+    });
+  });
+});
