@@ -6,7 +6,7 @@
  */
 import { once } from 'node:events';
 import type { AddressInfo } from 'node:net';
-import { CONTENDERS } from './contenders.js';
+import { CONTENDERS, cleanups } from './contenders.js';
 import { readServerFixtures } from './fixtures.js';
 
 export type ServerMessage =
@@ -33,8 +33,10 @@ async function main(): Promise<void> {
   process.on('disconnect', () => {
     server.close();
     server.closeAllConnections();
-    // Let --cpu-prof write its profile on a normal exit.
-    setImmediate(() => process.exit(0));
+    const timeout = new Promise<void>((done) => setTimeout(done, 5_000).unref());
+    const cleaned = Promise.allSettled(cleanups.map((cleanup) => cleanup()));
+    // Exit normally (so --cpu-prof writes its profile) once cleaned up, or after 5 s.
+    void Promise.race([cleaned, timeout]).then(() => process.exit(0));
   });
 }
 

@@ -45,6 +45,9 @@ describe('npm run bench -- --smoke', () => {
     const measured = results.http.map((c) => c.id).concat(results.skipped.map((s) => s.id));
     expect(measured.sort()).toEqual(CONTENDERS.map((c) => c.id).sort());
     expect(results.http.map((c) => c.id)).toContain(BASELINE_ID);
+    // Only the Redis row may be skipped (no Redis here), and never in CI, where .ci/run starts Redis.
+    expect(results.skipped.map((s) => s.id)).toEqual(process.env['CI'] === 'true' ? [] : expect.arrayContaining([]));
+    for (const s of results.skipped) expect(s.id).toBe('kuc-redis-warm');
     for (const c of results.http) {
       expect(c.rounds, c.id).toHaveLength(1);
       expect(c.requestsPerSec, c.id).toBeGreaterThan(0);
