@@ -126,6 +126,12 @@ export class RedisContextStore extends ContextStore {
   readonly #refreshInterval: number;
   readonly #timeout: number;
   readonly #fresh: LRUCache<string, Fresh>;
+  /**
+   * Users whose local generation an invalidation reported outdated, with the
+   * logical time it arrived: never served from the near-cache when Redis
+   * fails (503 instead); cleared by a Redis reply sent after that time.
+   */
+  readonly #outdated: LRUCache<string, number>;
   /** Logical time of the Redis reply each local generation came from. */
   readonly #sources = new WeakMap<Generation, number>();
   readonly #stats: RedisStoreStats = { loads: 0, commits: 0, touches: 0, invalidations: 0 };
@@ -199,6 +205,7 @@ export class RedisContextStore extends ContextStore {
       ignoreFetchAbort: true,
       fetchMethod: (userUuid) => this.#load(userUuid),
     });
+    this.#outdated = new LRUCache<string, number>({ max: this.max });
   }
 
   /** Counters of Redis reads and writes done by this store. */
@@ -334,7 +341,8 @@ export class RedisContextStore extends ContextStore {
         await this.#fresh.fetch(userUuid, { forceRefresh: true });
       } catch (error) {
         if (!(error instanceof ContextStoreUnavailableError)) throw error;
-        if (this.peekGeneration(userUuid) === undefined) throw error;
+        // Nothing cached, or what is cached is known to be outdated: 503.
+        if (this.peekGeneration(userUuid) === undefined || this.#outdated.has(userUuid)) throw error;
         warnOnce(
           'KUC_REDIS_STALE_READ',
           `Redis is unavailable (${error.message}); requests of users cached here are served from the near-cache.`,
@@ -407,7 +415,11 @@ export class RedisContextStore extends ContextStore {
     const local = this.peekGeneration(userUuid);
     const current = local === undefined || tick > (this.#sources.get(local) ?? 0);
     const gen = this.install(userUuid, fields, version, resources, current, scope);
-    if (current) this.#sources.set(gen, tick);
+    if (current) {
+      this.#sources.set(gen, tick);
+      // Sent after the invalidation arrived: the reply includes that write.
+      if ((this.#outdated.get(userUuid) ?? Number.POSITIVE_INFINITY) < tick) this.#outdated.delete(userUuid);
+    }
     return gen;
   }
 
@@ -434,11 +446,18 @@ export class RedisContextStore extends ContextStore {
   }
 
   #invalidate(message: string): void {
-    const space = message.indexOf(' ', message.indexOf(' ') + 1);
-    if (space < 0) return;
+    const first = message.indexOf(' ');
+    const space = message.indexOf(' ', first + 1);
+    if (first < 0 || space < 0) return;
     this.#stats.invalidations++;
+    const userUuid = message.slice(space + 1);
     // Our own writes too: if a write's reply was lost, the next read fixes it.
-    this.#fresh.delete(message.slice(space + 1));
+    this.#fresh.delete(userUuid);
+    // Unless it is our own write, already installed here, the local copy is
+    // outdated: if Redis fails before it is read again, do not serve it.
+    const local = this.peekGeneration(userUuid);
+    const own = message.slice(0, first) === this.instanceId && local?.version === Number(message.slice(first + 1, space));
+    if (local !== undefined && !own) this.#outdated.set(userUuid, this.#tick);
   }
 
   #subscribe(): void {

@@ -74,33 +74,46 @@ async function freePort(): Promise<number> {
   });
 }
 
-/** A redis-server owned by a test, on its own port, persisting every write (AOF, fsync always). */
+/** Options of {@link OwnRedisServer.start}. */
+export interface OwnRedisServerOptions {
+  /**
+   * Persist every write (AOF, fsync always), so a restart keeps the data.
+   * `false`: nothing on disk, a restart starts empty.
+   * @default true
+   */
+  persist?: boolean;
+  /**
+   * Extra redis-server arguments, e.g. `['--enable-debug-command', 'local']`.
+   * @default []
+   */
+  args?: readonly string[];
+}
+
+/** A redis-server owned by a test, on its own port; by default persisting every write (AOF, fsync always). */
 export class OwnRedisServer {
   readonly port: number;
   readonly url: string;
   readonly #dir: string;
+  readonly #args: readonly string[];
   #proc: ChildProcess | undefined;
 
-  private constructor(port: number) {
+  private constructor(port: number, options: OwnRedisServerOptions) {
     this.port = port;
     this.url = `redis://127.0.0.1:${port}`;
     this.#dir = mkdtempSync(join(tmpdir(), 'kuc-redis-'));
+    const persistence = options.persist === false ? ['--appendonly', 'no'] : ['--appendonly', 'yes', '--appendfsync', 'always'];
+    this.#args = ['--port', String(port), '--bind', '127.0.0.1', '--save', '', ...persistence, '--dir', this.#dir, ...(options.args ?? [])];
   }
 
-  static async start(): Promise<OwnRedisServer> {
-    const server = new OwnRedisServer(await freePort());
+  static async start(options: OwnRedisServerOptions = {}): Promise<OwnRedisServer> {
+    const server = new OwnRedisServer(await freePort(), options);
     await server.restart();
     return server;
   }
 
   /** Starts (again) on the same port and data directory. */
   async restart(): Promise<void> {
-    this.#proc = spawn(
-      'redis-server',
-      ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'yes',
-        '--appendfsync', 'always', '--dir', this.#dir],
-      { stdio: 'ignore' },
-    );
+    this.#proc = spawn('redis-server', [...this.#args], { stdio: 'ignore' });
     for (let i = 0; i < 100; i++) {
       if (await ping(this.url)) return;
       await new Promise((resolve) => setTimeout(resolve, 50));
