@@ -33,7 +33,7 @@ export function bindAsyncIterable<T, TReturn = unknown, TNext = undefined>(
   const scope = als.getStore();
   if (scope === undefined) {
     const store = getDefaultStore();
-    if (store.mode === 'single-user' || store.outsideScope === 'global') return toIterator(iterable);
+    if (store.globalOutsideScope) return toIterator(iterable);
     throw new UserContextMissingError(
       'bindAsyncIterable() was called outside a user scope, so there is no user to bind. ' +
         'Call it while handling the request (or inside runAsUser(userUuid, fn)) that creates the iterable.',

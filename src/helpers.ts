@@ -24,7 +24,7 @@ import type { ContextStore } from './store.js';
 
 function outside(fn: string): ContextStore {
   const store = getDefaultStore();
-  if (store.mode === 'single-user' || store.outsideScope === 'global') return store;
+  if (store.globalOutsideScope) return store;
   store.events.emit('contextMissing', { fn });
   throw new UserContextMissingError(
     `${fn}() was called outside a user scope while the store is in multi-user mode. ` +

@@ -101,7 +101,7 @@ export function bindToCurrentUser<A extends unknown[], R>(fn: (...args: A) => R)
   const scope = als.getStore();
   if (scope === undefined) {
     const store = getDefaultStore();
-    if (store.mode === 'single-user' || store.outsideScope === 'global') return fn;
+    if (store.globalOutsideScope) return fn;
     store.events.emit('contextMissing', { fn: 'bindToCurrentUser' });
     throw new UserContextMissingError(
       'bindToCurrentUser() was called outside a user scope, so there is no user to bind. ' +

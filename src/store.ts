@@ -275,6 +275,15 @@ export class ContextStore implements GenerationOwner {
     return this.#cache.size;
   }
 
+  /**
+   * Whether helpers called outside any user scope use the process-wide
+   * context (`single-user` mode, or `outsideScope: 'global'`) instead of
+   * throwing `UserContextMissingError`.
+   */
+  get globalOutsideScope(): boolean {
+    return this.mode === 'single-user' || this.outsideScope === 'global';
+  }
+
   /** Whether `close()` has been called. */
   get closed(): boolean {
     return this.#closing !== undefined;
@@ -337,13 +346,8 @@ export class ContextStore implements GenerationOwner {
    * are released when its last lease ends. Used by profile overrides. @internal
    */
   derive(base: Generation, fields: ReadonlyMap<string, unknown>): Generation {
-    const config: Record<string, unknown> = { ...base.config };
-    const changed = new Set<string>();
-    for (const [key, value] of fields) {
-      if (!sameValue(config[key], value)) changed.add(key);
-      config[key] = value;
-    }
-    const gen = new Generation(base.userUuid, Object.freeze(config) as UserConfig, base.version, this);
+    const { config, changed } = mergeConfig(base.config, fields, base.config);
+    const gen = new Generation(base.userUuid, config, base.version, this);
     this.#carry(base, gen, changed, new Map());
     return gen;
   }
@@ -382,13 +386,7 @@ export class ContextStore implements GenerationOwner {
     const { fields, resources } = splitPatch(patch);
     const entry = userUuid === null ? this.#global : this.#touch(userUuid);
     if (resources.size > 0 && scope !== undefined) this.#checkResourceBase(entry, fields, resources, scope);
-    const created = new Map<ResourceName, Resource | null>();
-    for (const [name, value] of resources) {
-      // Handing back the client the context already holds keeps it (one owner, disposed once).
-      const held = entry.current.resources.get(name);
-      const same = held !== undefined && !held.disposed && held.value === value;
-      created.set(name, value === null ? null : same ? held.retain() : new Resource(name, value));
-    }
+    const created = this.#resourcesOf(entry, resources);
     const gen = this.#apply(entry, fields, created);
     return this.#afterApply(entry, gen, fields, created, scope);
   }
@@ -415,8 +413,7 @@ export class ContextStore implements GenerationOwner {
     scope?: Scope,
   ): Generation {
     const entry = this.#touch(userUuid);
-    const created = new Map<ResourceName, Resource | null>();
-    for (const [name, value] of resources) created.set(name, value === null ? null : new Resource(name, value));
+    const created = this.#resourcesOf(entry, resources);
     const gen = this.#apply(entry, fields, created, { version, base: this.#defaults, current });
     if (!current) {
       if (scope !== undefined && scope.open && scope.userUuid === entry.userUuid) scope.moveTo(gen);
@@ -429,6 +426,20 @@ export class ContextStore implements GenerationOwner {
   /** Hook for shared stores: the user's current local generation, without creating or refreshing it. @internal */
   protected peekGeneration(userUuid: string): Generation | undefined {
     return this.#cache.peek(userUuid)?.current;
+  }
+
+  /**
+   * The resources a patch hands over: `null` drops one; handing back the
+   * client the context already holds keeps it (one owner, disposed once).
+   */
+  #resourcesOf(entry: UserEntry, resources: ReadonlyMap<ResourceName, unknown>): Map<ResourceName, Resource | null> {
+    const created = new Map<ResourceName, Resource | null>();
+    for (const [name, value] of resources) {
+      const held = entry.current.resources.get(name);
+      const same = held !== undefined && !held.disposed && held.value === value;
+      created.set(name, value === null ? null : same ? held.retain() : new Resource(name, value));
+    }
+    return created;
   }
 
   #afterApply(
@@ -623,17 +634,9 @@ export class ContextStore implements GenerationOwner {
     shared?: { version: number; base: UserConfig; current: boolean },
   ): Generation {
     const old = entry.current;
-    const config: Record<string, unknown> = { ...(shared?.base ?? old.config) };
-    const changed = new Set<string>();
-    for (const [key, value] of fields) config[key] = value;
-    for (const key of Object.keys(config)) {
-      if (!sameValue((old.config as unknown as Record<string, unknown>)[key], config[key])) changed.add(key);
-    }
-    if (shared !== undefined) {
-      for (const key of Object.keys(old.config)) if (!(key in config)) changed.add(key);
-    }
+    const { config, changed } = mergeConfig(shared?.base ?? old.config, fields, old.config);
     const version = shared?.version ?? old.version + 1;
-    const gen = new Generation(entry.userUuid, Object.freeze(config) as UserConfig, version, this);
+    const gen = new Generation(entry.userUuid, config, version, this);
     this.#carry(old, gen, changed, created);
     if (shared !== undefined && !shared.current) return gen;
     entry.current = gen;
@@ -765,6 +768,24 @@ function defaultDisposeError(error: unknown, info: { resource: ResourceName; use
 
 function isThenable(value: unknown): value is PromiseLike<unknown> {
   return typeof (value as { then?: unknown } | null)?.then === 'function';
+}
+
+/**
+ * `base` with `fields` applied, frozen, and the fields whose value differs
+ * from `before` (including fields `before` has and the result lacks).
+ */
+function mergeConfig(
+  base: UserConfig,
+  fields: ReadonlyMap<string, unknown>,
+  before: UserConfig,
+): { config: UserConfig; changed: Set<string> } {
+  const config: Record<string, unknown> = { ...base };
+  for (const [key, value] of fields) config[key] = value;
+  const previous = before as unknown as Record<string, unknown>;
+  const changed = new Set<string>();
+  for (const key of Object.keys(config)) if (!sameValue(previous[key], config[key])) changed.add(key);
+  for (const key of Object.keys(previous)) if (!(key in config)) changed.add(key);
+  return { config: Object.freeze(config) as UserConfig, changed };
 }
 
 function viewOf(gen: Generation, lastAccess: number): UserRuntimeContext {
