@@ -7,7 +7,7 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import jwt from 'jsonwebtoken';
 import { do_not_optimize, measure } from 'mitata';
-import { als } from '../src/als.js';
+import { als } from '../src/store/als.js';
 import {
   ContextStore,
   TokenVerifier,

@@ -62,11 +62,11 @@ import {
   type Profile,
   type UserRuntimeContext,
 } from '../src/index.js';
-import { createMcpClientFactory, getUserMcpConnection } from '../src/mcp.js';
+import { createMcpClientFactory, getUserMcpConnection } from '../src/agents/mcp.js';
 import { MismatchError, execute } from './agent/executor.js';
 import { FakeLlmClient, createFakeLlm } from './agent/llm.js';
 import { plan } from './agent/planner.js';
-import { registerContextMetrics } from '../src/metrics.js';
+import { registerContextMetrics } from '../src/ops/metrics.js';
 import { HttpError, readJson } from './body.js';
 import { SessionManager, type Session } from './sessions.js';
 

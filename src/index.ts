@@ -3,7 +3,7 @@
  *
  * @module
  */
-export { userContext, type UserContextMiddleware, type UserContextOptions } from './middleware.js';
+export { userContext, type UserContextMiddleware, type UserContextOptions } from './auth/middleware.js';
 export {
   ContextStore,
   type ContextMode,
@@ -11,21 +11,21 @@ export {
   type EvictionReason,
   type ResourceSpec,
   type UserEntry,
-} from './store.js';
-export { RedisContextStore, type RedisContextStoreOptions, type RedisStoreStats } from './redis-store.js';
-export type { EncryptionKeyInput } from './redis-codec.js';
-export { getDefaultStore, setDefaultStore } from './default-store.js';
+} from './store/store.js';
+export { RedisContextStore, type RedisContextStoreOptions, type RedisStoreStats } from './redis/store.js';
+export type { EncryptionKeyInput } from './redis/codec.js';
+export { getDefaultStore, setDefaultStore } from './store/default-store.js';
 export {
   ContextEvents,
   type ContextEventListener,
   type ContextEventMap,
   type ContextEventName,
   type ContextEvictionReason,
-} from './events.js';
-export { runAsUser, bindToCurrentUser, type RunAsUserOptions } from './run.js';
-export { runWithProfile, currentProfileTag, isProfileOverride, type Profile } from './override.js';
-export { getRequestSignal } from './request-signal.js';
-export { bindAsyncIterable } from './bind-iterable.js';
+} from './store/events.js';
+export { runAsUser, bindToCurrentUser, type RunAsUserOptions } from './api/run.js';
+export { runWithProfile, currentProfileTag, isProfileOverride, type Profile } from './api/override.js';
+export { getRequestSignal } from './api/request-signal.js';
+export { bindAsyncIterable } from './api/bind-iterable.js';
 export {
   configureUser,
   currentUserClaims,
@@ -56,7 +56,7 @@ export {
   setUserModelProviderInProfile,
   setUserProvider,
   setUserServerConfigs,
-} from './helpers.js';
+} from './api/helpers.js';
 export {
   adminRouter,
   hasAdminRole,
@@ -64,22 +64,22 @@ export {
   type AdminPredicate,
   type AdminRouter,
   type AdminRouterOptions,
-} from './admin.js';
+} from './ops/admin.js';
 export {
   requestLogger,
   userLogMixin,
   type RequestLogSink,
   type RequestLoggerOptions,
   type UserLogMixinOptions,
-} from './logging.js';
-export { cleanupInactiveUserContexts, startCleanup, type StartCleanupOptions } from './cleanup.js';
+} from './ops/logging.js';
+export { cleanupInactiveUserContexts, startCleanup, type StartCleanupOptions } from './ops/cleanup.js';
 export {
   APP_CONFIG,
   APP_STATE,
   UNMIGRATED_GLOBAL_WARNING,
   type LegacyAppConfig,
   type LegacyAppState,
-} from './legacy.js';
+} from './compat/legacy.js';
 export {
   redactContext,
   type AzureDeploymentDetails,
@@ -94,11 +94,11 @@ export {
   type UserContextTypes,
   type UserResourceValues,
   type UserRuntimeContext,
-} from './context.js';
-export { jwksKeyResolver, type JwksKeyResolverOptions } from './jwks.js';
-export { TokenVerifier, type GetKey, type KeyInput, type TokenOptions, type VerifiedToken } from './token.js';
-export { UUID_PATTERN, MAX_USER_ID_LENGTH, type UserIdPolicy } from './user-id.js';
-export type { Scope } from './scope.js';
+} from './context/values.js';
+export { jwksKeyResolver, type JwksKeyResolverOptions } from './auth/jwks.js';
+export { TokenVerifier, type GetKey, type KeyInput, type TokenOptions, type VerifiedToken } from './auth/token.js';
+export { UUID_PATTERN, MAX_USER_ID_LENGTH, type UserIdPolicy } from './auth/user-id.js';
+export type { Scope } from './store/scope.js';
 export {
   AuthError,
   ConfigurationConflictError,

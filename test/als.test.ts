@@ -6,7 +6,7 @@ import { AsyncLocalStorage } from 'node:async_hooks';
 import { randomUUID } from 'node:crypto';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import * as first from '../src/index.js';
-import { als } from '../src/als.js';
+import { als } from '../src/store/als.js';
 import { randomDelay } from './support/app.js';
 
 const ALS_KEY = Symbol.for('koa-user-context.als.v1');
@@ -39,7 +39,7 @@ describe('one AsyncLocalStorage per process', () => {
 
     vi.resetModules();
     const second = (await import('../src/index.js')) as typeof first;
-    const secondAls = (await import('../src/als.js')).als;
+    const secondAls = (await import('../src/store/als.js')).als;
     expect(second.runAsUser).not.toBe(first.runAsUser); // really another copy
     expect(second.ContextStore).not.toBe(first.ContextStore);
     expect(secondAls).toBe(als);

@@ -5,11 +5,11 @@
  *
  * @module
  */
-import { als } from './als.js';
-import { getDefaultStore } from './default-store.js';
-import { UserContextMissingError } from './errors.js';
-import type { Scope } from './scope.js';
-import type { ContextStore } from './store.js';
+import { als } from '../store/als.js';
+import { getDefaultStore } from '../store/default-store.js';
+import { UserContextMissingError } from '../errors.js';
+import type { Scope } from '../store/scope.js';
+import type { ContextStore } from '../store/store.js';
 
 /** Options of {@link runAsUser}. */
 export interface RunAsUserOptions {

@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { InvalidContextValueError } from './errors.js';
+import { InvalidContextValueError } from '../errors.js';
 
 /** Deployment details of an Azure OpenAI model. */
 export interface AzureDeploymentDetails {

@@ -12,9 +12,9 @@
  *
  * @module
  */
-import type { ResourceName } from './context.js';
+import type { ResourceName } from '../context/values.js';
 import type { EvictionReason } from './store.js';
-import { WARNING_TYPE } from './warn.js';
+import { WARNING_TYPE } from '../warn.js';
 
 /**
  * Why a context (or a configuration's resources) went away: an

@@ -17,13 +17,13 @@ import {
   type UserConfig,
   type UserContextFields,
   type UserRuntimeContext,
-} from './context.js';
-import { ConfigurationConflictError, StoreClosedError } from './errors.js';
+} from '../context/values.js';
+import { ConfigurationConflictError, StoreClosedError } from '../errors.js';
 import { ContextEvents } from './events.js';
 import { Generation, Resource, type GenerationOwner } from './generation.js';
 import { Scope } from './scope.js';
-import { createUserIdParser, type UserIdPolicy } from './user-id.js';
-import { WARNING_TYPE, warnOnce } from './warn.js';
+import { createUserIdParser, type UserIdPolicy } from '../auth/user-id.js';
+import { WARNING_TYPE, warnOnce } from '../warn.js';
 
 /** How helpers behave outside any user scope. */
 export type ContextMode = 'single-user' | 'multi-user';

@@ -12,11 +12,11 @@
  *
  * @module
  */
-import { als } from './als.js';
-import { getDefaultStore } from './default-store.js';
-import { UserContextMissingError } from './errors.js';
+import { als } from '../store/als.js';
+import { getDefaultStore } from '../store/default-store.js';
+import { UserContextMissingError } from '../errors.js';
 import { runInScope } from './run.js';
-import type { Scope } from './scope.js';
+import type { Scope } from '../store/scope.js';
 
 /**
  * Wraps an async iterable so that iterating it runs as the current user: in

@@ -7,7 +7,7 @@
  *
  * @module
  */
-import { als } from './als.js';
+import { als } from '../store/als.js';
 import type {
   ConfigField,
   ContextPatch,
@@ -16,11 +16,11 @@ import type {
   ResourceName,
   UserContextFields,
   UserRuntimeContext,
-} from './context.js';
-import { getDefaultStore } from './default-store.js';
-import { UserContextMissingError } from './errors.js';
-import type { Generation } from './generation.js';
-import type { ContextStore } from './store.js';
+} from '../context/values.js';
+import { getDefaultStore } from '../store/default-store.js';
+import { UserContextMissingError } from '../errors.js';
+import type { Generation } from '../store/generation.js';
+import type { ContextStore } from '../store/store.js';
 
 function outside(fn: string): ContextStore {
   const store = getDefaultStore();

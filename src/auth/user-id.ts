@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { InvalidUserIdError } from './errors.js';
+import { InvalidUserIdError } from '../errors.js';
 
 /** Any RFC 9562 UUID (any version), case-insensitive. */
 export const UUID_PATTERN = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;

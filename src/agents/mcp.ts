@@ -26,11 +26,11 @@
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import type { CallToolResult, Tool } from '@modelcontextprotocol/sdk/types.js';
-import type { ConfigField, UserConfig } from './context.js';
-import { McpConnectError } from './errors.js';
-import { getUserMcpClient } from './helpers.js';
-import { getRequestSignal } from './request-signal.js';
-import type { ResourceSpec } from './store.js';
+import type { ConfigField, UserConfig } from '../context/values.js';
+import { McpConnectError } from '../errors.js';
+import { getUserMcpClient } from '../api/helpers.js';
+import { getRequestSignal } from '../api/request-signal.js';
+import type { ResourceSpec } from '../store/store.js';
 
 /** Where a user's MCP server is. A bare string or URL is the endpoint. */
 export interface McpServerTarget {

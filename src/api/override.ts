@@ -20,14 +20,14 @@
  *
  * @module
  */
-import { als } from './als.js';
-import type { UserContextFields } from './context.js';
-import { splitPatch } from './context.js';
-import { InvalidProfileError, UserContextError, UserContextMissingError } from './errors.js';
-import type { Generation } from './generation.js';
+import { als } from '../store/als.js';
+import type { UserContextFields } from '../context/values.js';
+import { splitPatch } from '../context/values.js';
+import { InvalidProfileError, UserContextError, UserContextMissingError } from '../errors.js';
+import type { Generation } from '../store/generation.js';
 import { runInScope } from './run.js';
-import { Scope } from './scope.js';
-import type { ContextStore } from './store.js';
+import { Scope } from '../store/scope.js';
+import type { ContextStore } from '../store/store.js';
 
 /** A profile: configuration fields to override for one query, and an optional tag. */
 export type Profile = Partial<UserContextFields> & {

@@ -22,11 +22,11 @@
  */
 import type { Context, Next } from 'koa';
 import { renderDashboard } from './admin-page.js';
-import { RESOURCE_NAMES, redactContext, type ResourceName } from './context.js';
-import { getDefaultStore } from './default-store.js';
-import { UserContextError } from './errors.js';
-import type { Generation } from './generation.js';
-import type { ContextStore, UserEntry } from './store.js';
+import { RESOURCE_NAMES, redactContext, type ResourceName } from '../context/values.js';
+import { getDefaultStore } from '../store/default-store.js';
+import { UserContextError } from '../errors.js';
+import type { Generation } from '../store/generation.js';
+import type { ContextStore, UserEntry } from '../store/store.js';
 
 /** Decides whether the caller is an admin, from its verified claims. */
 export type AdminPredicate = (

@@ -15,14 +15,14 @@
 import { randomUUID } from 'node:crypto';
 import { Redis, type RedisOptions } from 'ioredis';
 import { LRUCache } from 'lru-cache';
-import { splitPatch, type ContextPatch, type ResourceName } from './context.js';
-import { ContextNotLoadedError, ContextStoreUnavailableError, StoreClosedError } from './errors.js';
-import type { Generation } from './generation.js';
-import { FieldCodec, toEncryptionKey, type EncryptionKeyInput } from './redis-codec.js';
-import { COMMIT, LOAD, TOUCH, type Script } from './redis-scripts.js';
-import type { Scope } from './scope.js';
-import { ContextStore, type ContextStoreOptions } from './store.js';
-import { warnOnce } from './warn.js';
+import { splitPatch, type ContextPatch, type ResourceName } from '../context/values.js';
+import { ContextNotLoadedError, ContextStoreUnavailableError, StoreClosedError } from '../errors.js';
+import type { Generation } from '../store/generation.js';
+import { FieldCodec, toEncryptionKey, type EncryptionKeyInput } from './codec.js';
+import { COMMIT, LOAD, TOUCH, type Script } from './scripts.js';
+import type { Scope } from '../store/scope.js';
+import { ContextStore, type ContextStoreOptions } from '../store/store.js';
+import { warnOnce } from '../warn.js';
 
 /** Options of {@link RedisContextStore}. */
 export interface RedisContextStoreOptions extends ContextStoreOptions {

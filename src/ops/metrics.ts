@@ -15,9 +15,9 @@
  * @module
  */
 import { Counter, Gauge, register as globalRegistry, type Registry } from 'prom-client';
-import type { ContextEvictionReason } from './events.js';
-import type { UserContextMiddleware } from './middleware.js';
-import type { ContextStore } from './store.js';
+import type { ContextEvictionReason } from '../store/events.js';
+import type { UserContextMiddleware } from '../auth/middleware.js';
+import type { ContextStore } from '../store/store.js';
 
 /** Options of {@link registerContextMetrics}. */
 export interface ContextMetricsOptions {

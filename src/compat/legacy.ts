@@ -18,10 +18,10 @@
  *
  * @module
  */
-import type { AzureDeploymentDetails, ContextPatch, FriendliDetails, LlmInstance, McpClient } from './context.js';
-import { als } from './als.js';
-import { getDefaultStore } from './default-store.js';
-import { callSiteOf, warnOnce } from './warn.js';
+import type { AzureDeploymentDetails, ContextPatch, FriendliDetails, LlmInstance, McpClient } from '../context/values.js';
+import { als } from '../store/als.js';
+import { getDefaultStore } from '../store/default-store.js';
+import { callSiteOf, warnOnce } from '../warn.js';
 
 /** The seed's `APP_CONFIG` runtime fields. */
 export interface LegacyAppConfig {

@@ -17,8 +17,8 @@
  * @module
  */
 import type { Context, Next } from 'koa';
-import { als } from './als.js';
-import type { ConfigField } from './context.js';
+import { als } from '../store/als.js';
+import type { ConfigField } from '../context/values.js';
 
 /** Options of {@link userLogMixin}. */
 export interface UserLogMixinOptions {

@@ -9,8 +9,8 @@
  * @module
  */
 import { KeyObject, createCipheriv, createDecipheriv, createSecretKey, randomBytes } from 'node:crypto';
-import { ContextStoreUnavailableError } from './errors.js';
-import { warnOnce } from './warn.js';
+import { ContextStoreUnavailableError } from '../errors.js';
+import { warnOnce } from '../warn.js';
 
 /** A 32-byte AES-256 key: raw bytes, a base64/base64url/hex string of 32 bytes, or a secret `KeyObject`. */
 export type EncryptionKeyInput = Buffer | Uint8Array | string | KeyObject;

@@ -5,12 +5,12 @@
  * @module
  */
 import type { Context, Next } from 'koa';
-import { als } from './als.js';
-import { getDefaultStore } from './default-store.js';
-import { AuthError, InvalidSubjectError, InvalidTokenError, MalformedAuthorizationError, MissingTokenError, StoreClosedError, UserContextError } from './errors.js';
-import type { Scope } from './scope.js';
-import { responseSignal } from './request-signal.js';
-import type { ContextStore } from './store.js';
+import { als } from '../store/als.js';
+import { getDefaultStore } from '../store/default-store.js';
+import { AuthError, InvalidSubjectError, InvalidTokenError, MalformedAuthorizationError, MissingTokenError, StoreClosedError, UserContextError } from '../errors.js';
+import type { Scope } from '../store/scope.js';
+import { responseSignal } from '../api/request-signal.js';
+import type { ContextStore } from '../store/store.js';
 import { TokenVerifier, type TokenOptions } from './token.js';
 
 /** Options of {@link userContext}. */

@@ -10,9 +10,9 @@
  * @module
  */
 import type { ServerResponse } from 'node:http';
-import { als } from './als.js';
-import { ClientDisconnectedError } from './errors.js';
-import type { Scope } from './scope.js';
+import { als } from '../store/als.js';
+import { ClientDisconnectedError } from '../errors.js';
+import type { Scope } from '../store/scope.js';
 
 /**
  * The abort signal of the current scope: the request's (aborted on client

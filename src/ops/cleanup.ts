@@ -5,8 +5,8 @@
  *
  * @module
  */
-import { getDefaultStore } from './default-store.js';
-import type { ContextStore } from './store.js';
+import { getDefaultStore } from '../store/default-store.js';
+import type { ContextStore } from '../store/store.js';
 
 const HOUR = 3_600_000;
 

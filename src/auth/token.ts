@@ -18,8 +18,8 @@ import {
   TokenExpiredError,
   TokenNotActiveError,
   UserContextError,
-} from './errors.js';
-import type { ContextEvents } from './events.js';
+} from '../errors.js';
+import type { ContextEvents } from '../store/events.js';
 
 /** A key as apps hold it: a secret, a PEM string/Buffer or a `KeyObject`. */
 export type KeyInput = string | Buffer | KeyObject;
