@@ -8,7 +8,7 @@ import jwt from 'jsonwebtoken';
 import Koa from 'koa';
 import { Registry } from 'prom-client';
 import { ContextStore, adminRouter, userContext } from '../src/index.js';
-import { registerContextMetrics } from '../src/ops/metrics.js';
+import { registerContextMetrics } from '../src/metrics.js';
 
 function fakeCtx(path: string, query: Record<string, string>, state: Record<string, unknown>) {
   const headers = new Map<string, string>();

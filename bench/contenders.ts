@@ -51,6 +51,14 @@ async function library(): Promise<Library> {
   return import(pathToFileURL(isAbsolute(lib) ? lib : resolve(lib)).href) as Promise<Library>;
 }
 
+/** The `/redis` subpath next to the library under test. */
+async function redisEntry(): Promise<typeof import('../src/redis.js')> {
+  const lib = process.env[LIB_ENV];
+  if (lib === undefined || lib === '') return import('../src/redis.js');
+  const base = pathToFileURL(isAbsolute(lib) ? lib : resolve(lib));
+  return import(new URL('./redis.js', base).href) as Promise<typeof import('../src/redis.js')>;
+}
+
 /** Run by the server child before it exits (e.g. to delete its Redis keys). */
 export const cleanups: Array<() => Promise<void>> = [];
 
@@ -197,7 +205,8 @@ export const CONTENDERS: readonly Contender[] = [
     async build(fixtures) {
       const kuc = await library();
       const keyPrefix = `kuc:bench:${randomUUID()}:`;
-      const store = new kuc.RedisContextStore({ redis: redisUrl(), keyPrefix, encryptionKey: randomBytes(32) });
+      const { RedisContextStore } = await redisEntry();
+      const store = new RedisContextStore({ redis: redisUrl(), keyPrefix, encryptionKey: randomBytes(32) });
       if (!(await store.whenReady())) throw new Error(`Redis is not reachable at ${redisUrl()}`);
       cleanups.push(async () => {
         const admin = new Redis(redisUrl(), { maxRetriesPerRequest: 1 });

@@ -12,7 +12,8 @@
  */
 import { randomBytes, randomUUID } from 'node:crypto';
 import { Redis } from 'ioredis';
-import { ContextStore, RedisContextStore, configureUser, getUserModel, runAsUser } from '../src/index.js';
+import { ContextStore, configureUser, getUserModel, runAsUser } from '../src/index.js';
+import { RedisContextStore } from '../src/redis.js';
 
 const url = process.env['REDIS_URL'] || 'redis://127.0.0.1:6379';
 const keyPrefix = `kuc:bench:${randomUUID()}:`;

@@ -36,7 +36,6 @@ import {
   ContextStore,
   ConfigurationConflictError,
   ContextStoreUnavailableError,
-  RedisContextStore,
   InvalidProfileError,
   McpConnectError,
   UserContextError,
@@ -58,15 +57,15 @@ import {
   type ContextPatch,
   type ContextStoreOptions,
   type KeyInput,
-  type RedisContextStoreOptions,
   type Profile,
   type UserRuntimeContext,
 } from '../src/index.js';
-import { createMcpClientFactory, getUserMcpConnection } from '../src/agents/mcp.js';
+import { RedisContextStore, type RedisContextStoreOptions } from '../src/redis.js';
+import { createMcpClientFactory, getUserMcpConnection } from '../src/mcp.js';
 import { MismatchError, execute } from './agent/executor.js';
 import { FakeLlmClient, createFakeLlm } from './agent/llm.js';
 import { plan } from './agent/planner.js';
-import { registerContextMetrics } from '../src/ops/metrics.js';
+import { registerContextMetrics } from '../src/metrics.js';
 import { HttpError, readJson } from './body.js';
 import { SessionManager, type Session } from './sessions.js';
 

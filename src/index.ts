@@ -12,8 +12,6 @@ export {
   type ResourceSpec,
   type UserEntry,
 } from './store/store.js';
-export { RedisContextStore, type RedisContextStoreOptions, type RedisStoreStats } from './redis/store.js';
-export type { EncryptionKeyInput } from './redis/codec.js';
 export { getDefaultStore, setDefaultStore } from './store/default-store.js';
 export {
   ContextEvents,
@@ -95,7 +93,6 @@ export {
   type UserResourceValues,
   type UserRuntimeContext,
 } from './context/values.js';
-export { jwksKeyResolver, type JwksKeyResolverOptions } from './auth/jwks.js';
 export { TokenVerifier, type GetKey, type KeyInput, type TokenOptions, type VerifiedToken } from './auth/token.js';
 export { UUID_PATTERN, MAX_USER_ID_LENGTH, type UserIdPolicy } from './auth/user-id.js';
 export type { Scope } from './store/scope.js';

@@ -9,7 +9,8 @@ import jwt from 'jsonwebtoken';
 import Koa from 'koa';
 import request from 'supertest';
 import { afterEach, describe, expect, it } from 'vitest';
-import { ContextStore, currentUserUuid, jwksKeyResolver, userContext, type JwksKeyResolverOptions } from '../src/index.js';
+import { ContextStore, currentUserUuid, userContext } from '../src/index.js';
+import { jwksKeyResolver, type JwksKeyResolverOptions } from '../src/jwks.js';
 
 interface SigningKey {
   kid: string;

@@ -8,7 +8,7 @@ import {
   createMcpClientFactory,
   getUserMcpConnection,
   getUserMcpTools,
-} from '../src/agents/mcp.js';
+} from '../src/mcp.js';
 
 const ALPHA_TOOLS = [
   { name: 'alpha_search', description: 'search alpha' },

@@ -5,7 +5,7 @@ import { Registry } from 'prom-client';
 import request from 'supertest';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { ContextStore, configureUser, getUserLlmInstance, getUserModel, runAsUser, userContext } from '../src/index.js';
-import { registerContextMetrics } from '../src/ops/metrics.js';
+import { registerContextMetrics } from '../src/metrics.js';
 
 const SECRET = randomBytes(48).toString('base64url');
 const sign = (sub: string, expiresIn = 600) => jwt.sign({ sub }, SECRET, { algorithm: 'HS256', expiresIn });

@@ -35,7 +35,8 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { PROVIDERS, createApp, createSharedStore } from '../examples/app.js';
 import { FakeLlmClient, createFakeLlm } from '../examples/agent/llm.js';
 import { generateSecret, mintToken } from '../examples/tokens.js';
-import type { RedisContextStore, UserConfig } from '../src/index.js';
+import type { UserConfig } from '../src/index.js';
+import type { RedisContextStore } from '../src/redis.js';
 import { OwnRedisServer, adminClient, requireRedisServerBinary, runPrefix, sleep } from './helpers/redis.js';
 
 const available = requireRedisServerBinary('Redis fault tests');

@@ -10,7 +10,7 @@ import type { AddressInfo } from 'node:net';
 import { afterAll, describe, expect, it } from 'vitest';
 import { createApp, createSharedStore } from '../examples/app.js';
 import { generateSecret, mintToken } from '../examples/tokens.js';
-import type { RedisContextStore } from '../src/index.js';
+import type { RedisContextStore } from '../src/redis.js';
 import { OwnRedisServer, adminClient, requireRedisServerBinary, runPrefix, sleep } from './helpers/redis.js';
 
 const available = requireRedisServerBinary('RedisContextStore failure tests');

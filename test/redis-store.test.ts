@@ -14,7 +14,6 @@ import { generateSecret, mintToken } from '../examples/tokens.js';
 import {
   ContextNotLoadedError,
   ContextStoreUnavailableError,
-  RedisContextStore,
   configureUser,
   getUserLlmInstance,
   getUserModel,
@@ -23,9 +22,9 @@ import {
   runAsUser,
   setDefaultStore,
   type ContextPatch,
-  type RedisContextStoreOptions,
   type UserRuntimeContext,
 } from '../src/index.js';
+import { RedisContextStore, type RedisContextStoreOptions } from '../src/redis.js';
 import { REDIS_URL, adminClient, deletePrefix, requireRedis, runPrefix, sleep } from './helpers/redis.js';
 
 const available = await requireRedis('RedisContextStore tests');
