@@ -84,6 +84,7 @@ export const BUILTIN_FIELDS: { readonly [K in keyof BuiltinFields]-?: FieldSpec<
     accessor: 'UserServerConfigs',
     secret: 'pattern',
   },
+  llmCredentials: { default: null, usedBy: 'llmInstance', legacy: null, accessor: 'UserLlmCredentials', secret: 'whole' },
 });
 
 /** The live resources. */
