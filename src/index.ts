@@ -88,6 +88,13 @@ export { UUID_PATTERN, MAX_USER_ID_LENGTH, type UserIdPolicy } from './auth/user
 export type { Scope } from './store/scope.js';
 export {
   AuthError,
+  BaseUrlNotAllowedError,
+  InvalidProviderSettingsError,
+  LlmClientClosedError,
+  LlmConfigurationError,
+  MissingCredentialsError,
+  ModelNotAllowedError,
+  ProviderNotAllowedError,
   RequestError,
   type UserContextErrorCode,
   ConfigurationConflictError,
