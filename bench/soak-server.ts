@@ -8,6 +8,8 @@
  */
 import type { AddressInfo } from 'node:net';
 import { createApp } from '../examples/app.js';
+import { exampleLlmRegistry } from '../examples/providers/registry.js';
+import { startWireServer } from '../examples/providers/wire-server.js';
 
 const secret = process.env['JWT_SECRET'];
 if (secret === undefined || process.send === undefined) {
@@ -20,7 +22,9 @@ if (gc === undefined) {
   process.exit(2);
 }
 
-const { app, store } = createApp({ secret });
+// Real AI SDK clients, calling a wire server in this process (counted in its memory).
+const wire = await startWireServer({ tokenDelayMs: 1, maxRecords: 100 });
+const { app, store } = createApp({ secret, llms: exampleLlmRegistry(wire.url, { anyModel: true }) });
 let failures = 0;
 app.on('error', (err: unknown) => {
   failures++;

@@ -33,7 +33,7 @@ import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { PROVIDERS, createApp, createSharedStore } from '../examples/app.js';
-import { FakeLlmClient, createFakeLlm } from '../examples/agent/llm.js';
+import { FakeLlmClient, createFakeLlm } from './support/fake-llm.js';
 import { generateSecret, mintToken } from '../examples/tokens.js';
 import type { UserConfig } from '../src/index.js';
 import type { RedisContextStore } from '../src/redis.js';

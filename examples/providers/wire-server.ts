@@ -38,6 +38,8 @@ export interface WireCall {
   /** The key masked to its last 4 characters (`…x7Qa`); `null` when none was sent. */
   readonly keyMasked: string | null;
   readonly stream: boolean;
+  /** The prompt's text (its first 200 characters), to tell calls apart. */
+  readonly prompt: string;
   readonly startedAt: number;
   /** The answer was sent completely. */
   finished: boolean;
@@ -52,10 +54,15 @@ export interface WireServerOptions {
    */
   tokenDelayMs?: number;
   /**
-   * Words in an answer beyond the header word.
+   * Words of the prompt echoed in an answer, after `[label/model key:…] answered N words:`.
    * @default 6
    */
   words?: number;
+  /**
+   * Most calls kept in `calls` (the oldest go first), for long runs.
+   * @default 100_000
+   */
+  maxRecords?: number;
   /**
    * Port on 127.0.0.1.
    * @default 0 (any free port)
@@ -92,7 +99,7 @@ class WireError extends Error {
 }
 
 export async function startWireServer(options: WireServerOptions = {}): Promise<WireServer> {
-  const { tokenDelayMs = 2, words = 6, port = 0 } = options;
+  const { tokenDelayMs = 2, words: maxWords = 6, port = 0, maxRecords = 100_000 } = options;
   const calls: WireCall[] = [];
   const waiters = new Map<number, Array<(call: WireCall) => void>>();
   let nextId = 1;
@@ -121,6 +128,7 @@ export async function startWireServer(options: WireServerOptions = {}): Promise<
     const label = url.pathname.split('/')[1] ?? '';
     const route = routeOf(url, label, body);
     const key = keyOf(req, route.format);
+    const words = promptWords(body, route.format);
     const call: WireCall = {
       id: nextId++,
       format: route.format,
@@ -129,18 +137,20 @@ export async function startWireServer(options: WireServerOptions = {}): Promise<
       keyHash: key === null ? null : keyFingerprint(key),
       keyMasked: key === null ? null : maskKey(key),
       stream: route.stream,
+      prompt: words.join(' ').slice(0, 200),
       startedAt: Date.now(),
       finished: false,
       aborted: false,
     };
     calls.push(call);
+    if (calls.length > maxRecords) calls.splice(0, calls.length - maxRecords);
     res.once('close', () => {
       if (!call.finished) call.aborted = true;
       settle(call);
     });
     // Ollama serves without a key; every other provider refuses a call without one.
     if (key === null && label !== 'ollama') throw new WireError(401, `No API key was sent to ${label}.`);
-    const text = [`[${label}/${route.model} key:${call.keyHash}]`, ...promptWords(body, route.format, words)];
+    const text = [`[${label}/${route.model} key:${call.keyHash}]`, 'answered', `${words.length}`, 'words:', ...words].slice(0, 4 + maxWords);
     const writer = WRITERS[route.format];
     if (!route.stream) {
       await sleep(tokenDelayMs);
@@ -229,7 +239,7 @@ function keyOf(req: IncomingMessage, format: WireFormat): string | null {
   }
 }
 
-function promptWords(body: Record<string, unknown>, format: WireFormat, max: number): string[] {
+function promptWords(body: Record<string, unknown>, format: WireFormat): string[] {
   let text = '';
   const collect = (value: unknown): void => {
     if (typeof value === 'string') text += ` ${value}`;
@@ -242,8 +252,7 @@ function promptWords(body: Record<string, unknown>, format: WireFormat, max: num
     }
   };
   collect(format === 'google' ? body['contents'] : body['messages']);
-  const words = text.trim().split(/\s+/).filter(Boolean);
-  return [`answered`, `${words.length}`, 'words:', ...words].slice(0, max);
+  return text.trim().split(/\s+/).filter(Boolean);
 }
 
 interface Writer {

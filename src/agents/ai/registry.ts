@@ -104,7 +104,7 @@ export interface LlmRegistry {
    * disposal, rebuilt when any of `DEFAULT_DEPENDS_ON.llmInstance` (provider,
    * model, llmCredentials, …) or `alsoDependsOn` changes.
    */
-  resource(options?: { alsoDependsOn?: readonly ConfigField[] }): ResourceSpec<UserLlm | Promise<UserLlm> | null>;
+  resource(options?: { alsoDependsOn?: readonly ConfigField[] }): ResourceSpec;
 }
 
 const ENTRY_KEYS = new Set(['provider', 'models', 'baseURL', 'allowedBaseURLs', 'useEnvironment']);
@@ -226,7 +226,9 @@ export function createLlmRegistry(options: LlmRegistryOptions): LlmRegistry {
       return {
         dependsOn: [...new Set<ConfigField>([...DEFAULT_DEPENDS_ON.llmInstance, ...extra])],
         create: (config, userUuid) => registry.create(config, userUuid),
-        dispose: (client) => client?.close(),
+        dispose: (client) => {
+          if (UserLlm.is(client)) client.close();
+        },
       };
     },
   };
