@@ -14,6 +14,8 @@ import { createOpenAI } from '@ai-sdk/openai';
 import { createOpenAICompatible } from '@ai-sdk/openai-compatible';
 import OpenAI from 'openai';
 import { randomUUID } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
 import { inspect } from 'node:util';
 import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { exampleLlmRegistry } from '../examples/providers/registry.js';
@@ -384,5 +386,46 @@ describe('built-in definitions without the example registry', () => {
     expect(registry.validate({ provider: 'Amazon', model: 'm', awsRegion: 'ap-southeast-2', llmCredentials: { apiKey: 'k' } } as UserConfig))
       .toEqual({ provider: 'Amazon', model: 'm', baseURL: `${wire.url}/bedrock`, credentialSource: 'user' });
     expect(registry.validate({ provider: null } as UserConfig)).toBeNull();
+  });
+});
+
+describe('packaging', () => {
+  /** Every bare package the module graph of `entry` imports (statically or dynamically), following relative imports. */
+  function packagesReachedFrom(entry: string): Set<string> {
+    const seen = new Set<string>();
+    const packages = new Set<string>();
+    const visit = (file: string): void => {
+      if (seen.has(file)) return;
+      seen.add(file);
+      const source = readFileSync(file, 'utf8');
+      for (const m of source.matchAll(/(?:^|\n)\s*(?:import|export)\s[^'"]*?from\s+['"]([^'"]+)['"]|import\(\s*['"]([^'"]+)['"]\s*\)/g)) {
+        const spec = m[1] ?? m[2]!;
+        if (/^(?:import|export)\s+type\s/.test(m[0].trim())) continue;
+        if (spec.startsWith('.')) visit(resolve(dirname(file), spec.replace(/\.js$/, '.ts')));
+        else packages.add(spec.startsWith('@') ? spec.split('/').slice(0, 2).join('/') : spec.split('/')[0]!);
+      }
+    };
+    visit(resolve(entry));
+    return packages;
+  }
+
+  it('the root entry never loads ai or @ai-sdk/*; koa-user-context/ai loads ai and no provider package', () => {
+    const root = packagesReachedFrom('src/index.ts');
+    expect(root.has('lru-cache')).toBe(true); // the walk does reach the root's dependencies
+    expect([...root].filter((p) => p === 'ai' || p.startsWith('@ai-sdk/'))).toEqual([]);
+    const sub = packagesReachedFrom('src/ai.ts');
+    expect(sub.has('ai')).toBe(true);
+    // Provider packages are loaded by the app (it passes their factories), never by the subpath.
+    expect([...sub].filter((p) => p.startsWith('@ai-sdk/'))).toEqual([]);
+    const pkg = JSON.parse(readFileSync('package.json', 'utf8')) as {
+      exports: Record<string, unknown>;
+      peerDependencies: Record<string, string>;
+      peerDependenciesMeta: Record<string, { optional?: boolean }>;
+    };
+    expect(Object.keys(pkg.exports['./ai'] as object)).toEqual(['types', 'import']);
+    for (const peer of ['ai', '@ai-sdk/openai', '@ai-sdk/anthropic', '@ai-sdk/google', '@ai-sdk/openai-compatible', '@ai-sdk/azure', '@ai-sdk/amazon-bedrock']) {
+      expect(pkg.peerDependencies[peer], peer).toBeDefined();
+      expect(pkg.peerDependenciesMeta[peer]?.optional, peer).toBe(true);
+    }
   });
 });
