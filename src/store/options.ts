@@ -9,8 +9,9 @@ import { BUILTIN_DEFAULTS } from '../context/fields.js';
 import type { ConfigField, ResourceName, UserConfig, UserContextFields } from '../context/types.js';
 import { splitPatch } from '../context/values.js';
 import { rejectUnknownOptions } from '../options.js';
+import { warnOnce } from '../warn.js';
 import type { UserIdPolicy } from '../auth/user-id.js';
-import type { ContextEvents } from './events.js';
+import { ContextEvents } from './events.js';
 import type { Generation } from './generation.js';
 import type { ContextStore } from './store.js';
 
@@ -185,4 +186,55 @@ export function checkSpec(name: ResourceName, spec: ResourceSpec | undefined): R
     throw new TypeError(`options.resources.${name}.dependsOn must be an array of field names`);
   }
   return spec;
+}
+
+/** The validated settings of a store. */
+export interface StoreSettings {
+  readonly max: number;
+  readonly ttl: number;
+  readonly sweepInterval: number;
+  readonly mode: ContextMode;
+  readonly outsideScope: 'throw' | 'global';
+  readonly mirror: boolean;
+  readonly events: ContextEvents;
+}
+
+/**
+ * Validates a store's options once (a `TypeError` naming the option), with
+ * the unknown-option check; `cls` is the class being constructed, whose
+ * static `extraOptions` (a subclass's own options) are accepted too.
+ */
+export function resolveStoreOptions(options: ContextStoreOptions, cls: { extraOptions?: readonly string[] }): StoreSettings {
+  checkStoreOptions(options, cls.extraOptions ?? []);
+  const {
+    max = 10_000,
+    ttl = 86_400_000,
+    sweepInterval = 60_000,
+    mode = modeFromEnv(),
+    outsideScope = 'throw',
+    mirrorToLegacyGlobals = false,
+  } = options;
+  if (!Number.isInteger(max) || max < 1) throw new TypeError('options.max must be a positive integer');
+  if (!Number.isFinite(ttl) || ttl < 0) throw new TypeError('options.ttl must be a number of milliseconds >= 0');
+  if (!Number.isFinite(sweepInterval) || sweepInterval < 0) {
+    throw new TypeError('options.sweepInterval must be a number of milliseconds >= 0');
+  }
+  if (mode !== 'single-user' && mode !== 'multi-user') {
+    throw new TypeError(`options.mode must be 'single-user' or 'multi-user', got ${String(mode)}`);
+  }
+  if (outsideScope !== 'throw' && outsideScope !== 'global') {
+    throw new TypeError(`options.outsideScope must be 'throw' or 'global', got ${String(outsideScope)}`);
+  }
+  if (options.events !== undefined && !(options.events instanceof ContextEvents)) {
+    throw new TypeError('options.events must be a ContextEvents instance');
+  }
+  if (mirrorToLegacyGlobals === true) {
+    warnOnce(
+      'KUC_LEGACY_MIRROR',
+      'mirrorToLegacyGlobals is on: every per-user write is also copied into the process-wide APP_CONFIG, ' +
+        'so code that still reads the globals sees the last writer of any user. Migrate those call sites to ' +
+        'getUserProvider()/getUserModel()… and turn the option off.',
+    );
+  }
+  return { max, ttl, sweepInterval, mode, outsideScope, mirror: mirrorToLegacyGlobals === true, events: options.events ?? new ContextEvents() };
 }

@@ -12,14 +12,12 @@ import { mergeConfig, splitPatch } from '../context/values.js';
 import { StoreClosedError } from '../errors.js';
 import { createUserIdParser } from '../auth/user-id.js';
 import { isKind, stamp } from '../brand.js';
-import { warnOnce } from '../warn.js';
-import { ContextEvents } from './events.js';
+import type { ContextEvents } from './events.js';
 import { Generation, viewOf, type GenerationOwner } from './generation.js';
 import { OpenScopes } from './open-scopes.js';
 import {
   buildDefaults,
-  checkStoreOptions,
-  modeFromEnv,
+  resolveStoreOptions,
   type ContextMode,
   type ContextStoreOptions,
   type EvictionReason,
@@ -48,6 +46,8 @@ const LRU_REASON: Partial<Record<LRUCache.DisposeReason, EvictionReason>> = {
 export class ContextStore implements GenerationOwner {
   /** Brand of this class: `instanceof ContextStore` holds across copies of the package. @internal */
   static readonly kind: string = 'ContextStore';
+  /** Options a subclass takes on top of these (the unknown-option check reads it). @internal */
+  static readonly extraOptions: readonly string[] = [];
   static [Symbol.hasInstance](value: unknown): boolean {
     return isKind(value, this.kind);
   }
@@ -77,47 +77,18 @@ export class ContextStore implements GenerationOwner {
   constructor(options: ContextStoreOptions = {}) {
     if (options === null || typeof options !== 'object') throw new TypeError('options must be an object');
     stamp(this, new.target);
-    checkStoreOptions(options, new.target === ContextStore ? [] : (new.target as { extraOptions?: readonly string[] }).extraOptions ?? []);
-    const {
-      max = 10_000,
-      ttl = 86_400_000,
-      sweepInterval = 60_000,
-      mode = modeFromEnv(),
-      outsideScope = 'throw',
-      mirrorToLegacyGlobals = false,
-    } = options;
-    if (!Number.isInteger(max) || max < 1) throw new TypeError('options.max must be a positive integer');
-    if (!Number.isFinite(ttl) || ttl < 0) throw new TypeError('options.ttl must be a number of milliseconds >= 0');
-    if (!Number.isFinite(sweepInterval) || sweepInterval < 0) {
-      throw new TypeError('options.sweepInterval must be a number of milliseconds >= 0');
-    }
-    if (mode !== 'single-user' && mode !== 'multi-user') {
-      throw new TypeError(`options.mode must be 'single-user' or 'multi-user', got ${String(mode)}`);
-    }
-    if (outsideScope !== 'throw' && outsideScope !== 'global') {
-      throw new TypeError(`options.outsideScope must be 'throw' or 'global', got ${String(outsideScope)}`);
-    }
-    this.mode = mode;
-    this.outsideScope = outsideScope;
+    const settings = resolveStoreOptions(options, new.target);
+    const { max, ttl, sweepInterval } = settings;
+    this.mode = settings.mode;
+    this.outsideScope = settings.outsideScope;
     this.max = max;
     this.ttl = ttl;
     this.parseUserId = createUserIdParser(options.userId);
     this.#defaults = buildDefaults(options.defaults);
-    this.#mirror = mirrorToLegacyGlobals === true;
+    this.#mirror = settings.mirror;
     this.#onEvict = options.onEvict;
-    if (options.events !== undefined && !(options.events instanceof ContextEvents)) {
-      throw new TypeError('options.events must be a ContextEvents instance');
-    }
-    this.events = options.events ?? new ContextEvents();
+    this.events = settings.events;
     this.#resources = new ResourcePolicy(options, this.events);
-    if (this.#mirror) {
-      warnOnce(
-        'KUC_LEGACY_MIRROR',
-        'mirrorToLegacyGlobals is on: every per-user write is also copied into the process-wide APP_CONFIG, ' +
-          'so code that still reads the globals sees the last writer of any user. Migrate those call sites to ' +
-          'getUserProvider()/getUserModel()… and turn the option off.',
-      );
-    }
     this.#cache = new LRUCache<string, UserEntry>({
       max,
       ...(ttl > 0 ? { ttl, updateAgeOnGet: true } : {}),
