@@ -107,34 +107,24 @@ const common = ({ credentials, baseURL, fetch }: ProviderInput): CommonSettings 
   ...(fetch !== undefined ? { fetch } : {}),
 });
 
+/** A provider that takes an API key, the base URL and fetch, and nothing of the user's configuration. */
+function apiKeyProvider(label: string, variable: string, build: (settings: CommonSettings, model: string) => LanguageModelObject): ProviderDefinition {
+  return { label, credentials: 'apiKey', environment: [variable], create: (input) => build(common(input), input.model) };
+}
+
 /** OpenAI, on the chat completions API. */
 export function openai(createOpenAI: OpenAIFactory): ProviderDefinition {
-  return {
-    label: 'OpenAI',
-    credentials: 'apiKey',
-    environment: ['OPENAI_API_KEY'],
-    create: (input) => createOpenAI(common(input)).chat(input.model),
-  };
+  return apiKeyProvider('OpenAI', 'OPENAI_API_KEY', (settings, model) => createOpenAI(settings).chat(model));
 }
 
 /** Anthropic, on the messages API. */
 export function anthropic(createAnthropic: CallableFactory): ProviderDefinition {
-  return {
-    label: 'Anthropic',
-    credentials: 'apiKey',
-    environment: ['ANTHROPIC_API_KEY'],
-    create: (input) => createAnthropic(common(input))(input.model),
-  };
+  return apiKeyProvider('Anthropic', 'ANTHROPIC_API_KEY', (settings, model) => createAnthropic(settings)(model));
 }
 
 /** Google (Gemini), on the generateContent API. */
 export function google(createGoogleGenerativeAI: CallableFactory): ProviderDefinition {
-  return {
-    label: 'Google',
-    credentials: 'apiKey',
-    environment: ['GOOGLE_GENERATIVE_AI_API_KEY'],
-    create: (input) => createGoogleGenerativeAI(common(input))(input.model),
-  };
+  return apiKeyProvider('Google', 'GOOGLE_GENERATIVE_AI_API_KEY', (settings, model) => createGoogleGenerativeAI(settings)(model));
 }
 
 /** Amazon Bedrock (Converse API) in the user's `awsRegion`, with a Bedrock API key or an AWS access key pair. */
@@ -175,10 +165,7 @@ export function azure(createAzure: AzureFactory): ProviderDefinition {
     environment: ['AZURE_API_KEY'],
     modelOf: (config) => stringOr(config.azureDeploymentDetails?.deploymentName) ?? config.model,
     userBaseURL: (config) => stringOr(config.azureDeploymentDetails?.endpoint),
-    legacyCredentials: (config) => {
-      const apiKey = stringOr(config.azureDeploymentDetails?.apiKey);
-      return apiKey === undefined ? undefined : { apiKey };
-    },
+    legacyCredentials: (config) => keyIn(config.azureDeploymentDetails, 'apiKey'),
     create: (input) => {
       if (input.baseURL === undefined) {
         throw new TypeError('Azure OpenAI needs a base URL: give the provider entry a baseURL (https://<resource>.openai.azure.com/openai).');
@@ -197,10 +184,7 @@ export function friendli(createOpenAICompatible: OpenAICompatibleFactory): Provi
     environment: ['FRIENDLI_TOKEN'],
     modelOf: (config) => stringOr(config.friendliDetails?.modelId) ?? config.model,
     userBaseURL: (config) => stringOr(config.friendliDetails?.endpointUrl),
-    legacyCredentials: (config) => {
-      const apiKey = stringOr(config.friendliDetails?.token);
-      return apiKey === undefined ? undefined : { apiKey };
-    },
+    legacyCredentials: (config) => keyIn(config.friendliDetails, 'token'),
     create: (input) => createOpenAICompatible({ ...common(input), name: 'friendli', baseURL: input.baseURL ?? 'https://api.friendli.ai/serverless/v1' })
       .chatModel(input.model),
   };
@@ -222,6 +206,12 @@ export function ollama(createOpenAICompatible: OpenAICompatibleFactory): Provide
       }).chatModel(input.model);
     },
   };
+}
+
+/** `{ apiKey }` from a key of the seed's provider details, if it holds one. */
+function keyIn(details: Readonly<Record<string, unknown>> | null | undefined, name: string): LlmCredentials | undefined {
+  const apiKey = stringOr(details?.[name]);
+  return apiKey === undefined ? undefined : { apiKey };
 }
 
 function stringOr(value: unknown): string | undefined {
