@@ -119,9 +119,7 @@ export async function runSoak(options: SoakOptions): Promise<SoakResult> {
       const r = Math.random();
       if (!configured[i] || r >= 0.92) {
         const [provider, model] = MODELS[Math.floor(Math.random() * MODELS.length)]!;
-        const res = await call(agent, port.port, 'POST', '/configure', auth, {
-          provider, model, llmCredentials: { apiKey: `soak-key-${i}-${requests}` }, ...(provider === 'Amazon' ? { awsRegion: 'us-east-1' } : {}),
-        });
+        const res = await call(agent, port.port, 'POST', '/configure', auth, { provider, model });
         check(res, user, fail);
         // Only once the write is acknowledged: a query racing the first configure gets 409 not_configured.
         if (res.status === 200) configured[i] = true;
