@@ -69,7 +69,7 @@ import {
 } from '../src/index.js';
 import { RedisContextStore, type RedisContextStoreOptions } from '../src/redis.js';
 import { createMcpClientFactory, getUserMcpConnection } from '../src/mcp.js';
-import { APICallError } from 'ai';
+import { APICallError, RetryError } from 'ai';
 import { credentialsShapeProblem, type LlmRegistry } from '../src/ai.js';
 import { MismatchError, execute } from './agent/executor.js';
 import { agentLlm, type AgentLlm } from './agent/llm.js';
@@ -222,10 +222,12 @@ async function handle(ctx: Koa.Context, next: Koa.Next): Promise<void> {
     if (err instanceof HttpError) {
       ctx.status = err.status;
       ctx.body = { error: err.error, message: err.message };
-    } else if (APICallError.isInstance(err)) {
-      // The provider refused or failed; its response is logged, never forwarded.
+    } else if (APICallError.isInstance(err) || RetryError.isInstance(err)) {
+      // The provider refused or failed (after the SDK's retries); its response is logged, never forwarded.
+      const cause = RetryError.isInstance(err) ? err.lastError : err;
+      const status = APICallError.isInstance(cause) ? cause.statusCode : undefined;
       ctx.status = 502;
-      ctx.body = { error: 'llm_provider_error', message: `The LLM provider answered ${err.statusCode ?? 'with an error'}; try again later.` };
+      ctx.body = { error: 'llm_provider_error', message: `The LLM provider answered ${status ?? 'with an error'}; try again later.` };
     } else if (err instanceof ContextStoreUnavailableError) {
       // Redis is down: the configuration was not applied (or applied entirely); retrying is safe.
       ctx.status = 503;

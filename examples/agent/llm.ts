@@ -32,11 +32,16 @@ export function agentLlm(value: unknown): AgentLlm | null {
     && typeof v.complete === 'function' && typeof v.stream === 'function' ? (v as AgentLlm) : null;
 }
 
-/** The provider's text deltas; throws the abort reason if the stream was cut by `signal`. */
+/**
+ * The provider's text deltas. A provider error ends the stream with that
+ * error (the AI SDK would only log it and end quietly); an abort throws the
+ * signal's reason.
+ */
 async function* streamWords(llm: UserLlm, prompt: string, signal: AbortSignal | undefined): AsyncGenerator<string> {
-  const result = llm.streamText({ prompt, ...(signal ? { abortSignal: signal } : {}) });
-  for await (const text of result.textStream) {
-    if (text !== '') yield text;
+  const result = llm.streamText({ prompt, ...(signal ? { abortSignal: signal } : {}), onError: () => {} });
+  for await (const part of result.fullStream) {
+    if (part.type === 'text-delta' && part.text !== '') yield part.text;
+    else if (part.type === 'error') throw part.error;
   }
   signal?.throwIfAborted();
 }

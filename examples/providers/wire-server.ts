@@ -9,7 +9,9 @@
  *   POST /google/v1beta/models/<model>:streamGenerateContent?alt=sse
  *   POST /bedrock/model/<model>/converse[-stream]        Amazon Bedrock Converse (AWS event stream)
  *
- * A call without a key gets 401 (except under /ollama, which needs none).
+ * A call without a key gets 401 (except under /ollama, which needs none). A
+ * model named `wire-error-<status>` gets that status, to test how callers
+ * handle a provider's refusal.
  *
  * Every one answers without streaming or streaming (SSE, or the AWS event
  * stream for Bedrock), one word every `tokenDelayMs`. It records the key and
@@ -150,6 +152,8 @@ export async function startWireServer(options: WireServerOptions = {}): Promise<
     });
     // Ollama serves without a key; every other provider refuses a call without one.
     if (key === null && label !== 'ollama') throw new WireError(401, `No API key was sent to ${label}.`);
+    const injected = /^wire-error-(\d{3})$/.exec(route.model)?.[1];
+    if (injected !== undefined) throw new WireError(Number(injected), `The provider refused the call (${injected}).`);
     const text = [`[${label}/${route.model} key:${call.keyHash}]`, 'answered', `${words.length}`, 'words:', ...words].slice(0, 4 + maxWords);
     const writer = WRITERS[route.format];
     if (!route.stream) {

@@ -291,6 +291,35 @@ describe('example app on real SDK clients: disconnects, missing keys', () => {
   });
 });
 
+describe('example app on real SDK clients: a provider that refuses', () => {
+  it('answers 502 llm_provider_error (or an SSE error event once streaming), never the key nor the provider\'s body', async () => {
+    const llms = exampleLlmRegistry(wire.url, { anyModel: true });
+    const { app, store } = createApp({ secret, llms });
+    const running = await listen(app, store);
+    try {
+      // 403: not retried by the SDK (a 429 is, with seconds of backoff, then surfaces as a RetryError the app maps the same way)
+      for (const [provider, status] of [['OpenAI', 403], ['Anthropic', 403], ['Google', 403]] as const) {
+        const uuid = randomUUID();
+        const token = mintToken(secret, uuid);
+        const apiKey = `sk-refused-${randomBytes(8).toString('hex')}`;
+        expect((await call(running.base, token, 'POST', '/configure', { provider, model: `wire-error-${status}`, llmCredentials: { apiKey } })).status).toBe(200);
+        const whole = await call(running.base, token, 'POST', '/query', { prompt: 'hi' });
+        expect({ status: whole.status, error: whole.json?.['error'] }).toEqual({ status: 502, error: 'llm_provider_error' });
+        const streamed = await call(running.base, token, 'POST', '/query', { prompt: 'hi', stream: true });
+        expect(streamed.status).toBe(200);
+        expect(streamed.text).toMatch(/event: error\ndata: \{"error":"stream_failed"/);
+        expect(streamed.text).not.toContain('event: done');
+        for (const text of [whole.text, streamed.text]) {
+          expect(text).not.toContain(apiKey);
+          expect(text).not.toContain('The provider refused');
+        }
+      }
+    } finally {
+      await running.close();
+    }
+  });
+});
+
 describe('example app on a Redis store: a credential never leaves the process in clear', () => {
   it('not in responses, the admin API, log lines, events, pub/sub messages, nor Redis values', async () => {
     if (!(await requireRedis('credential encryption at rest'))) return;
