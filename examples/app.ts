@@ -335,6 +335,17 @@ export function createApp(options: ExampleAppOptions): ExampleApp {
     return llm;
   }
 
+  /**
+   * Binds a key sent without a provider to the provider it is configured with,
+   * so a profile that switches provider never sends it elsewhere.
+   */
+  function bindCredentials(patch: ContextPatch): ContextPatch {
+    const credentials = patch.llmCredentials;
+    if (credentials === null || credentials === undefined || credentials.provider !== undefined) return patch;
+    const provider = patch.provider === undefined ? getUserProvider() : patch.provider;
+    return provider === null ? patch : { ...patch, llmCredentials: { ...credentials, provider } };
+  }
+
   /** Checks the configuration a patch would produce, before anything is stored. */
   function validateLlm(patch: ContextPatch): void {
     if (llms === undefined) return;
@@ -343,7 +354,7 @@ export function createApp(options: ExampleAppOptions): ExampleApp {
   }
 
   router.post('/configure', async (ctx) => {
-    const patch = parseConfiguration(await readJson(ctx));
+    const patch = bindCredentials(parseConfiguration(await readJson(ctx)));
     logger.info({ fields: Object.keys(patch) }, 'configuring');
     const name = patch.mcpServerName;
     if (mcpServers !== undefined && typeof name === 'string' && !mcpServers.has(name)) {

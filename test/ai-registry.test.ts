@@ -45,6 +45,7 @@ import {
   configureUser,
   getUserLlmInstance,
   runAsUser,
+  runWithProfile,
   type ContextPatch,
   type ContextStore,
   type UserConfig,
@@ -179,6 +180,24 @@ describe('provider registry on the AI SDK', () => {
       }, { store });
     }
     expect(wire.calls).toEqual([]);
+  });
+
+  it('never sends a key to a provider it was not made for (a profile switching provider gets none)', async () => {
+    const store = storeWith(exampleLlmRegistry(wire.url));
+    const openaiKey = key('sk-openai-only');
+    await runAsUser(randomUUID(), async () => {
+      await configureUser({ provider: 'OpenAI', model: 'gpt-4o-mini', llmCredentials: { apiKey: openaiKey, provider: 'OpenAI' } });
+      await (await getUserLlm())!.generateText({ prompt: 'mine' });
+      const switched = runWithProfile({ tag: '@fast', provider: 'Anthropic', model: 'claude-3-5-haiku' }, () => getUserLlm());
+      const err = await switched.then(() => undefined, (e: unknown) => e);
+      expect(err).toBeInstanceOf(MissingCredentialsError);
+      expect((err as Error).message).toMatch(/for OpenAI, not Anthropic/);
+      expect((err as Error).message).not.toContain(openaiKey);
+      // Ollama needs no key, and does not get this one either.
+      const local = await runWithProfile({ provider: 'Ollama', model: 'llama3.2' }, async () => (await getUserLlm())!.generateText({ prompt: 'local' }));
+      expect(local.text).toContain('key:null');
+    }, { store });
+    expect(wire.calls.map((c) => [c.label, c.keyHash])).toEqual([['openai', keyFingerprint(openaiKey)], ['ollama', null]]);
   });
 
   it('uses the server\'s environment key only for a provider the operator opted in, and says so', async () => {

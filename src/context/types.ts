@@ -46,6 +46,12 @@ export interface LlmCredentials {
    * instead of the key itself; see `resolveCredentials` of `koa-user-context/ai`.
    */
   ref?: string;
+  /**
+   * The provider these credentials belong to. When set, a configuration on
+   * another provider (a profile override such as `{ provider: 'Anthropic' }`)
+   * does not get them: a key is never sent to a provider it was not made for.
+   */
+  provider?: string;
 }
 
 /**

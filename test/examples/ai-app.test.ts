@@ -266,6 +266,24 @@ describe('example app on real SDK clients: disconnects, missing keys', () => {
     expect(running.store.scopesInFlight).toBe(baseline);
   });
 
+  it('a profile that switches provider does not take the user\'s key along: 400 missing_credentials, no call', async () => {
+    const uuid = randomUUID();
+    const token = mintToken(secret, uuid);
+    const apiKey = `sk-openai-${randomBytes(8).toString('hex')}`;
+    expect((await call(running.base, token, 'POST', '/configure', { provider: 'OpenAI', model: 'gpt-4o-mini', llmCredentials: { apiKey } })).status).toBe(200);
+    const before = wire.calls.length;
+    const q = await call(running.base, token, 'POST', '/query', { prompt: `profile ${uuid}`, profile: '@fast' });
+    expect({ status: q.status, error: q.json?.['error'] }).toEqual({ status: 400, error: 'missing_credentials' });
+    expect(q.text).not.toContain(apiKey);
+    // Switching provider without a new key is refused the same way.
+    const switched = await call(running.base, token, 'POST', '/configure', { provider: 'Anthropic', model: 'claude-3-5-haiku' });
+    expect({ status: switched.status, error: switched.json?.['error'] }).toEqual({ status: 400, error: 'missing_credentials' });
+    expect(wire.calls.length).toBe(before);
+    const own = await call(running.base, token, 'POST', '/query', { prompt: `own ${uuid}` });
+    expect(own.status).toBe(200);
+    expect(wire.calls.slice(before).map((c) => [c.label, c.keyHash])).toEqual([['openai', keyFingerprint(apiKey)]]);
+  });
+
   it('a missing key is a 400 with a stable code, and no call is made (not even on the server\'s own key)', async () => {
     vi.stubEnv('OPENAI_API_KEY', 'sk-operator-should-never-be-used');
     vi.stubEnv('GOOGLE_GENERATIVE_AI_API_KEY', 'operator-google');

@@ -9,7 +9,7 @@
 import type { LlmCredentials } from '../../context/types.js';
 import type { CredentialKind, ProviderDefinition } from './providers.js';
 
-const PARTS = ['apiKey', 'accessKeyId', 'secretAccessKey', 'sessionToken', 'ref'] as const;
+const PARTS = ['apiKey', 'accessKeyId', 'secretAccessKey', 'sessionToken', 'ref', 'provider'] as const;
 const MAX_LENGTH = 4096;
 
 /**

@@ -165,9 +165,12 @@ export function createLlmRegistry(options: LlmRegistryOptions): LlmRegistry {
       }
       baseURL = match;
     }
-    const own = config.llmCredentials ?? definition.legacyCredentials?.(config) ?? undefined;
-    const shape = credentialsShapeProblem(own ?? null);
+    const stored = config.llmCredentials ?? definition.legacyCredentials?.(config) ?? undefined;
+    const shape = credentialsShapeProblem(stored ?? null);
     if (shape !== undefined) throw new InvalidProviderSettingsError(shape);
+    // Credentials made for another provider are never sent to this one.
+    const foreign = stored?.provider !== undefined && stored.provider !== provider;
+    const own = foreign ? undefined : stored;
     if (own?.ref !== undefined) {
       if (resolveCredentials === undefined) {
         throw new MissingCredentialsError('"llmCredentials.ref" names stored credentials, but this server resolves none; send "llmCredentials": { "apiKey" } instead.');
@@ -181,7 +184,9 @@ export function createLlmRegistry(options: LlmRegistryOptions): LlmRegistry {
     const fromEnv = entry.useEnvironment ? environmentCredentials(definition) : undefined;
     if (fromEnv === undefined) {
       throw new MissingCredentialsError(
-        `${provider} needs credentials and this configuration has none: set ${describeNeed(definition)}.` +
+        (foreign
+          ? `The credentials in this configuration are for ${String(stored!.provider).slice(0, 60)}, not ${provider}: set ${describeNeed(definition)} for ${provider}.`
+          : `${provider} needs credentials and this configuration has none: set ${describeNeed(definition)}.`) +
           (entry.useEnvironment ? ` The server's ${definition.environment.join(' / ')} is not set either.` : ''),
       );
     }
