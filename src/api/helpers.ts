@@ -161,9 +161,9 @@ export const setUserServerConfigs = fieldSetter('serverConfigs', 'setUserServerC
  * `configureUser()`, or built lazily by the store's `resources.llmInstance.create`.
  * `null` when there is none.
  */
-export const getUserLlmInstance = resourceGetter('llmInstance', 'getUserLlmInstance');
+export const getUserLlmInstance: (userUuid?: string) => LlmInstance | null = resourceGetter('llmInstance', 'getUserLlmInstance');
 /** The MCP client of the current (or given) user; `null` when there is none. */
-export const getUserMcpClient = resourceGetter('mcpClient', 'getUserMcpClient');
+export const getUserMcpClient: (userUuid?: string) => McpClient | null = resourceGetter('mcpClient', 'getUserMcpClient');
 
 /**
  * Hands an LLM client to the current configuration. The context owns it from
