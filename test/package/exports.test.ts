@@ -19,8 +19,12 @@ const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as {
   peerDependenciesMeta: Record<string, { optional?: boolean }>;
   devDependencies: Record<string, string>;
 };
-/** Top-level modules of src/ that are shared code, not entries. */
-const INTERNAL = new Set(['errors', 'warn']);
+/**
+ * Top-level modules of src/ that are shared code, not entries. A new top-level
+ * file is either an entry (add it to package.json exports and files) or
+ * belongs here.
+ */
+const INTERNAL = new Set(['brand', 'errors', 'options', 'warn']);
 
 const entries = readdirSync(join(root, 'src'), { withFileTypes: true })
   .filter((e) => e.isFile() && e.name.endsWith('.ts') && !e.name.endsWith('.d.ts'))
@@ -44,6 +48,14 @@ describe('package.json exports ↔ src entries', () => {
     for (const condition of Object.values(pkg.exports[subpathOf(entry)] as Record<string, object>)) {
       expect(Object.keys(condition)[0]).toBe('types');
     }
+  });
+
+  it('has a LICENSE (MIT), a repository and keywords', () => {
+    expect(readFileSync(join(root, 'LICENSE'), 'utf8')).toMatch(/^MIT License\n\nCopyright \(c\) \d{4} koa-user-context contributors\n/);
+    const manifest = pkg as unknown as { license: string; repository: { url: string }; keywords: string[] };
+    expect(manifest.license).toBe('MIT');
+    expect(manifest.repository.url).toMatch(/^git\+https:\/\//);
+    expect(manifest.keywords).toContain('koa');
   });
 
   it('ships dist plus a node10 stub folder per subpath, and nothing else', () => {
