@@ -112,11 +112,13 @@ export async function checkBlocks(blocks: readonly DocBlock[], consumer: string,
       if (!result.emitSkipped) runnable.push(block);
     }
   }
-  for (const block of runnable) {
-    const js = join(outDir, blockFileName(block).replace(/\.ts$/, '.js'));
-    const res = await runNode(js, consumer, runTimeout);
+  const runs = await Promise.all(
+    runnable.map((block) => runNode(join(outDir, blockFileName(block).replace(/\.ts$/, '.js')), consumer, runTimeout)),
+  );
+  runs.forEach((res, i) => {
+    const block = runnable[i]!;
     if (res.code !== 0) failures.push(`${block.file}:${block.line}: \`ts run\` block exited ${res.code ?? 'by timeout'}\n${res.output}`);
-  }
+  });
   return failures;
 }
 
