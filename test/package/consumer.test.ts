@@ -140,17 +140,18 @@ beforeAll(async () => {
     ),
     ok('npm', [...install, tarball, 'koa@2'], koa2, 240_000),
   ]);
-  compiled = {
-    esm: tsc('tsconfig.json', full),
-    bundler: tsc('tsconfig.bundler.json', full),
-    cjs: tsc('tsconfig.json', join(full, 'cjs')),
-    unregistered: tsc('tsconfig.unregistered.json', full),
-  };
+  // One tsc at a time (the machine has 2 cores and other test files run
+  // alongside), started now so the tests below overlap with them.
+  const esm = tsc('tsconfig.json', full);
+  const cjs = esm.then(() => tsc('tsconfig.json', join(full, 'cjs')));
+  const bundler = cjs.then(() => tsc('tsconfig.bundler.json', full));
+  const unregistered = bundler.then(() => tsc('tsconfig.unregistered.json', full));
+  compiled = { esm, cjs, bundler, unregistered };
 }, 480_000);
 
 afterAll(() => {
   if (tmp !== undefined) rmSync(tmp, { recursive: true, force: true });
-});
+}, 120_000);
 
 describe('the packed tarball', () => {
   it('contains the build and no tests or sources', () => {
