@@ -93,7 +93,8 @@ export {
   type UserResourceValues,
   type UserRuntimeContext,
 } from './context/values.js';
-export { TokenVerifier, type GetKey, type KeyInput, type TokenOptions, type VerifiedToken } from './auth/token.js';
+export { TokenVerifier, type GetKey, type TokenOptions, type VerifiedToken } from './auth/token.js';
+export type { KeyInput, KeyLease } from './auth/keys.js';
 export { UUID_PATTERN, MAX_USER_ID_LENGTH, type UserIdPolicy } from './auth/user-id.js';
 export type { Scope } from './store/scope.js';
 export {
@@ -106,14 +107,17 @@ export {
   InvalidProfileError,
   InvalidSubjectError,
   InvalidTokenError,
+  InvalidTokenTypeError,
   InvalidUserIdError,
   KeyUnavailableError,
   MalformedAuthorizationError,
   McpConnectError,
   MissingTokenError,
+  RevocationCheckError,
   StoreClosedError,
   TokenExpiredError,
   TokenNotActiveError,
+  TokenRevokedError,
   UserContextError,
   UserContextMissingError,
 } from './errors.js';
