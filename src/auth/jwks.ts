@@ -164,7 +164,14 @@ export function jwksKeyResolver(options: JwksKeyResolverOptions): GetKey {
   }
 
   async function download(): Promise<void> {
-    const keys = await (await jwksClient()).getSigningKeys();
+    let keys: jwksRsa.SigningKey[];
+    try {
+      keys = await (await jwksClient()).getSigningKeys();
+    } catch (error) {
+      // A keep-alive socket to a provider that restarted since: retry once on a new one.
+      if ((error as { code?: unknown }).code !== 'ECONNRESET') throw error;
+      keys = await (await jwksClient()).getSigningKeys();
+    }
     const now = Date.now();
     const next = new Map<string, Lease>();
     for (const signingKey of keys.slice(0, cacheMaxEntries)) {
