@@ -94,10 +94,10 @@ export interface JwksKeyResolverOptions {
   requestHeaders?: Record<string, string>;
 }
 
-const OPTION_NAMES: ReadonlySet<string> = new Set([
+const OPTION_NAMES: readonly string[] = [
   'jwksUri', 'issuer', 'cacheMaxAge', 'cacheMaxEntries', 'cacheMaxAgeFallback', 'jwksRequestsPerMinute',
   'retryAfterFailure', 'timeout', 'maxKidLength', 'requestAgent', 'requestHeaders',
-] satisfies (keyof JwksKeyResolverOptions)[]);
+] satisfies (keyof JwksKeyResolverOptions)[];
 
 /** A published key and how long it may be used without confirming it is still published. */
 interface Lease extends KeyLease {

@@ -8,7 +8,14 @@ import { createRequire } from 'node:module';
 import type { Context, Middleware, Next } from 'koa';
 import { als } from '../store/als.js';
 import { getDefaultStore } from '../store/default-store.js';
-import { AuthError, InvalidTokenError, MalformedAuthorizationError, MissingTokenError, StoreClosedError } from '../errors.js';
+import {
+  AuthError,
+  ContextStoreUnavailableError,
+  InvalidTokenError,
+  MalformedAuthorizationError,
+  MissingTokenError,
+  RequestError,
+} from '../errors.js';
 import type { Scope } from '../store/scope.js';
 import { responseSignal } from '../api/request-signal.js';
 import type { ContextStore } from '../store/store.js';
@@ -108,11 +115,11 @@ export interface UserContextOptions extends Partial<TokenOptions> {
 }
 
 /** Every option {@link userContext} takes. */
-const OPTION_NAMES: ReadonlySet<string> = new Set([
+const OPTION_NAMES: readonly string[] = [
   'algorithms', 'secret', 'getKey', 'issuer', 'audience', 'clockTolerance', 'maxAge', 'requireExp', 'subjectClaim',
   'numericSubject', 'requireAccessTokenType', 'tokenCache', 'maxTokenLength', 'store', 'cookie', 'getToken',
   'upstreamClaims', 'passthrough', 'realm', 'key', 'tokenKey', 'isRevoked', 'throwErrors', 'genericErrors',
-] satisfies (keyof UserContextOptions)[]);
+] satisfies (keyof UserContextOptions)[];
 
 /** The middleware, with a view of its token cache for tests and metrics. */
 export interface UserContextMiddleware {
@@ -176,7 +183,6 @@ export function userContext(options: UserContextOptions): UserContextMiddleware 
     realm,
     throwErrors: flag(options.throwErrors, 'throwErrors'),
     genericErrors: flag(options.genericErrors, 'genericErrors'),
-    events: store.events,
   };
   if (cookie !== undefined && (typeof cookie !== 'string' || cookie === '')) {
     throw new TypeError('options.cookie must be a non-empty cookie name');
@@ -242,7 +248,12 @@ export function userContext(options: UserContextOptions): UserContextMiddleware 
     );
   }
 
-  function reject(ctx: Context, error: AuthError | StoreClosedError): void {
+  function reject(ctx: Context, error: RequestError, userUuid?: string): void {
+    if (error instanceof AuthError) {
+      store.events.emit('tokenRejected', { code: error.code, error: error.error, status: error.status });
+    } else if (error instanceof ContextStoreUnavailableError && userUuid !== undefined) {
+      store.events.emit('storeUnavailable', { userUuid, code: error.code });
+    }
     renderFailure(ctx, error, render);
   }
 
@@ -272,12 +283,12 @@ export function userContext(options: UserContextOptions): UserContextMiddleware 
     );
   }
 
-  async function enterAfterLoad(ctx: Context, next: Next, opened: Promise<Scope>): Promise<void> {
+  async function enterAfterLoad(ctx: Context, next: Next, opened: Promise<Scope>, userUuid: string): Promise<void> {
     let scope: Scope;
     try {
       scope = await opened;
     } catch (error) {
-      if (error instanceof StoreClosedError || error instanceof AuthError) return reject(ctx, error);
+      if (error instanceof RequestError) return reject(ctx, error, userUuid);
       throw error;
     }
     return runInUserScope(ctx, next, scope);
@@ -297,13 +308,13 @@ export function userContext(options: UserContextOptions): UserContextMiddleware 
       // A shared store returns a promise when it must load the context first.
       opened = store.acquireScope(identity.userUuid, identity.claims);
     } catch (error) {
-      if (error instanceof StoreClosedError || error instanceof AuthError) {
-        reject(ctx, error);
+      if (error instanceof RequestError) {
+        reject(ctx, error, identity.userUuid);
         return Promise.resolve();
       }
       throw error;
     }
-    if (opened instanceof Promise) return enterAfterLoad(ctx, next, opened);
+    if (opened instanceof Promise) return enterAfterLoad(ctx, next, opened, identity.userUuid);
     return runInUserScope(ctx, next, opened);
   }
 

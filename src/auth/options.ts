@@ -1,11 +1,12 @@
 /**
- * Option names checked once, when a factory is called: an unknown name is a
- * `TypeError` naming it and the closest valid one, so an app migrating from
- * koa-jwt cannot believe it is protected by an option that is silently
- * ignored.
+ * Option names of the token middleware and resolver, checked once when a
+ * factory is called: on top of the library's unknown-option check, a koa-jwt
+ * option that has no safe equivalent says why, so an app migrating from
+ * koa-jwt cannot believe it is protected by an option that is ignored.
  *
  * @module
  */
+import { rejectUnknownOptions } from '../options.js';
 
 /** Why an option of koa-jwt (or of jsonwebtoken, which koa-jwt passes through) is not taken here. */
 const KOA_JWT_HINTS: Readonly<Record<string, string>> = {
@@ -25,49 +26,15 @@ const KOA_JWT_HINTS: Readonly<Record<string, string>> = {
 
 /**
  * Throws a `TypeError` for the first own key of `options` that is not in
- * `valid`, naming the closest valid option (or why a koa-jwt option is not
- * taken). Keys whose value is `undefined` are checked too.
+ * `valid`: for a koa-jwt option, why it is not taken; otherwise (via
+ * {@link rejectUnknownOptions}) the closest valid option. Keys whose value is
+ * `undefined` are checked too.
  */
-export function checkOptionNames(options: object, valid: ReadonlySet<string>, where: string): void {
+export function checkOptionNames(options: object, valid: readonly string[], where: string): void {
   for (const name of Object.keys(options)) {
-    if (valid.has(name)) continue;
+    if (valid.includes(name)) continue;
     const hint = KOA_JWT_HINTS[name];
     if (hint !== undefined) throw new TypeError(`${where}: option "${name}" is not supported: ${hint}.`);
-    const closest = closestName(name, valid);
-    throw new TypeError(
-      `${where}: unknown option "${name}"` + (closest !== undefined ? `; did you mean "${closest}"?` : '.') +
-        ` Valid options: ${[...valid].sort().join(', ')}.`,
-    );
   }
-}
-
-/** The valid name nearest to `name` (case-insensitive edit distance), if it is near enough to be a typo. */
-export function closestName(name: string, valid: Iterable<string>): string | undefined {
-  let best: string | undefined;
-  let bestDistance = Infinity;
-  const lower = name.toLowerCase();
-  for (const candidate of valid) {
-    const d = distance(lower, candidate.toLowerCase());
-    if (d < bestDistance) {
-      best = candidate;
-      bestDistance = d;
-    }
-  }
-  const candidate = best ?? '';
-  const near = bestDistance <= Math.max(2, Math.floor(Math.max(name.length, candidate.length) / 3));
-  const contains = candidate !== '' && (candidate.toLowerCase().includes(lower) || lower.includes(candidate.toLowerCase()));
-  return near || contains ? best : undefined;
-}
-
-/** Levenshtein distance. */
-function distance(a: string, b: string): number {
-  let previous = Array.from({ length: b.length + 1 }, (_, j) => j);
-  for (let i = 1; i <= a.length; i++) {
-    const current = [i];
-    for (let j = 1; j <= b.length; j++) {
-      current[j] = Math.min(previous[j]! + 1, current[j - 1]! + 1, previous[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
-    }
-    previous = current;
-  }
-  return previous[b.length]!;
+  rejectUnknownOptions(options, valid, where);
 }

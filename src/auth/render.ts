@@ -8,15 +8,13 @@
  * @module
  */
 import type { Context } from 'koa';
-import { AuthError, StoreClosedError } from '../errors.js';
-import type { ContextEvents } from '../store/events.js';
+import { AuthError, RequestError, StoreClosedError } from '../errors.js';
 
 /** How failures are rendered; fixed when the middleware is created. */
 export interface RenderOptions {
   realm: string | undefined;
   throwErrors: boolean;
   genericErrors: boolean;
-  events: ContextEvents;
 }
 
 /** The message of every 401 with `genericErrors` (koa-jwt's default message). */
@@ -26,20 +24,11 @@ export const GENERIC_MESSAGE = 'Authentication Error';
 const RETRY_AFTER = 5;
 
 /** Answers (or throws) for a request the middleware refuses. */
-export function renderFailure(ctx: Context, error: AuthError | StoreClosedError, options: RenderOptions): void {
-  if (!(error instanceof AuthError)) {
-    const headers = { 'Retry-After': String(RETRY_AFTER) };
-    if (options.throwErrors) throw Object.assign(error, { status: 503, expose: true, headers, originalError: error });
-    ctx.status = 503;
-    ctx.body = { error: 'shutting_down', message: 'The server is shutting down; retry on another instance.' };
-    ctx.set(headers);
-    return;
-  }
-  options.events.emit('tokenRejected', { code: error.code, error: error.error, status: error.status });
+export function renderFailure(ctx: Context, error: RequestError, options: RenderOptions): void {
   let shown = error;
   if (options.genericErrors && error.status === 401) {
     shown = new AuthError(GENERIC_MESSAGE, { cause: error });
-    (shown as { bearerError: AuthError['bearerError'] }).bearerError = error.bearerError;
+    (shown as { bearerError: RequestError['bearerError'] }).bearerError = error.bearerError;
   }
   const headers: Record<string, string> = {};
   if (shown.status === 401 || shown.status === 400) headers['WWW-Authenticate'] = challenge(options.realm, shown, !options.genericErrors);
@@ -51,18 +40,21 @@ export function renderFailure(ctx: Context, error: AuthError | StoreClosedError,
     throw shown;
   }
   ctx.status = shown.status;
-  ctx.body = { error: shown.error, message: shown.message };
+  ctx.body = {
+    error: shown.error,
+    message: shown instanceof StoreClosedError ? 'The server is shutting down; retry on another instance.' : shown.message,
+  };
   ctx.set(headers);
 }
 
 /** `Retry-After` seconds: the cause's own hint (e.g. a JWKS retry backoff) when it has one. */
-function retryAfterOf(error: AuthError): number {
+function retryAfterOf(error: RequestError): number {
   const hint = (error.cause as { retryAfter?: unknown } | undefined)?.retryAfter;
   return typeof hint === 'number' && Number.isFinite(hint) && hint >= 1 ? Math.ceil(hint) : RETRY_AFTER;
 }
 
 /** The RFC 6750 challenge for an error. */
-export function challenge(realm: string | undefined, error: AuthError, describe = true): string {
+export function challenge(realm: string | undefined, error: RequestError, describe = true): string {
   const parts: string[] = [];
   if (realm !== undefined) parts.push(`realm="${realm}"`);
   if (error.bearerError !== undefined) {
