@@ -23,6 +23,12 @@ for (const name of subpaths) rmSync(join(root, name), { recursive: true, force: 
 run('-p', 'tsconfig.build.json');
 // CommonJS: the same sources emitted as CommonJS (already type-checked above).
 run('-p', 'tsconfig.build-cjs.json');
+// tsc emits `import.meta` unchanged into CommonJS, where it is a SyntaxError.
+for (const file of walk(join(root, 'dist/cjs'))) {
+  if (file.endsWith('.js') && /\bimport\.meta\b/.test(readFileSync(file, 'utf8').replace(/\/\*[\s\S]*?\*\/|\/\/.*$/gm, ''))) {
+    throw new Error(`${relative(root, file)} uses import.meta, which CommonJS cannot run: import the module instead of createRequire(import.meta.url).`);
+  }
+}
 writeFileSync(join(root, 'dist/cjs/package.json'), JSON.stringify({ type: 'commonjs' }, null, 2) + '\n');
 // The declarations are module-format neutral (no `export =`): the same files
 // describe dist/cjs, where the nearest package.json makes TypeScript read them

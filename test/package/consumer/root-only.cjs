@@ -4,7 +4,7 @@
 require('koa-user-context');
 const optional = ['ioredis', 'jwks-rsa', 'prom-client', '@modelcontextprotocol/sdk'];
 const loaded = Object.keys(require.cache).filter((file) => optional.some((name) => file.includes(`/node_modules/${name}/`)));
-const dependencies = ['lru-cache', 'jsonwebtoken', 'ms'].filter((name) =>
+const dependencies = ['lru-cache', 'jsonwebtoken', 'ms', 'koa-unless'].filter((name) =>
   Object.keys(require.cache).some((file) => file.includes(`/node_modules/${name}/`)),
 );
 console.log(JSON.stringify({ loaded, dependencies }));
