@@ -441,7 +441,10 @@ describe('packaging', () => {
       peerDependencies: Record<string, string>;
       peerDependenciesMeta: Record<string, { optional?: boolean }>;
     };
-    expect(Object.keys(pkg.exports['./ai'] as object)).toEqual(['types', 'import']);
+    const ai = pkg.exports['./ai'] as Record<string, Record<string, string>>;
+    expect(Object.keys(ai)).toEqual(['import', 'require']);
+    expect(Object.keys(ai['import']!)[0]).toBe('types');
+    expect(Object.keys(ai['require']!)[0]).toBe('types');
     for (const peer of ['ai', '@ai-sdk/openai', '@ai-sdk/anthropic', '@ai-sdk/google', '@ai-sdk/openai-compatible', '@ai-sdk/azure', '@ai-sdk/amazon-bedrock']) {
       expect(pkg.peerDependencies[peer], peer).toBeDefined();
       expect(pkg.peerDependenciesMeta[peer]?.optional, peer).toBe(true);
