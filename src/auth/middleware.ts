@@ -7,7 +7,17 @@
 import type { Context, Next } from 'koa';
 import { als } from '../store/als.js';
 import { getDefaultStore } from '../store/default-store.js';
-import { AuthError, InvalidSubjectError, InvalidTokenError, MalformedAuthorizationError, MissingTokenError, StoreClosedError, UserContextError } from '../errors.js';
+import {
+  AuthError,
+  ContextStoreUnavailableError,
+  InvalidSubjectError,
+  InvalidTokenError,
+  MalformedAuthorizationError,
+  MissingTokenError,
+  RequestError,
+  StoreClosedError,
+  UserContextError,
+} from '../errors.js';
 import type { Scope } from '../store/scope.js';
 import { responseSignal } from '../api/request-signal.js';
 import type { ContextStore } from '../store/store.js';
@@ -168,18 +178,19 @@ export function userContext(options: UserContextOptions): UserContextMiddleware 
     return verifier.verify(token);
   }
 
-  function reject(ctx: Context, error: AuthError | StoreClosedError): void {
+  function reject(ctx: Context, error: RequestError, userUuid?: string): void {
     if (error instanceof AuthError) {
       store.events.emit('tokenRejected', { code: error.code, error: error.error, status: error.status });
-      ctx.status = error.status;
-      ctx.body = { error: error.error, message: error.message };
-      if (error.status === 401 || error.status === 400) ctx.set('WWW-Authenticate', challenge(realm, error));
-      if (error.status === 503) ctx.set('Retry-After', '5');
-    } else {
-      ctx.status = 503;
-      ctx.body = { error: 'shutting_down', message: 'The server is shutting down; retry on another instance.' };
-      ctx.set('Retry-After', '5');
+    } else if (error instanceof ContextStoreUnavailableError && userUuid !== undefined) {
+      store.events.emit('storeUnavailable', { userUuid, code: error.code });
     }
+    ctx.status = error.status;
+    ctx.body = {
+      error: error.error,
+      message: error instanceof StoreClosedError ? 'The server is shutting down; retry on another instance.' : error.message,
+    };
+    if (error.status === 401 || error.status === 400) ctx.set('WWW-Authenticate', challenge(realm, error));
+    if (error.status === 503) ctx.set('Retry-After', '5');
   }
 
   /** Runs the rest of the request in the user's scope and closes the scope when it is done. */
@@ -208,12 +219,12 @@ export function userContext(options: UserContextOptions): UserContextMiddleware 
     );
   }
 
-  async function enterAfterLoad(ctx: Context, next: Next, opened: Promise<Scope>): Promise<void> {
+  async function enterAfterLoad(ctx: Context, next: Next, opened: Promise<Scope>, userUuid: string): Promise<void> {
     let scope: Scope;
     try {
       scope = await opened;
     } catch (error) {
-      if (error instanceof StoreClosedError || error instanceof AuthError) return reject(ctx, error);
+      if (error instanceof RequestError) return reject(ctx, error, userUuid);
       throw error;
     }
     return runInUserScope(ctx, next, scope);
@@ -229,13 +240,13 @@ export function userContext(options: UserContextOptions): UserContextMiddleware 
       // A shared store returns a promise when it must load the context first.
       opened = store.acquireScope(identity.userUuid, identity.claims);
     } catch (error) {
-      if (error instanceof StoreClosedError || error instanceof AuthError) {
-        reject(ctx, error);
+      if (error instanceof RequestError) {
+        reject(ctx, error, identity.userUuid);
         return Promise.resolve();
       }
       throw error;
     }
-    if (opened instanceof Promise) return enterAfterLoad(ctx, next, opened);
+    if (opened instanceof Promise) return enterAfterLoad(ctx, next, opened, identity.userUuid);
     return runInUserScope(ctx, next, opened);
   }
 
@@ -296,7 +307,7 @@ function countAuthorization(raw: string[]): number {
   return n;
 }
 
-function challenge(realm: string | undefined, error: AuthError): string {
+function challenge(realm: string | undefined, error: RequestError): string {
   const parts: string[] = [];
   if (realm !== undefined) parts.push(`realm="${realm}"`);
   if (error.bearerError !== undefined) {

@@ -11,7 +11,7 @@
  * @internal
  * @module
  */
-import type { ResourceName, UserConfig } from '../context/values.js';
+import type { ResourceName, UserConfig } from '../context/types.js';
 
 /** The store a generation belongs to: builds and disposes its resources. */
 export interface GenerationOwner {

@@ -6,23 +6,15 @@
  * @module
  */
 import { LRUCache } from 'lru-cache';
-import {
-  BUILTIN_DEFAULTS,
-  RESOURCE_NAMES,
-  sameValue,
-  splitPatch,
-  type ConfigField,
-  type ContextPatch,
-  type ResourceName,
-  type UserConfig,
-  type UserContextFields,
-  type UserRuntimeContext,
-} from '../context/values.js';
+import { BUILTIN_DEFAULTS, DEFAULT_DEPENDS_ON, RESOURCE_NAMES } from '../context/fields.js';
+import { sameValue, splitPatch } from '../context/values.js';
+import { type ConfigField, type ContextPatch, type ResourceName, type UserConfig, type UserContextFields, type UserRuntimeContext } from '../context/types.js';
 import { ConfigurationConflictError, StoreClosedError } from '../errors.js';
 import { ContextEvents } from './events.js';
 import { Generation, Resource, type GenerationOwner } from './generation.js';
 import { Scope } from './scope.js';
 import { createUserIdParser, type UserIdPolicy } from '../auth/user-id.js';
+import { isKind, stamp } from '../brand.js';
 import { WARNING_TYPE, warnOnce } from '../warn.js';
 
 /** How helpers behave outside any user scope. */
@@ -38,9 +30,10 @@ export interface ResourceSpec<T = unknown> {
    * any of them drops the resource from the new configuration (and disposes
    * it once no request uses the old one).
    *
-   * @default llmInstance: provider, model, awsRegion, azureDeploymentDetails,
-   * friendliDetails, modelProviderInProfile; mcpClient: mcpServerName,
-   * mcpServerId, serverConfigs
+   * Extend the default rather than restate it:
+   * `[...DEFAULT_DEPENDS_ON.llmInstance, 'tenant']`.
+   *
+   * @default DEFAULT_DEPENDS_ON[name]: the built-in fields whose `usedBy` is this resource
    */
   dependsOn?: readonly ConfigField[];
   /**
@@ -147,11 +140,6 @@ export interface UserEntry {
   inFlight: number;
 }
 
-const DEFAULT_DEPENDS: Record<ResourceName, readonly ConfigField[]> = {
-  llmInstance: ['provider', 'model', 'awsRegion', 'azureDeploymentDetails', 'friendliDetails', 'modelProviderInProfile'],
-  mcpClient: ['mcpServerName', 'mcpServerId', 'serverConfigs'],
-};
-
 const GLOBAL_UUID = '(process-wide)';
 const LRU_REASON: Partial<Record<LRUCache.DisposeReason, EvictionReason>> = {
   evict: 'evicted',
@@ -168,6 +156,12 @@ const LRU_REASON: Partial<Record<LRUCache.DisposeReason, EvictionReason>> = {
  * ```
  */
 export class ContextStore implements GenerationOwner {
+  /** Brand of this class: `instanceof ContextStore` holds across copies of the package. @internal */
+  static readonly kind: string = 'ContextStore';
+  static [Symbol.hasInstance](value: unknown): boolean {
+    return isKind(value, this.kind);
+  }
+
   readonly mode: ContextMode;
   readonly outsideScope: 'throw' | 'global';
   readonly ttl: number;
@@ -205,6 +199,7 @@ export class ContextStore implements GenerationOwner {
 
   constructor(options: ContextStoreOptions = {}) {
     if (options === null || typeof options !== 'object') throw new TypeError('options must be an object');
+    stamp(this, new.target);
     const {
       max = 10_000,
       ttl = 86_400_000,
@@ -662,7 +657,7 @@ export class ContextStore implements GenerationOwner {
     if (!scope.open || scope.userUuid !== entry.userUuid || base === current) return;
     for (const [name, value] of resources) {
       if (value === null) continue;
-      for (const field of this.#specs[name].dependsOn ?? DEFAULT_DEPENDS[name]) {
+      for (const field of this.#specs[name].dependsOn ?? DEFAULT_DEPENDS_ON[name]) {
         if (!fields.has(field) && !sameValue(base[field], current[field])) {
           throw new ConfigurationConflictError(
             `${name} was built for this request's configuration, but another request changed "${field}" since; ` +
@@ -683,7 +678,7 @@ export class ContextStore implements GenerationOwner {
         continue;
       }
       const kept = old.resources.get(name);
-      const deps = this.#specs[name].dependsOn ?? DEFAULT_DEPENDS[name];
+      const deps = this.#specs[name].dependsOn ?? DEFAULT_DEPENDS_ON[name];
       if (kept !== undefined && !kept.disposed && !deps.some((field) => changed.has(field))) {
         gen.resources.set(name, kept.retain());
       }
