@@ -18,30 +18,20 @@
  *
  * @module
  */
-import type { AzureDeploymentDetails, ContextPatch, FriendliDetails, LlmInstance, McpClient } from '../context/types.js';
-import { BUILTIN_FIELDS, BUILTIN_FIELD_NAMES, RESOURCES, RESOURCE_NAMES, accessorOf, isResourceName } from '../context/fields.js';
+import type { ContextPatch, LlmInstance, McpClient } from '../context/types.js';
+import { BUILTIN_FIELDS, BUILTIN_FIELD_NAMES, RESOURCES, RESOURCE_NAMES, accessorOf, isResourceName, type LegacyNames } from '../context/fields.js';
 import { peekGeneration, writeUnawaited } from '../api/access.js';
 import { als } from '../store/als.js';
 import { callSiteOf, warnOnce } from '../warn.js';
 
-/** The seed's `APP_CONFIG` runtime fields. */
-export interface LegacyAppConfig {
-  CURRENT_PROVIDER: string | null;
-  CURRENT_MODEL: string | null;
-  CURRENT_MCP_SERVER_NAME: string | null;
-  CURRENT_MCP_SERVER_ID: string | null;
-  CURRENT_AWS_REGION: string | null;
-  CURRENT_AZURE_DEPLOYMENT_DETAILS: Readonly<AzureDeploymentDetails> | null;
-  CURRENT_FRIENDLI_DETAILS: Readonly<FriendliDetails> | null;
-  CURRENT_MODEL_PROVIDER_IN_PROFILE: string | null;
-}
+/** The seed's `APP_CONFIG` runtime fields (derived from the field table). */
+export type LegacyAppConfig = LegacyNames<'APP_CONFIG'>;
 
-/** The seed's `APP_STATE` live objects. */
-export interface LegacyAppState {
+/** The seed's `APP_STATE` live objects and server configurations. */
+export type LegacyAppState = LegacyNames<'APP_STATE'> & {
   llm: LlmInstance | null;
   mcp_client: McpClient | null;
-  server_configs: Readonly<Record<string, unknown>>;
-}
+};
 
 /** Legacy `APP_CONFIG` name → context field, from the field table. */
 export const LEGACY_CONFIG_FIELDS: Readonly<Record<keyof LegacyAppConfig, string>> = legacyNames('APP_CONFIG');

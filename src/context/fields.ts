@@ -44,11 +44,11 @@ export interface ResourceInfo {
   readonly label: string;
 }
 
-const config = (name: string) => ({ object: 'APP_CONFIG', name }) as const;
-const state = (name: string) => ({ object: 'APP_STATE', name }) as const;
+const config = <N extends string>(name: N) => ({ object: 'APP_CONFIG', name }) as const;
+const state = <N extends string>(name: N) => ({ object: 'APP_STATE', name }) as const;
 
 /** The built-in fields. Add a field here (and to `BuiltinFields`) and everything else follows. */
-export const BUILTIN_FIELDS: { readonly [K in keyof BuiltinFields]-?: FieldSpec<BuiltinFields[K]> } = Object.freeze({
+export const BUILTIN_FIELDS = Object.freeze({
   provider: { default: null, usedBy: 'llmInstance', legacy: config('CURRENT_PROVIDER'), accessor: 'UserProvider', secret: null },
   model: { default: null, usedBy: 'llmInstance', legacy: config('CURRENT_MODEL'), accessor: 'UserModel', secret: null },
   mcpServerName: {
@@ -84,7 +84,12 @@ export const BUILTIN_FIELDS: { readonly [K in keyof BuiltinFields]-?: FieldSpec<
     accessor: 'UserServerConfigs',
     secret: 'pattern',
   },
-});
+} as const satisfies { readonly [K in keyof BuiltinFields]-?: FieldSpec<BuiltinFields[K]> });
+
+/** The seed's global names of the fields that `object` held, each with its field's type. */
+export type LegacyNames<Object extends 'APP_CONFIG' | 'APP_STATE'> = {
+  -readonly [K in BuiltinField as (typeof BUILTIN_FIELDS)[K]['legacy'] extends { object: Object; name: infer N extends string } ? N : never]: BuiltinFields[K];
+};
 
 /** The live resources. */
 export const RESOURCES: { readonly [K in ResourceName]: ResourceInfo } = Object.freeze({
@@ -96,6 +101,7 @@ export const RESOURCES: { readonly [K in ResourceName]: ResourceInfo } = Object.
 export type BuiltinField = keyof BuiltinFields;
 
 const entries = Object.entries(BUILTIN_FIELDS) as Array<[BuiltinField, FieldSpec]>;
+const specOf = (name: BuiltinField): FieldSpec => BUILTIN_FIELDS[name];
 
 /** Names of the built-in fields, in table order. */
 export const BUILTIN_FIELD_NAMES: readonly BuiltinField[] = Object.freeze(entries.map(([name]) => name));
@@ -135,5 +141,5 @@ export function isResourceName(key: string): key is ResourceName {
 /** The helper suffix of a field or resource (`'UserProvider'`), `'UserField'` for app fields. */
 export function accessorOf(name: string): string {
   if (isResourceName(name)) return RESOURCES[name].accessor;
-  return Object.prototype.hasOwnProperty.call(BUILTIN_FIELDS, name) ? BUILTIN_FIELDS[name as BuiltinField].accessor : 'UserField';
+  return Object.prototype.hasOwnProperty.call(BUILTIN_FIELDS, name) ? specOf(name as BuiltinField).accessor : 'UserField';
 }

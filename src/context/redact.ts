@@ -7,7 +7,7 @@
  *
  * @module
  */
-import { BUILTIN_FIELDS, isResourceName, type BuiltinField, type SecretSpec } from './fields.js';
+import { BUILTIN_FIELDS, isResourceName, type BuiltinField, type FieldSpec, type SecretSpec } from './fields.js';
 import type { UserRuntimeContext } from './types.js';
 
 /** What a redacted value is replaced with. */
@@ -51,7 +51,7 @@ export function redactContext(context: UserRuntimeContext, options: RedactOption
 /** One field's value, redacted by its spec (built-in fields) and by key pattern. */
 export function redactField(field: string, value: unknown, isSecretKey: (key: string) => boolean = (k) => SECRET_KEY.test(k)): unknown {
   const spec: SecretSpec | null = Object.prototype.hasOwnProperty.call(BUILTIN_FIELDS, field)
-    ? BUILTIN_FIELDS[field as BuiltinField].secret
+    ? (BUILTIN_FIELDS[field as BuiltinField] as FieldSpec).secret
     : null;
   if (value == null) return value;
   if (spec === 'whole' || isSecretKey(field)) return REDACTED;

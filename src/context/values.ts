@@ -89,3 +89,21 @@ export function sameValue(a: unknown, b: unknown): boolean {
   }
   return true;
 }
+
+/**
+ * `base` with `fields` applied, frozen, and the fields whose value differs
+ * from `before` (including fields `before` has and the result lacks).
+ */
+export function mergeConfig(
+  base: UserConfig,
+  fields: ReadonlyMap<string, unknown>,
+  before: UserConfig,
+): { config: UserConfig; changed: Set<string> } {
+  const config: Record<string, unknown> = { ...base };
+  for (const [key, value] of fields) config[key] = value;
+  const previous = before as unknown as Record<string, unknown>;
+  const changed = new Set<string>();
+  for (const key of Object.keys(config)) if (!sameValue(previous[key], config[key])) changed.add(key);
+  for (const key of Object.keys(previous)) if (!(key in config)) changed.add(key);
+  return { config: Object.freeze(config) as UserConfig, changed };
+}

@@ -116,6 +116,10 @@ const NO_RESOURCES: ReadonlyMap<ResourceName, unknown> = new Map();
 export class RedisContextStore extends ContextStore {
   /** @internal */
   static override readonly kind: string = 'RedisContextStore';
+  /** Options this store takes on top of the in-memory store's (the unknown-option check reads it). @internal */
+  static override readonly extraOptions: readonly string[] = Object.keys({
+    redis: 1, redisOptions: 1, keyPrefix: 1, encryptionKey: 1, secretFields: 1, refreshInterval: 1, commandTimeout: 1,
+  } satisfies Record<Exclude<keyof RedisContextStoreOptions, keyof ContextStoreOptions>, 1>);
 
   /** Prefix of the keys and channel. */
   readonly keyPrefix: string;
