@@ -23,6 +23,9 @@ export type UserContextErrorCode =
   | 'ERR_TOKEN_NOT_ACTIVE'
   | 'ERR_INVALID_SUBJECT'
   | 'ERR_KEY_UNAVAILABLE'
+  | 'ERR_TOKEN_REVOKED'
+  | 'ERR_INVALID_TOKEN_TYPE'
+  | 'ERR_REVOCATION_CHECK_FAILED'
   | 'ERR_CONTEXT_STORE_UNAVAILABLE'
   | 'ERR_CONTEXT_NOT_LOADED'
   | 'ERR_MCP_CONNECT_FAILED'
@@ -107,6 +110,15 @@ export class RequestError extends UserContextError {
   readonly status: number;
   readonly error: string;
   readonly bearerError: 'invalid_request' | 'invalid_token' | undefined;
+  /**
+   * Set when the middleware throws the error for the app's error handler
+   * (`throwErrors: true`, koa-jwt style): Koa sends `message` when `expose`
+   * is true and sets `headers` (`WWW-Authenticate`, `Retry-After`) on the
+   * response; `originalError` is the underlying failure, as koa-jwt names it.
+   */
+  declare expose?: boolean;
+  declare headers?: Record<string, string>;
+  declare originalError?: unknown;
 
   constructor(message: string, options?: { cause?: unknown }) {
     super(message, options);
@@ -169,6 +181,29 @@ export class TokenNotActiveError extends AuthError {
 export class InvalidSubjectError extends AuthError {
   static override readonly code = 'ERR_INVALID_SUBJECT';
   static override error = 'invalid_subject';
+}
+
+/** The app's `isRevoked(ctx, claims, token)` said the token is revoked. */
+export class TokenRevokedError extends AuthError {
+  static override readonly code = 'ERR_TOKEN_REVOKED';
+  static override error = 'token_revoked';
+}
+
+/**
+ * The token is not an access token: `requireAccessTokenType` is on and its
+ * `typ` header is not `at+jwt` (RFC 9068), e.g. an OpenID Connect ID token.
+ */
+export class InvalidTokenTypeError extends AuthError {
+  static override readonly code = 'ERR_INVALID_TOKEN_TYPE';
+  static override error = 'invalid_token_type';
+}
+
+/** The app's `isRevoked()` threw or rejected: revocation cannot be checked now, the client may retry. */
+export class RevocationCheckError extends AuthError {
+  static override readonly code = 'ERR_REVOCATION_CHECK_FAILED';
+  static override status = 503;
+  static override error = 'revocation_check_unavailable';
+  static override bearerError = undefined;
 }
 
 /** `getKey()` could not produce a key (key server down, …): the client may retry. */

@@ -80,7 +80,8 @@ export {
 } from './compat/legacy.js';
 export { redactContext } from './context/redact.js';
 export { type AzureDeploymentDetails, type ConfigField, type ContextPatch, type FriendliDetails, type LlmInstance, type McpClient, type ResourceName, type UserConfig, type UserContextFields, type UserContextTypes, type UserResourceValues, type UserRuntimeContext } from './context/types.js';
-export { TokenVerifier, type GetKey, type KeyInput, type TokenOptions, type VerifiedToken } from './auth/token.js';
+export { TokenVerifier, type GetKey, type TokenOptions, type VerifiedToken } from './auth/token.js';
+export type { KeyInput, KeyLease } from './auth/keys.js';
 export { UUID_PATTERN, MAX_USER_ID_LENGTH, type UserIdPolicy } from './auth/user-id.js';
 export type { Scope } from './store/scope.js';
 export {
@@ -95,14 +96,17 @@ export {
   InvalidProfileError,
   InvalidSubjectError,
   InvalidTokenError,
+  InvalidTokenTypeError,
   InvalidUserIdError,
   KeyUnavailableError,
   MalformedAuthorizationError,
   McpConnectError,
   MissingTokenError,
+  RevocationCheckError,
   StoreClosedError,
   TokenExpiredError,
   TokenNotActiveError,
+  TokenRevokedError,
   UserContextError,
   UserContextMissingError,
 } from './errors.js';
