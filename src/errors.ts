@@ -151,9 +151,46 @@ export class ContextNotLoadedError extends UserContextError {
 
 // --- Agent integration (MCP clients, profile overrides) ---------------------
 
-/** A user's MCP client could not connect to (or initialise with) its server. */
+/**
+ * A user's MCP client could not connect to (or initialise with) its server.
+ * The base class of every MCP connection failure below; an app answers all
+ * of them with 502 or 503, never 500.
+ */
 export class McpConnectError extends UserContextError {
   static override code = 'ERR_MCP_CONNECT_FAILED';
+  /** Milliseconds after which a retry may succeed (for `Retry-After`); `undefined` when unknown. */
+  readonly retryAfterMs: number | undefined;
+
+  constructor(message: string, options?: { cause?: unknown; retryAfterMs?: number }) {
+    super(message, options);
+    this.retryAfterMs = options?.retryAfterMs;
+  }
+}
+
+/**
+ * The MCP connection broke while a call was on the wire (the stdio child
+ * exited, the stream was cut): the call may or may not have run on the server,
+ * so it was not repeated. The connection is rebuilt on the next call.
+ */
+export class McpConnectionLostError extends McpConnectError {
+  static override code = 'ERR_MCP_CONNECTION_LOST';
+}
+
+/**
+ * Connecting to this MCP server failed moments ago; until the back-off delay
+ * (`retryAfterMs`) has passed, requests fail fast instead of piling up on a
+ * server that is down.
+ */
+export class McpBackoffError extends McpConnectError {
+  static override code = 'ERR_MCP_BACKOFF';
+}
+
+/**
+ * Every live MCP connection of this instance (`maxConnections`) was in use
+ * for longer than `acquireTimeout`, so none could be closed to make room.
+ */
+export class McpPoolExhaustedError extends McpConnectError {
+  static override code = 'ERR_MCP_POOL_EXHAUSTED';
 }
 
 /** A profile override given to `runWithProfile()` is not valid. */
