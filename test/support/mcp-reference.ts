@@ -6,27 +6,15 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
-import { dirname, join } from 'node:path';
+import { MEMORY_TOOLS, referenceServerBin } from '../../examples/mcp-servers.js';
 
-const require = createRequire(import.meta.url);
-
-/** Absolute path of the entry script of `@modelcontextprotocol/<name>` (from its package.json `bin`). */
-export function referenceBin(name: 'server-everything' | 'server-memory' | 'server-filesystem'): string {
-  const manifest = require.resolve(`@modelcontextprotocol/${name}/package.json`);
-  const pkg = JSON.parse(readFileSync(manifest, 'utf8')) as { bin: string | Record<string, string> };
-  const bin = typeof pkg.bin === 'string' ? pkg.bin : Object.values(pkg.bin)[0]!;
-  return join(dirname(manifest), bin);
-}
+/** Absolute path of the entry script of a reference server. */
+export const referenceBin = referenceServerBin;
 
 /** server-everything's tools used by the tests. */
 export const EVERYTHING = { echo: 'echo', env: 'get-env', slow: 'trigger-long-running-operation' } as const;
 
-/** server-memory's tool names (its catalog). */
-export const MEMORY_TOOLS = [
-  'add_observations', 'create_entities', 'create_relations', 'delete_entities',
-  'delete_observations', 'delete_relations', 'open_nodes', 'read_graph', 'search_nodes',
-] as const;
+export { MEMORY_TOOLS };
 
 /** A running server-everything in Streamable HTTP mode. */
 export interface EverythingHttp {

@@ -71,6 +71,23 @@ class StdioLink extends LinkState implements McpLink {
     };
   }
 
+  /**
+   * Also asks the kernel: Node reports the child's end ('close') only after
+   * its pipes drained, but a reaped child is gone at once (ESRCH).
+   */
+  override get alive(): boolean {
+    if (!super.alive) return false;
+    if (this.#pid === undefined || this.#exited) return !this.#exited;
+    try {
+      process.kill(this.#pid, 0);
+      return true;
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'ESRCH') return true;
+      this.markDead('the child exited');
+      return false;
+    }
+  }
+
   get sessionId(): undefined {
     return undefined;
   }
