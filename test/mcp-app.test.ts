@@ -46,7 +46,7 @@ function as(user: string) {
   return { authorization: `Bearer ${mintToken(secret, user)}` };
 }
 
-describe('example app with MCP servers that fail', () => {
+describe('example app with MCP servers that fail', { timeout: 60_000 }, () => {
   for (const name of ['broken', 'down']) {
     it(`"${name}": 502 mcp_unavailable, then 503 mcp_backoff with Retry-After; no stack`, async () => {
       const user = randomUUID();

@@ -48,7 +48,7 @@ afterAll(async () => {
   await server?.stop();
 });
 
-describe('Streamable HTTP with the reference server-everything', () => {
+describe('Streamable HTTP with the reference server-everything', { timeout: 60_000 }, () => {
   it('one session per user, answers only for that user, every session terminated on close', async () => {
     const { store, mcp } = newStore();
     const initialised = server.initialised;

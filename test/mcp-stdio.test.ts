@@ -75,9 +75,13 @@ afterEach(async () => {
 
 afterAll(() => {
   rmSync(dataDir, { recursive: true, force: true });
+  // Every child this file started has ended and been reaped.
+  console.log(`stdio children: ${stdioCounters.started} started, ${stdioCounters.exited} ended`);
+  expect(stdioCounters.exited).toBe(stdioCounters.started);
+  expect(childProcesses()).toEqual({ live: [], zombies: [] });
 });
 
-describe('stdio MCP servers (reference servers as child processes)', () => {
+describe('stdio MCP servers (reference servers as child processes)', { timeout: 60_000 }, () => {
   it('one child per user, each with its own environment and data; stderr stamped with the user; all reaped on close', async () => {
     const before = childProcesses();
     const started = stdioCounters.started;
@@ -211,6 +215,7 @@ describe('stdio MCP servers (reference servers as child processes)', () => {
     const echoes = await Promise.all(Array.from({ length: 20 }, (_, i) =>
       runAsUser(user, async () => textOf(await callUserMcpTool(EVERYTHING.echo, { message: `m${i}` })), { store })));
     const recoveryMs = performance.now() - t0;
+    console.log(`stdio recovery after SIGKILL: 20 concurrent calls answered in ${recoveryMs.toFixed(0)} ms by one new child`);
     echoes.forEach((text, i) => expect(text).toBe(`Echo: m${i}`));
     expect(stdioCounters.started - started).toBe(1);
     const newPid = await runAsUser(user, async () => (await getUserMcpConnection())!.pid!, { store });
