@@ -15,7 +15,9 @@
 import { randomUUID } from 'node:crypto';
 import { Redis, type RedisOptions } from 'ioredis';
 import { LRUCache } from 'lru-cache';
-import { splitPatch, type ContextPatch, type ResourceName } from '../context/values.js';
+import { SECRET_FIELD_NAMES } from '../context/fields.js';
+import { splitPatch } from '../context/values.js';
+import { type ContextPatch, type ResourceName } from '../context/types.js';
 import { ContextNotLoadedError, ContextStoreUnavailableError, StoreClosedError } from '../errors.js';
 import type { Generation } from '../store/generation.js';
 import { FieldCodec, toEncryptionKey, type EncryptionKeyInput } from './codec.js';
@@ -55,7 +57,7 @@ export interface RedisContextStoreOptions extends ContextStoreOptions {
   /**
    * Fields that may hold credentials (Azure keys, Friendli tokens, MCP server
    * headers): written to Redis encrypted, never in plain text.
-   * @default ['azureDeploymentDetails', 'friendliDetails', 'serverConfigs']
+   * @default SECRET_FIELD_NAMES: the built-in fields that may hold credentials
    */
   secretFields?: readonly string[];
   /**
@@ -93,7 +95,7 @@ export interface RedisStoreStats {
   invalidations: number;
 }
 
-const DEFAULT_SECRET_FIELDS = ['azureDeploymentDetails', 'friendliDetails', 'serverConfigs'] as const;
+const DEFAULT_SECRET_FIELDS = SECRET_FIELD_NAMES;
 const NO_RESOURCES: ReadonlyMap<ResourceName, unknown> = new Map();
 
 /**
@@ -112,6 +114,13 @@ const NO_RESOURCES: ReadonlyMap<ResourceName, unknown> = new Map();
  * (about a millisecond on a LAN; the tests hold it to 100 ms).
  */
 export class RedisContextStore extends ContextStore {
+  /** @internal */
+  static override readonly kind: string = 'RedisContextStore';
+  /** Options this store takes on top of the in-memory store's (the unknown-option check reads it). @internal */
+  static override readonly extraOptions: readonly string[] = Object.keys({
+    redis: 1, redisOptions: 1, keyPrefix: 1, encryptionKey: 1, secretFields: 1, refreshInterval: 1, commandTimeout: 1,
+  } satisfies Record<Exclude<keyof RedisContextStoreOptions, keyof ContextStoreOptions>, 1>);
+
   /** Prefix of the keys and channel. */
   readonly keyPrefix: string;
   /** Identifies this instance in invalidation messages. */
@@ -534,7 +543,7 @@ function checkOptions(options: RedisContextStoreOptions): RedisContextStoreOptio
   }
   if ((secretFields ?? DEFAULT_SECRET_FIELDS).length > 0 && encryptionKey === undefined) {
     throw new TypeError(
-      'options.encryptionKey is required: credentials in azureDeploymentDetails, friendliDetails and serverConfigs are ' +
+      `options.encryptionKey is required: credentials in ${(secretFields ?? DEFAULT_SECRET_FIELDS).join(', ')} are ` +
         'encrypted before they reach Redis. Give the same 32-byte key to every instance (or set secretFields: [] if ' +
         'those fields never hold a credential).',
     );

@@ -16,7 +16,9 @@
  *
  * @module
  */
-import type { ConfigField, UserConfig } from '../../context/values.js';
+import { DEFAULT_DEPENDS_ON } from '../../context/fields.js';
+import type { ConfigField, UserConfig } from '../../context/types.js';
+import { rejectUnknownOptions } from '../../options.js';
 import type { ResourceSpec } from '../../store/store.js';
 import { UserMcpConnection } from './connection.js';
 import { Backoff, type BackoffOptions } from './health.js';
@@ -93,7 +95,7 @@ export interface McpClientFactoryOptions {
   /**
    * Configuration fields the client is built from; changing one of them
    * closes the client once no request uses it.
-   * @default ['mcpServerName', 'mcpServerId', 'serverConfigs']
+   * @default DEFAULT_DEPENDS_ON.mcpClient (mcpServerName, mcpServerId, serverConfigs)
    */
   dependsOn?: readonly ConfigField[];
 }
@@ -106,10 +108,10 @@ export interface McpClientFactory extends ResourceSpec {
   settle(): Promise<void>;
 }
 
-const KNOWN = new Set([
+const KNOWN = [
   'servers', 'resolveServer', 'clientInfo', 'connectTimeout', 'closeTimeout', 'killTimeout',
   'maxConnections', 'acquireTimeout', 'backoff', 'stderr', 'dependsOn',
-]);
+] as const;
 
 /**
  * The store's `resources.mcpClient` spec for real MCP clients:
@@ -121,9 +123,7 @@ export function createMcpClientFactory(options: McpClientFactoryOptions): McpCli
   if (options === null || typeof options !== 'object') {
     throw new TypeError('createMcpClientFactory(options): options is required, e.g. { servers } or { resolveServer }');
   }
-  for (const key of Object.keys(options)) {
-    if (!KNOWN.has(key)) throw new TypeError(`createMcpClientFactory(): unknown option "${key}" (known: ${[...KNOWN].join(', ')})`);
-  }
+  rejectUnknownOptions(options, KNOWN, 'createMcpClientFactory()');
   const {
     servers,
     clientInfo = { name: 'koa-user-context', version: '1.0.0' },
@@ -134,7 +134,7 @@ export function createMcpClientFactory(options: McpClientFactoryOptions): McpCli
     acquireTimeout = 5_000,
     backoff = {},
     stderr = defaultStderrSink,
-    dependsOn = ['mcpServerName', 'mcpServerId', 'serverConfigs'],
+    dependsOn = DEFAULT_DEPENDS_ON.mcpClient,
   } = options;
   if (servers !== undefined && options.resolveServer !== undefined) {
     throw new TypeError('createMcpClientFactory(): give options.servers or options.resolveServer, not both');

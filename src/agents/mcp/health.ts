@@ -9,6 +9,7 @@
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPError } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { ErrorCode, McpError, type Tool } from '@modelcontextprotocol/sdk/types.js';
+import { rejectUnknownOptions } from '../../options.js';
 
 /** One live connection (an MCP session, or a stdio child) as the pool holds it. */
 export interface McpLink {
@@ -102,9 +103,8 @@ export class Backoff {
   readonly #state = new Map<string, { failures: number; until: number }>();
 
   constructor(options: BackoffOptions, limit = 10_000) {
-    const { initialDelay = 250, maxDelay = 5_000, factor = 2, ...rest } = options;
-    const unknown = Object.keys(rest)[0];
-    if (unknown !== undefined) throw new TypeError(`options.backoff.${unknown} is not an option (initialDelay, maxDelay, factor)`);
+    rejectUnknownOptions(options, ['initialDelay', 'maxDelay', 'factor'], 'createMcpClientFactory() options.backoff');
+    const { initialDelay = 250, maxDelay = 5_000, factor = 2 } = options;
     if (!Number.isFinite(initialDelay) || initialDelay < 0) throw new TypeError('options.backoff.initialDelay must be ≥ 0 ms');
     if (!Number.isFinite(maxDelay) || maxDelay < initialDelay) throw new TypeError('options.backoff.maxDelay must be ≥ initialDelay');
     if (!Number.isFinite(factor) || factor < 1) throw new TypeError('options.backoff.factor must be ≥ 1');

@@ -10,7 +10,7 @@
  * @module
  */
 import { createHash } from 'node:crypto';
-import type { UserConfig } from '../../context/values.js';
+import type { UserConfig } from '../../context/types.js';
 
 /** An MCP server reached over Streamable HTTP. */
 export interface McpHttpTarget {
