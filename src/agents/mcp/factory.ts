@@ -175,15 +175,16 @@ export function createMcpClientFactory(options: McpClientFactoryOptions): McpCli
     );
   }
 
-  return {
+  const spec: ResourceSpec = {
     dependsOn,
     create: createMcpClient,
     dispose: async function disposeMcpClient(value: unknown) {
       if (value instanceof UserMcpConnection) await value.close();
     },
-    get stats() {
-      return pool.stats;
-    },
-    settle: () => pool.settle(),
   };
+  // Not enumerable: the store takes the spec's own keys (create, dispose, dependsOn) only.
+  return Object.defineProperties(spec, {
+    stats: { get: () => pool.stats },
+    settle: { value: () => pool.settle() },
+  }) as McpClientFactory;
 }
