@@ -52,7 +52,8 @@ function servers(): McpClientFactoryOptions['servers'] {
 function newStore(extra: Partial<McpClientFactoryOptions> = {}): { store: ContextStore; mcp: McpClientFactory } {
   const mcp = createMcpClientFactory({
     servers: servers(),
-    connectTimeout: 15_000,
+    // Generous: eight node children starting at once on a loaded 2-core CI machine.
+    connectTimeout: 45_000,
     killTimeout: 1000,
     stderr: (line, info) => stderrLines.push({ line, ...info }),
     ...extra,
@@ -81,7 +82,7 @@ afterAll(() => {
   expect(childProcesses()).toEqual({ live: [], zombies: [] });
 });
 
-describe('stdio MCP servers (reference servers as child processes)', { timeout: 60_000 }, () => {
+describe('stdio MCP servers (reference servers as child processes)', { timeout: 120_000 }, () => {
   it('one child per user, each with its own environment and data; stderr stamped with the user; all reaped on close', async () => {
     const before = childProcesses();
     const started = stdioCounters.started;
