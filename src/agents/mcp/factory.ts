@@ -101,7 +101,7 @@ export interface McpClientFactoryOptions {
 }
 
 /** The resource spec, with the pool's counters. */
-export interface McpClientFactory extends ResourceSpec {
+export interface McpClientFactory extends ResourceSpec<Promise<UserMcpConnection>> {
   /** Live connections, evictions, deaths and connect failures of this factory. */
   readonly stats: McpPoolStats;
   /** Waits until every connection this factory began closing has closed (children reaped). */
@@ -175,7 +175,7 @@ export function createMcpClientFactory(options: McpClientFactoryOptions): McpCli
     );
   }
 
-  const spec: ResourceSpec = {
+  const spec: ResourceSpec<Promise<UserMcpConnection>> = {
     dependsOn,
     create: createMcpClient,
     dispose: async function disposeMcpClient(value: unknown) {
