@@ -18,9 +18,13 @@
  * "model": "gpt-4o-mini", "llmCredentials": { "apiKey": "…" } }.
  */
 import { hkdfSync, randomBytes, randomUUID } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { ContextStore } from '../src/index.js';
+import type { McpServerDefinition } from '../src/mcp.js';
 import { createApp, createLogger, createSharedStore } from './app.js';
-import { startExampleServers } from './mcp-servers.js';
+import { memoryServer, startExampleServers } from './mcp-servers.js';
 import { exampleLlmRegistry } from './providers/registry.js';
 import { startWireServer, type WireServer } from './providers/wire-server.js';
 import { generateSecret, mintToken } from './tokens.js';
@@ -32,11 +36,14 @@ if (!Number.isInteger(port) || port < 0 || port > 65535) {
 }
 const given = process.env['JWT_SECRET'] || undefined;
 const secret = given ?? generateSecret();
-// Two example MCP servers users can pick with { "mcpServerName": "warehouse" | "crm" }.
+// Example MCP servers users can pick with { "mcpServerName": "warehouse" | "crm" | "memory" }.
 const mcp = await startExampleServers();
-const mcpServers = new Map([
+// …and "memory": the reference server-memory over stdio, one child process per user.
+const memoryDir = mkdtempSync(join(tmpdir(), 'kuc-memory-'));
+const mcpServers = new Map<string, McpServerDefinition>([
   ['warehouse', mcp.warehouse.url],
   ['crm', mcp.crm.url],
+  ['memory', memoryServer(memoryDir)],
 ]);
 // The LLM providers' wire formats, locally (or wherever LLM_BASE_URL points).
 const llmBase = process.env['LLM_BASE_URL'] || undefined;
@@ -97,6 +104,7 @@ function shutdown(signal: string): void {
   store.close({ timeout: 5000 })
     .then(() => mcp.close())
     .then(() => wire?.close())
+    .then(() => rmSync(memoryDir, { recursive: true, force: true }))
     .then(() => process.exit(0), () => process.exit(1));
 }
 process.once('SIGINT', () => shutdown('SIGINT'));

@@ -1,22 +1,30 @@
 /**
- * The two-user demo, on real SDK clients: user A configures
+ * The multi-user demo, on real SDK clients: user A configures
  * Google/gemini-2.5-flash with their own API key and the `warehouse` MCP
- * server while user B configures Anthropic/claude-3-5-haiku with theirs and
- * the `crm` MCP server, at the same time. Both fire interleaved queries; the
- * app builds each user's client with the AI SDK (`@ai-sdk/google`,
- * `@ai-sdk/anthropic`) and calls the local wire server
+ * server, user B Anthropic/claude-3-5-haiku with theirs and the `crm` server
+ * (two real Streamable HTTP MCP servers on 127.0.0.1), and user C
+ * OpenAI/gpt-4o-mini with theirs and the `memory` server — the MCP project's
+ * reference server-memory run over stdio as a child process of its own — all
+ * at the same time. They fire interleaved queries; the app builds each user's
+ * client with the AI SDK (`@ai-sdk/google`, `@ai-sdk/anthropic`,
+ * `@ai-sdk/openai`) and calls the local wire server
  * (examples/providers/wire-server.ts), which records the key and model of
- * every call. Then A rotates their key and both query again.
+ * every call. Then A rotates their key and everyone queries again.
  *
- * Prints, per query, the (masked) key and model that reached the wire; exits
- * 1 on any call with another user's key or model, or with A's old key after
- * the rotation was acknowledged.
+ * Prints, per query, the (masked) key and model that reached the wire and the
+ * tools seen, and the stdio processes started and ended; exits 1 on any call
+ * with another user's key or model, with A's old key after the rotation was
+ * acknowledged, or on a leftover process.
  */
 import { randomBytes, randomUUID } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
+import { stdioCounters } from '../src/mcp.js';
 import { createApp } from './app.js';
-import { EXAMPLE_SERVERS, startExampleServers } from './mcp-servers.js';
+import { EXAMPLE_SERVERS, MEMORY_TOOLS, memoryServer, startExampleServers } from './mcp-servers.js';
 import { exampleLlmRegistry } from './providers/registry.js';
 import { keyFingerprint, maskKey, startWireServer, type WireCall } from './providers/wire-server.js';
 import { generateSecret, mintToken } from './tokens.js';
@@ -42,25 +50,39 @@ export interface DemoRow {
 const USERS = [
   { name: 'A', provider: 'Google', model: 'gemini-2.5-flash', wire: 'google', mcpServerName: 'warehouse' },
   { name: 'B', provider: 'Anthropic', model: 'claude-3-5-haiku', wire: 'anthropic', mcpServerName: 'crm' },
+  { name: 'C', provider: 'OpenAI', model: 'gpt-4o-mini', wire: 'openai', mcpServerName: 'memory' },
 ] as const;
+
+const TOOLS_OF: Record<(typeof USERS)[number]['mcpServerName'], readonly string[]> = {
+  warehouse: EXAMPLE_SERVERS.warehouse.map((t) => t.name),
+  crm: EXAMPLE_SERVERS.crm.map((t) => t.name),
+  memory: MEMORY_TOOLS,
+};
+
+/** stdio children of the last run: started and ended. */
+export const demoProcesses = { started: 0, ended: 0 };
 
 const newKey = (prefix: string): string => `${prefix}-${randomBytes(18).toString('base64url')}`;
 
 export async function runDemo(queriesPerUser = 8): Promise<DemoRow[]> {
   const secret = generateSecret();
   const [mcp, wire] = await Promise.all([startExampleServers(), startWireServer()]);
+  const dataDir = mkdtempSync(join(tmpdir(), 'kuc-demo-memory-'));
+  const started = stdioCounters.started;
+  const ended = stdioCounters.exited;
   const { app, store } = createApp({
     secret,
     llms: exampleLlmRegistry(wire.url),
     mcpServers: new Map([
       ['warehouse', mcp.warehouse.url],
       ['crm', mcp.crm.url],
+      ['memory', memoryServer(dataDir)],
     ]),
   });
   const server = app.listen(0, '127.0.0.1');
   await new Promise<void>((resolve) => server.once('listening', resolve));
   const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-  const users = USERS.map((u) => ({ ...u, uuid: randomUUID(), token: '', key: newKey(u.name === 'A' ? 'AIza' : 'sk-ant') }));
+  const users = USERS.map((u) => ({ ...u, uuid: randomUUID(), token: '', key: newKey({ A: 'AIza', B: 'sk-ant', C: 'sk-proj' }[u.name]) }));
   for (const u of users) u.token = mintToken(secret, u.uuid);
 
   const call = async (token: string, path: string, body?: unknown): Promise<Record<string, unknown>> => {
@@ -90,9 +112,9 @@ export async function runDemo(queriesPerUser = 8): Promise<DemoRow[]> {
         // The user's own MCP server's tools, as listed through their own MCP client.
         const listed = (await call(u.token, '/mcp/tools')) as { server: unknown; tools: { name: string }[] };
         const tools = listed.tools.map((t) => t.name);
-        const ownTools: readonly string[] = EXAMPLE_SERVERS[u.mcpServerName].map((t) => t.name);
+        const ownTools = TOOLS_OF[u.mcpServerName];
         const toolsOk = listed.server === u.mcpServerName && res['mcpServer'] === u.mcpServerName
-          && sameList(tools, ownTools) && sameList(res['tools'] as string[], ownTools);
+          && sameList([...tools].sort(), ownTools.toSorted()) && sameList([...(res['tools'] as string[])].sort(), ownTools.toSorted());
         return {
           user: u.name,
           phase,
@@ -111,7 +133,7 @@ export async function runDemo(queriesPerUser = 8): Promise<DemoRow[]> {
   };
 
   try {
-    // Both users configure at the same moment, each with their own key.
+    // The users configure at the same moment, each with their own key.
     await Promise.all(users.map((u) => call(u.token, '/configure', {
       provider: u.provider, model: u.model, mcpServerName: u.mcpServerName, llmCredentials: { apiKey: u.key },
     })));
@@ -126,6 +148,9 @@ export async function runDemo(queriesPerUser = 8): Promise<DemoRow[]> {
     server.close();
     await store.close();
     await Promise.all([mcp.close(), wire.close()]);
+    rmSync(dataDir, { recursive: true, force: true });
+    demoProcesses.started = stdioCounters.started - started;
+    demoProcesses.ended = stdioCounters.exited - ended;
   }
 }
 
@@ -137,7 +162,8 @@ function printTable(rows: DemoRow[]): void {
   const sorted = [...rows].sort((a, b) => a.user.localeCompare(b.user) || a.query - b.query);
   console.log('user  query  configured                 user\'s key   key on the wire   model on the wire         MCP tools seen                     ok');
   for (const r of sorted) {
-    const tools = `${r.mcpServer ?? '-'}: ${(r.tools ?? []).join(', ')}`;
+    const all = r.tools ?? [];
+    const tools = `${r.mcpServer ?? '-'}: ${all.slice(0, 2).join(', ')}${all.length > 2 ? ` +${all.length - 2}` : ''}`;
     console.log(
       `${r.user.padEnd(6)}${String(r.query).padEnd(7)}${r.expected.padEnd(27)}${r.key.padEnd(13)}${r.keyOnWire.padEnd(18)}` +
         `${r.modelOnWire.padEnd(26)}${tools.padEnd(35)}${r.ok ? 'yes' : 'NO'}`,
@@ -156,7 +182,10 @@ if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
           ? `\n${rows.length} queries, each on its user's own key and model; user A rotated their key and all ${rotated} later calls carried the new one.`
           : `\n${bad} of ${rows.length} queries reached the wire with another key or model!`,
       );
-      process.exitCode = bad === 0 ? 0 : 1;
+      console.log(`stdio MCP processes: ${demoProcesses.started} started, ${demoProcesses.ended} ended.`);
+      const leftover = demoProcesses.started !== demoProcesses.ended;
+      if (leftover) console.log('A stdio MCP process was left running!');
+      process.exitCode = bad === 0 && !leftover ? 0 : 1;
     },
     (err: unknown) => {
       console.error('demo failed:', err instanceof Error ? err.message : err);

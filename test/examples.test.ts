@@ -7,7 +7,7 @@ import { createApp } from '../examples/app.js';
 import { exampleLlmRegistry } from '../examples/providers/registry.js';
 import { keyFingerprint, startWireServer, type WireServer } from '../examples/providers/wire-server.js';
 import { generateSecret, mintToken } from '../examples/tokens.js';
-import { runDemo } from '../examples/two-users.js';
+import { demoProcesses, runDemo } from '../examples/two-users.js';
 import type { ContextStore } from '../src/index.js';
 
 let wire: WireServer;
@@ -35,12 +35,13 @@ function start() {
 }
 
 describe('examples/two-users.ts', () => {
-  it('runs both users on their own provider/model and key, on real SDK clients, with zero cross-talk', async () => {
+  it('runs every user on their own provider/model, key and MCP server (one over stdio), on real SDK clients, with zero cross-talk', async () => {
     const rows = await runDemo(12);
-    expect(rows).toHaveLength(24);
+    expect(rows).toHaveLength(36);
     expect(rows.filter((r) => !r.ok)).toEqual([]);
     expect(new Set(rows.filter((r) => r.user === 'A').map((r) => r.modelOnWire))).toEqual(new Set(['google/gemini-2.5-flash']));
     expect(new Set(rows.filter((r) => r.user === 'B').map((r) => r.modelOnWire))).toEqual(new Set(['anthropic/claude-3-5-haiku']));
+    expect(new Set(rows.filter((r) => r.user === 'C').map((r) => r.modelOnWire))).toEqual(new Set(['openai/gpt-4o-mini']));
     // A's rotation: one key before, another after; B's key never changed.
     const aKeys = (phase: number) => new Set(rows.filter((r) => r.user === 'A' && r.phase === phase).map((r) => r.keyOnWire));
     expect(aKeys(1).size).toBe(1);
@@ -49,6 +50,9 @@ describe('examples/two-users.ts', () => {
     expect(new Set(rows.filter((r) => r.user === 'B').map((r) => r.keyOnWire)).size).toBe(1);
     expect(new Set(rows.filter((r) => r.user === 'A').map((r) => r.ran))).toEqual(new Set(['Google/gemini-2.5-flash']));
     expect(new Set(rows.filter((r) => r.user === 'B').map((r) => r.ran))).toEqual(new Set(['Anthropic/claude-3-5-haiku']));
+    expect(new Set(rows.filter((r) => r.user === 'C').map((r) => r.mcpServer))).toEqual(new Set(['memory']));
+    // User C's stdio server: one child for all twelve queries, ended with the store.
+    expect(demoProcesses).toEqual({ started: 1, ended: 1 });
   });
 });
 
