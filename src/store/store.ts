@@ -18,7 +18,8 @@ import {
   type UserContextFields,
   type UserRuntimeContext,
 } from '../context/values.js';
-import { ConfigurationConflictError, StoreClosedError } from '../errors.js';
+import { StoreClosedError } from '../errors.js';
+import { assertResourceBase } from './resource-conflict.js';
 import { ContextEvents } from './events.js';
 import { Generation, Resource, type GenerationOwner } from './generation.js';
 import { Scope } from './scope.js';
@@ -429,6 +430,20 @@ export class ContextStore implements GenerationOwner {
   }
 
   /**
+   * Hook for shared stores: throws `ConfigurationConflictError` when a client
+   * in `resources`, built for `base`, depends on a field that differs in
+   * `current` and that `fields` does not set. @internal
+   */
+  protected checkResourceBase(
+    base: UserConfig,
+    current: UserConfig,
+    fields: ReadonlyMap<string, unknown>,
+    resources: ReadonlyMap<ResourceName, unknown>,
+  ): void {
+    assertResourceBase(base, current, fields, resources, (name) => this.#specs[name].dependsOn ?? DEFAULT_DEPENDS[name]);
+  }
+
+  /**
    * The resources a patch hands over: `null` drops one; handing back the
    * client the context already holds keeps it (one owner, disposed once).
    */
@@ -518,6 +533,16 @@ export class ContextStore implements GenerationOwner {
    */
   evict(userUuid: string, reason: EvictionReason = 'manual'): boolean {
     return this.#deleteWith(userUuid, reason);
+  }
+
+  /**
+   * Deletes a user's context wherever it is kept: here, the entry (as
+   * {@link evict}); in a shared store, the stored context and every
+   * instance's copy. Resolves whether a context was there. The admin API's
+   * `DELETE /admin/contexts/:uuid` calls it.
+   */
+  deleteContext(userUuid: string): boolean | Promise<boolean> {
+    return this.evict(userUuid, 'manual');
   }
 
   /**
@@ -645,33 +670,15 @@ export class ContextStore implements GenerationOwner {
     return gen;
   }
 
-  /**
-   * A client handed over from inside a request was built for that request's
-   * snapshot. If another request has since changed a field the client depends
-   * on (and this write does not set it), attaching the client would pair it
-   * with a configuration it was not built for: refuse the write instead.
-   */
+  /** The stale-client conflict check (see resource-conflict.ts) against the entry's current configuration. */
   #checkResourceBase(
     entry: UserEntry,
     fields: ReadonlyMap<string, unknown>,
     resources: ReadonlyMap<ResourceName, unknown>,
     scope: Scope,
   ): void {
-    const base = scope.gen.config as unknown as Record<string, unknown>;
-    const current = entry.current.config as unknown as Record<string, unknown>;
-    if (!scope.open || scope.userUuid !== entry.userUuid || base === current) return;
-    for (const [name, value] of resources) {
-      if (value === null) continue;
-      for (const field of this.#specs[name].dependsOn ?? DEFAULT_DEPENDS[name]) {
-        if (!fields.has(field) && !sameValue(base[field], current[field])) {
-          throw new ConfigurationConflictError(
-            `${name} was built for this request's configuration, but another request changed "${field}" since; ` +
-              `nothing was applied. Build it from the current configuration and set it again, or pass "${field}" ` +
-              'in the same configureUser() call.',
-          );
-        }
-      }
-    }
+    if (!scope.open || scope.userUuid !== entry.userUuid) return;
+    this.checkResourceBase(scope.gen.config, entry.current.config, fields, resources);
   }
 
   /** Shares with `gen` the resources of `old` whose `dependsOn` fields did not change. */

@@ -1,0 +1,191 @@
+/**
+ * The invalidation subscription and its health.
+ *
+ * Pub/sub is at-most-once: while the subscriber connection is down, or a
+ * Cluster node no longer relays to the node it listens on, invalidations are
+ * lost without an error. So the subscription is confirmed end to end: every
+ * `heartbeatInterval` the store publishes a heartbeat through every node that
+ * executes its scripts (the primary, or each Cluster master) and must hear
+ * each one back on its subscriber before the next round. Until a round is
+ * heard completely the subscription is not `active` (near-cached contexts are
+ * not trusted, `/ready` says so); each time it becomes active again the
+ * `epoch` increases, so every context cached before is read again.
+ *
+ * The heartbeat round also measures the Redis clocks used to fence writes.
+ *
+ * @internal
+ * @module
+ */
+import { performance } from 'node:perf_hooks';
+import type { Redis } from 'ioredis';
+import { warnOnce } from '../warn.js';
+import type { RedisClock } from './fence.js';
+import { isCluster, masters, openSubscriber, type RedisClient } from './topology.js';
+
+export interface SubscriptionOptions {
+  client: RedisClient;
+  channel: string;
+  instanceId: string;
+  heartbeatInterval: number;
+  clock: RedisClock;
+  /** Every message on the channel except this instance's heartbeats. */
+  onMessage: (message: string) => void;
+}
+
+/** How the invalidation subscription is: what `/ready` reports. */
+export type SubscriptionState = 'subscribed' | 'unconfirmed' | 'disconnected';
+
+export class Subscription {
+  readonly #o: SubscriptionOptions;
+  #sub: Redis;
+  #attempt = 0;
+  #subscribed = false;
+  #active = false;
+  #epoch = 0;
+  #round = 0;
+  #roundSentAt = 0;
+  /** Nodes whose heartbeat of the current round has not come back. */
+  #awaiting = new Set<string>();
+  #timer: NodeJS.Timeout | undefined;
+  #closed = false;
+  /** Times the subscription was lost (disconnection or a missed heartbeat). */
+  losses = 0;
+
+  constructor(options: SubscriptionOptions) {
+    this.#o = options;
+    this.#sub = this.#open();
+    this.#timer = setInterval(() => this.#beat(), options.heartbeatInterval);
+    this.#timer.unref();
+  }
+
+  /** Subscribed and confirmed by the last heartbeat round: invalidations arrive. */
+  get active(): boolean {
+    return this.#active;
+  }
+
+  /** Increases each time the subscription becomes active again. */
+  get epoch(): number {
+    return this.#epoch;
+  }
+
+  get state(): SubscriptionState {
+    return this.#active ? 'subscribed' : this.#subscribed ? 'unconfirmed' : 'disconnected';
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+    clearInterval(this.#timer);
+    this.#active = this.#subscribed = false;
+    await quit(this.#sub);
+  }
+
+  #open(): Redis {
+    const sub = openSubscriber(this.#o.client, `koa-user-context:${this.#o.instanceId}:sub`, this.#attempt++);
+    sub.on('error', (error: Error) => {
+      warnOnce('KUC_REDIS_ERROR', `Redis connection error (the client reconnects by itself): ${error.message}`);
+    });
+    sub.on('ready', () => {
+      sub.subscribe(this.#o.channel).then(
+        () => {
+          if (sub !== this.#sub) return;
+          this.#subscribed = true;
+          this.#awaiting.clear();
+          this.#beat();
+        },
+        (error: unknown) => warnOnce('KUC_REDIS_SUBSCRIBE_FAILED', `Subscribing to ${this.#o.channel} failed: ${String(error)}`),
+      );
+    });
+    sub.on('close', () => {
+      if (sub === this.#sub) this.#lost();
+    });
+    sub.on('message', (channel: string, message: string) => {
+      if (channel !== this.#o.channel || sub !== this.#sub) return;
+      const hb = `${this.#o.instanceId} hb `;
+      if (message.startsWith(hb)) this.#heard(message.slice(hb.length));
+      else this.#o.onMessage(message);
+    });
+    return sub;
+  }
+
+  #lost(): void {
+    this.#subscribed = false;
+    if (this.#active) {
+      this.#active = false;
+      this.losses++;
+    }
+  }
+
+  /** Starts a heartbeat round now unless one is under way (the command connection is back). */
+  kick(): void {
+    if (this.#awaiting.size === 0) this.#beat();
+  }
+
+  /** One heartbeat round: checks the previous one came back, measures the clocks, publishes the next. */
+  #beat(): void {
+    if (this.#closed) return;
+    // A round sent less than half an interval ago (a kick) gets until the next tick.
+    if (this.#awaiting.size > 0 && performance.now() - this.#roundSentAt < this.#o.heartbeatInterval / 2) return;
+    if (this.#awaiting.size > 0 && this.#subscribed) {
+      const missing = [...this.#awaiting].join(', ');
+      warnOnce(
+        'KUC_REDIS_SUBSCRIPTION_LOST',
+        `Invalidations stopped arriving (no heartbeat back through ${missing} within one interval); the store ` +
+          're-subscribes and reads every near-cached context again before trusting it.',
+      );
+      this.#lost();
+      // Start over on a fresh connection (on a Cluster: another master).
+      const old = this.#sub;
+      if (isCluster(this.#o.client)) {
+        this.#sub = this.#open();
+        void quit(old);
+      } else {
+        old.disconnect(true);
+      }
+    }
+    const client = this.#o.client;
+    if (client.status !== 'ready') {
+      this.#awaiting.clear();
+      if (this.#active) this.#lost();
+      return;
+    }
+    const nodes = masters(client);
+    const round = ++this.#round;
+    this.#roundSentAt = performance.now();
+    this.#awaiting = new Set(nodes.keys());
+    this.#o.clock.measure(nodes).then(
+      (spread) => {
+        if (spread > this.#o.heartbeatInterval) {
+          warnOnce('KUC_REDIS_CLOCK_SPREAD', `The clocks of the Redis Cluster masters differ by ${Math.round(spread)} ms; ` +
+            'writes are fenced with the earliest one, so some fail early. Synchronise their clocks (NTP).');
+        }
+      },
+      () => {},
+    );
+    for (const [name, node] of nodes) {
+      node.publish(this.#o.channel, `${this.#o.instanceId} hb ${round}:${name}`).catch(() => {});
+    }
+  }
+
+  #heard(body: string): void {
+    const colon = body.indexOf(':');
+    if (Number(body.slice(0, colon)) !== this.#round) return;
+    this.#awaiting.delete(body.slice(colon + 1));
+    if (this.#awaiting.size === 0 && this.#subscribed && !this.#active) {
+      this.#epoch++;
+      this.#active = true;
+    }
+  }
+}
+
+export async function quit(client: RedisClient | undefined): Promise<void> {
+  if (client === undefined || client.status === 'end') return;
+  if (client.status !== 'ready') {
+    client.disconnect();
+    return;
+  }
+  try {
+    await client.quit();
+  } catch {
+    client.disconnect();
+  }
+}
