@@ -62,11 +62,20 @@ export function adminClient(url = REDIS_URL): Redis {
   return client;
 }
 
-async function freePort(): Promise<number> {
+/**
+ * A free TCP port on 127.0.0.1: any (0), or the first free one from
+ * `from` upwards (tests that start several servers keep to a known range).
+ */
+export async function freePort(from = 0): Promise<number> {
+  if (from > 0) {
+    for (let port = from + Math.floor(Math.random() * 500); port < 65_000; port++) {
+      if ((await freePort(-port)) > 0) return port;
+    }
+  }
   return new Promise((resolve, reject) => {
     const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
+    server.once('error', (error) => (from < 0 ? resolve(0) : reject(error)));
+    server.listen(from < 0 ? -from : 0, '127.0.0.1', () => {
       const address = server.address();
       const port = typeof address === 'object' && address !== null ? address.port : 0;
       server.close(() => resolve(port));
@@ -87,26 +96,32 @@ export interface OwnRedisServerOptions {
    * @default []
    */
   args?: readonly string[];
+  /**
+   * Port to listen on.
+   * @default a free port
+   */
+  port?: number;
 }
 
 /** A redis-server owned by a test, on its own port; by default persisting every write (AOF, fsync always). */
 export class OwnRedisServer {
   readonly port: number;
   readonly url: string;
-  readonly #dir: string;
+  /** Data directory (AOF, cluster config). */
+  readonly dir: string;
   readonly #args: readonly string[];
   #proc: ChildProcess | undefined;
 
   private constructor(port: number, options: OwnRedisServerOptions) {
     this.port = port;
     this.url = `redis://127.0.0.1:${port}`;
-    this.#dir = mkdtempSync(join(tmpdir(), 'kuc-redis-'));
+    this.dir = mkdtempSync(join(tmpdir(), 'kuc-redis-'));
     const persistence = options.persist === false ? ['--appendonly', 'no'] : ['--appendonly', 'yes', '--appendfsync', 'always'];
-    this.#args = ['--port', String(port), '--bind', '127.0.0.1', '--save', '', ...persistence, '--dir', this.#dir, ...(options.args ?? [])];
+    this.#args = ['--port', String(port), '--bind', '127.0.0.1', '--save', '', ...persistence, '--dir', this.dir, ...(options.args ?? [])];
   }
 
   static async start(options: OwnRedisServerOptions = {}): Promise<OwnRedisServer> {
-    const server = new OwnRedisServer(await freePort(), options);
+    const server = new OwnRedisServer(options.port ?? (await freePort()), options);
     await server.restart();
     return server;
   }
@@ -132,7 +147,7 @@ export class OwnRedisServer {
 
   async destroy(): Promise<void> {
     await this.kill();
-    rmSync(this.#dir, { recursive: true, force: true });
+    rmSync(this.dir, { recursive: true, force: true });
   }
 }
 
@@ -147,3 +162,69 @@ export async function deletePrefix(client: Redis, prefix: string): Promise<void>
 }
 
 export const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Ports for this repo's own throw-away servers (kept to one range on shared machines). */
+export const OWN_PORTS_FROM = Number(process.env['KUC_TEST_PORTS_FROM'] ?? 44_000);
+
+/**
+ * A local Redis Cluster of `masters` redis-server processes (no replicas,
+ * nothing on disk), created with `redis-cli --cluster create`.
+ */
+export class OwnRedisCluster {
+  readonly nodes: OwnRedisServer[];
+
+  private constructor(nodes: OwnRedisServer[]) {
+    this.nodes = nodes;
+  }
+
+  static async start(masters = 3, args: readonly string[] = []): Promise<OwnRedisCluster> {
+    const nodes: OwnRedisServer[] = [];
+    try {
+      for (let i = 0; i < masters; i++) {
+        nodes.push(await OwnRedisServer.start({
+          persist: false,
+          port: await freePort(OWN_PORTS_FROM),
+          args: ['--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf', '--cluster-node-timeout', '2000', ...args],
+        }));
+      }
+      const create = spawnSync('redis-cli', ['--cluster', 'create', ...nodes.map((n) => `127.0.0.1:${n.port}`),
+        '--cluster-replicas', '0', '--cluster-yes'], { encoding: 'utf8', timeout: 30_000 });
+      if (create.status !== 0) throw new Error(`redis-cli --cluster create failed: ${create.stdout}${create.stderr}`);
+      const cluster = new OwnRedisCluster(nodes);
+      await cluster.waitOk();
+      return cluster;
+    } catch (error) {
+      await Promise.all(nodes.map((n) => n.destroy()));
+      throw error;
+    }
+  }
+
+  /** `[{ host, port }]` for `new Cluster(...)`. */
+  get startupNodes(): { host: string; port: number }[] {
+    return this.nodes.map((n) => ({ host: '127.0.0.1', port: n.port }));
+  }
+
+  /** Waits until every node reports `cluster_state:ok`. */
+  async waitOk(timeout = 20_000): Promise<void> {
+    const until = Date.now() + timeout;
+    for (;;) {
+      const states = await Promise.all(this.nodes.map(async (n) => {
+        const c = adminClient(n.url);
+        try {
+          return String(await c.call('CLUSTER', 'INFO')).includes('cluster_state:ok');
+        } catch {
+          return false;
+        } finally {
+          c.disconnect();
+        }
+      }));
+      if (states.every(Boolean)) return;
+      if (Date.now() > until) throw new Error('the local Redis Cluster did not reach cluster_state:ok');
+      await sleep(100);
+    }
+  }
+
+  async destroy(): Promise<void> {
+    await Promise.all(this.nodes.map((n) => n.destroy()));
+  }
+}
