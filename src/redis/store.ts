@@ -306,7 +306,10 @@ export class RedisContextStore extends ContextStore {
     if (this.closed) throw new StoreClosedError('The context store is closed; it cannot delete contexts any more.');
     const reply = await this.#runner.run(DELETE, this.keyOf(userUuid), (deadline) => [this.#channel, this.instanceId, userUuid, deadline]);
     this.#stats.deletes++;
-    return this.#dropLocal(userUuid) || reply === 1;
+    // A local entry on the defaults (version 0) is no stored context.
+    const local = this.peekGeneration(userUuid);
+    this.#dropLocal(userUuid);
+    return reply === 1 || (local !== undefined && local.version > 0);
   }
 
   /**
