@@ -90,6 +90,8 @@ export interface Problems {
   stale: string[];
   /** Stale answers during a fault window (allowed with consistency 'available' only). */
   staleInFault: string[];
+  /** How long after the acknowledgement each stale answer during a fault was given (ms). */
+  staleLagsMs: number[];
   /** Writes answered 503 that were applied after a later write was acknowledged. */
   lateApplied: string[];
   /** Failures other than 503 context_store_unavailable / 409 not_configured. */
@@ -269,6 +271,7 @@ export function checkQueries(users: readonly User[], faults: readonly Fault[], p
       const lostSince = (w: Write): boolean => faults.some((f) => f.loses && f.start >= w.sent);
       const stale = (what: string): void => {
         (inFault(q.sent) ? problems.staleInFault : problems.stale).push(what);
+        if (inFault(q.sent) && acked !== undefined) problems.staleLagsMs.push(q.sent - acked.received);
       };
       if (q.status === 200) {
         const parsed = parseModel(q.json['model']);
@@ -367,5 +370,5 @@ export function summarise(users: readonly User[]) {
 }
 
 export function emptyProblems(failures: string[]): Problems {
-  return { wrongUser: [], torn: [], stale: [], staleInFault: [], lateApplied: [], unexpected: failures };
+  return { wrongUser: [], torn: [], stale: [], staleInFault: [], staleLagsMs: [], lateApplied: [], unexpected: failures };
 }
