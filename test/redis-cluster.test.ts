@@ -208,7 +208,7 @@ describe.skipIf(!available)('RedisContextStore on a 3-master Redis Cluster', () 
           const start = Date.now();
           await fault();
           const end = Date.now();
-          faults.push({ kind, start, end, loses, recoveryMs: await measureRecovery(instances, secret, end) });
+          faults.push({ kind, start, end, loses, partial: loses, recoveryMs: await measureRecovery(instances, secret, end) });
         }
         await sleep(600);
       } finally {
@@ -227,7 +227,7 @@ describe.skipIf(!available)('RedisContextStore on a 3-master Redis Cluster', () 
         scenario: 'cluster: pubsub kill, master stall, master restart', mode, ...stats,
         staleInFault: problems.staleInFault.length, staleMaxLagMs: maxLag, stale: problems.stale.length,
         lateApplied: problems.lateApplied.length, fenced: instances.reduce((n, i) => n + i.store.stats.fenced, 0),
-        losses: instances.map((i) => i.store.readiness().subscriptionLosses), faults: faults.map((f) => `${f.kind} ${f.recoveryMs} ms`),
+        losses: instances.map((i) => i.store.readiness().subscriptionLosses), faults: faults.map((f) => `${f.kind}: down ${f.end - f.start} ms, then back in ${f.recoveryMs} ms`),
       })}`);
       expect(problems.wrongUser).toEqual([]);
       expect(problems.torn).toEqual([]);

@@ -98,7 +98,7 @@ describe.skipIf(!available)('Redis faults under load (two instances, 50 users)',
     const fenced = instances.reduce((n, i) => n + i.store.stats.fenced, 0);
     console.log(`[redis-faults] ${JSON.stringify({
       scenario: label, mode, ...stats, staleInFault: problems.staleInFault.length, stale: problems.stale.length,
-      lateApplied: problems.lateApplied.length, fenced, lostUsers, sawDefaults, faults: done.map((f) => `${f.kind} ${f.recoveryMs} ms`),
+      lateApplied: problems.lateApplied.length, fenced, lostUsers, sawDefaults, faults: done.map((f) => `${f.kind}: down ${f.end - f.start} ms, then back in ${f.recoveryMs} ms`),
     })}`);
 
     expect(problems.wrongUser, 'answers naming another user').toEqual([]);

@@ -6,7 +6,7 @@
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -226,5 +226,97 @@ export class OwnRedisCluster {
 
   async destroy(): Promise<void> {
     await Promise.all(this.nodes.map((n) => n.destroy()));
+  }
+}
+
+/**
+ * A Sentinel-managed pair: a primary, a replica and one sentinel (quorum
+ * 1), all redis-server processes on ports from {@link OWN_PORTS_FROM}.
+ * Connect with `new Redis({ sentinels: group.sentinels, name: group.name })`.
+ */
+export class OwnSentinelGroup {
+  readonly name = 'kucprimary';
+  readonly servers: OwnRedisServer[];
+  readonly sentinelPort: number;
+  readonly #dir: string;
+  #sentinel: ChildProcess | undefined;
+
+  private constructor(servers: OwnRedisServer[], sentinelPort: number, dir: string) {
+    this.servers = servers;
+    this.sentinelPort = sentinelPort;
+    this.#dir = dir;
+  }
+
+  static async start(): Promise<OwnSentinelGroup> {
+    const primary = await OwnRedisServer.start({ persist: false, port: await freePort(OWN_PORTS_FROM) });
+    const replica = await OwnRedisServer.start({
+      persist: false, port: await freePort(OWN_PORTS_FROM), args: ['--replicaof', '127.0.0.1', String(primary.port)],
+    });
+    const dir = mkdtempSync(join(tmpdir(), 'kuc-sentinel-'));
+    const group = new OwnSentinelGroup([primary, replica], await freePort(OWN_PORTS_FROM), dir);
+    writeFileSync(join(dir, 'sentinel.conf'), [
+      `port ${group.sentinelPort}`,
+      'bind 127.0.0.1',
+      `dir ${dir}`,
+      `sentinel monitor ${group.name} 127.0.0.1 ${primary.port} 1`,
+      `sentinel down-after-milliseconds ${group.name} 1000`,
+      `sentinel failover-timeout ${group.name} 5000`,
+      '',
+    ].join('\n'));
+    group.#sentinel = spawn('redis-server', [join(dir, 'sentinel.conf'), '--sentinel'], { stdio: 'ignore' });
+    const url = `redis://127.0.0.1:${group.sentinelPort}`;
+    for (let i = 0; i < 100 && !(await ping(url)); i++) await sleep(50);
+    await group.waitReplicated();
+    return group;
+  }
+
+  get sentinels(): { host: string; port: number }[] {
+    return [{ host: '127.0.0.1', port: this.sentinelPort }];
+  }
+
+  /** The port of the primary the sentinel announces now. */
+  async primaryPort(): Promise<number> {
+    const c = adminClient(`redis://127.0.0.1:${this.sentinelPort}`);
+    try {
+      const [, port] = (await c.call('SENTINEL', 'GET-MASTER-ADDR-BY-NAME', this.name)) as [string, string];
+      return Number(port);
+    } finally {
+      c.disconnect();
+    }
+  }
+
+  /** Waits until the primary has a replica online and the sentinel knows it. */
+  async waitReplicated(timeout = 20_000): Promise<void> {
+    const until = Date.now() + timeout;
+    for (;;) {
+      const port = await this.primaryPort().catch(() => 0);
+      const c = adminClient(`redis://127.0.0.1:${port}`);
+      const info = await c.info('replication').catch(() => '');
+      c.disconnect();
+      const s = adminClient(`redis://127.0.0.1:${this.sentinelPort}`);
+      const replicas = await s.call('SENTINEL', 'REPLICAS', this.name).catch(() => []) as unknown[];
+      s.disconnect();
+      if (/connected_slaves:[1-9]/.test(info) && /state=online/.test(info) && replicas.length > 0) return;
+      if (Date.now() > until) throw new Error('the Sentinel group did not reach a replicated state');
+      await sleep(100);
+    }
+  }
+
+  /** The server process listening on `port`. */
+  server(port: number): OwnRedisServer {
+    const s = this.servers.find((x) => x.port === port);
+    if (s === undefined) throw new Error(`no server of the group on port ${port}`);
+    return s;
+  }
+
+  async destroy(): Promise<void> {
+    const proc = this.#sentinel;
+    if (proc !== undefined && proc.exitCode === null) {
+      const exited = new Promise((resolve) => proc.once('exit', resolve));
+      proc.kill('SIGKILL');
+      await exited;
+    }
+    await Promise.all(this.servers.map((s) => s.destroy()));
+    rmSync(this.#dir, { recursive: true, force: true });
   }
 }
