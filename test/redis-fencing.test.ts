@@ -65,6 +65,7 @@ describe.skipIf(!available)('fenced writes (a stall longer than commandTimeout)'
     // after the same timeout, is applied when Redis wakes up.
     const plain = new Redis(server.url);
     clients.push(plain);
+    expect(await plain.ping()).toBe('PONG'); // connected before the stall
     const control = `${keyPrefix}control`;
     const stallControl = admin.call('DEBUG', 'SLEEP', '0.6');
     await sleep(50);

@@ -40,6 +40,8 @@ export class Subscription {
   #sub: Redis;
   #attempt = 0;
   #subscribed = false;
+  /** When the subscriber last stopped being subscribed (or was opened). */
+  #unsubscribedSince = performance.now();
   #active = false;
   #epoch = 0;
   #round = 0;
@@ -96,7 +98,10 @@ export class Subscription {
       );
     });
     sub.on('close', () => {
-      if (sub === this.#sub) this.#lost();
+      if (sub !== this.#sub) return;
+      if (this.#subscribed) this.#unsubscribedSince = performance.now();
+      this.#subscribed = false;
+      this.#deactivate();
     });
     sub.on('message', (channel: string, message: string) => {
       if (channel !== this.#o.channel || sub !== this.#sub) return;
@@ -107,8 +112,8 @@ export class Subscription {
     return sub;
   }
 
-  #lost(): void {
-    this.#subscribed = false;
+  /** Invalidations can no longer be trusted to arrive (the subscription itself may still be there). */
+  #deactivate(): void {
     if (this.#active) {
       this.#active = false;
       this.losses++;
@@ -125,17 +130,24 @@ export class Subscription {
     if (this.#closed) return;
     // A round sent less than half an interval ago (a kick) gets until the next tick.
     if (this.#awaiting.size > 0 && performance.now() - this.#roundSentAt < this.#o.heartbeatInterval / 2) return;
-    if (this.#awaiting.size > 0 && this.#subscribed) {
-      const missing = [...this.#awaiting].join(', ');
-      warnOnce(
-        'KUC_REDIS_SUBSCRIPTION_LOST',
-        `Invalidations stopped arriving (no heartbeat back through ${missing} within one interval); the store ` +
-          're-subscribes and reads every near-cached context again before trusting it.',
-      );
-      this.#lost();
+    const cluster = isCluster(this.#o.client);
+    const missed = this.#awaiting.size > 0 && this.#subscribed;
+    // A Cluster subscriber that cannot reconnect (its node is gone) moves to another master.
+    const stuck = cluster && !this.#subscribed && performance.now() - this.#unsubscribedSince > 2 * this.#o.heartbeatInterval;
+    if (missed || stuck) {
+      if (missed) {
+        warnOnce(
+          'KUC_REDIS_SUBSCRIPTION_LOST',
+          `Invalidations stopped arriving (no heartbeat back through ${[...this.#awaiting].join(', ')} within one ` +
+            'interval); the store re-subscribes and reads every near-cached context again before trusting it.',
+        );
+      }
+      this.#deactivate();
       // Start over on a fresh connection (on a Cluster: another master).
       const old = this.#sub;
-      if (isCluster(this.#o.client)) {
+      this.#subscribed = false;
+      this.#unsubscribedSince = performance.now();
+      if (cluster) {
         this.#sub = this.#open();
         void quit(old);
       } else {
@@ -145,7 +157,7 @@ export class Subscription {
     const client = this.#o.client;
     if (client.status !== 'ready') {
       this.#awaiting.clear();
-      if (this.#active) this.#lost();
+      this.#deactivate();
       return;
     }
     const nodes = masters(client);

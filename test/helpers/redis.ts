@@ -129,7 +129,7 @@ export class OwnRedisServer {
   /** Starts (again) on the same port and data directory. */
   async restart(): Promise<void> {
     this.#proc = spawn('redis-server', [...this.#args], { stdio: 'ignore' });
-    for (let i = 0; i < 100; i++) {
+    for (let i = 0; i < 200; i++) {
       if (await ping(this.url)) return;
       await new Promise((resolve) => setTimeout(resolve, 50));
     }
@@ -181,10 +181,14 @@ export class OwnRedisCluster {
     const nodes: OwnRedisServer[] = [];
     try {
       for (let i = 0; i < masters; i++) {
+        // The cluster bus port (port + 500) stays in the same range as the port.
+        let port = await freePort(OWN_PORTS_FROM);
+        while (port + 500 > OWN_PORTS_FROM + 999 || (await freePort(-(port + 500))) === 0) port = await freePort(OWN_PORTS_FROM);
         nodes.push(await OwnRedisServer.start({
           persist: false,
-          port: await freePort(OWN_PORTS_FROM),
-          args: ['--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf', '--cluster-node-timeout', '2000', ...args],
+          port,
+          args: ['--cluster-enabled', 'yes', '--cluster-port', String(port + 500), '--cluster-config-file', 'nodes.conf',
+            '--cluster-node-timeout', '2000', ...args],
         }));
       }
       const create = spawnSync('redis-cli', ['--cluster', 'create', ...nodes.map((n) => `127.0.0.1:${n.port}`),
