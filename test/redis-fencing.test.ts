@@ -72,7 +72,7 @@ describe.skipIf(!available)('fenced writes (a stall longer than commandTimeout)'
     const gaveUp = await Promise.race([plain.set(control, 'late').then(() => 'answered'), sleep(TIMEOUT_MS).then(() => 'timed out')]);
     expect(gaveUp).toBe('timed out');
     await stallControl;
-    await sleep(50);
+    for (let i = 0; i < 40 && (await admin.get(control)) === null; i++) await sleep(50);
     expect(await admin.get(control)).toBe('late');
 
     // Now the store's writes, stalled the same way. A has every user near-cached
@@ -92,6 +92,7 @@ describe.skipIf(!available)('fenced writes (a stall longer than commandTimeout)'
     expect(waited).toBeGreaterThanOrEqual(TIMEOUT_MS - 5);
     expect(waited).toBeLessThan(1_100); // the 503 came from the timeout, not from Redis waking up
     await stall; // Redis wakes up and executes the X scripts still in its socket: each is refused
+    for (let i = 0; i < 40 && (await fencedCount(admin)) - before < PROBES; i++) await sleep(50);
     expect((await fencedCount(admin)) - before).toBe(PROBES);
     expect(await b.whenReady(5_000)).toBe(true);
     await Promise.all(users.map((u) => write(b, u, `W:${u}`)));

@@ -45,6 +45,8 @@ export class Subscription {
   #active = false;
   #epoch = 0;
   #round = 0;
+  /** Heartbeat rounds missed in a row. */
+  #misses = 0;
   #roundSentAt = 0;
   /** Nodes whose heartbeat of the current round has not come back. */
   #awaiting = new Set<string>();
@@ -105,9 +107,13 @@ export class Subscription {
     });
     sub.on('message', (channel: string, message: string) => {
       if (channel !== this.#o.channel || sub !== this.#sub) return;
-      const hb = `${this.#o.instanceId} hb `;
-      if (message.startsWith(hb)) this.#heard(message.slice(hb.length));
-      else this.#o.onMessage(message);
+      // `<origin> hb <round>:<node>`: heartbeats, ours (counted) or another instance's (ignored).
+      const space = message.indexOf(' ');
+      if (message.startsWith(' hb ', space)) {
+        if (message.slice(0, space) === this.#o.instanceId) this.#heard(message.slice(space + 4));
+      } else {
+        this.#o.onMessage(message);
+      }
     });
     return sub;
   }
@@ -128,22 +134,25 @@ export class Subscription {
   /** One heartbeat round: checks the previous one came back, measures the clocks, publishes the next. */
   #beat(): void {
     if (this.#closed) return;
-    // A round sent less than half an interval ago (a kick) gets until the next tick.
-    if (this.#awaiting.size > 0 && performance.now() - this.#roundSentAt < this.#o.heartbeatInterval / 2) return;
+    // A round gets one whole interval to come back (a kick's round: until the tick after).
+    if (this.#awaiting.size > 0 && performance.now() - this.#roundSentAt < this.#o.heartbeatInterval * 0.9) return;
     const cluster = isCluster(this.#o.client);
     const missed = this.#awaiting.size > 0 && this.#subscribed;
-    // A Cluster subscriber that cannot reconnect (its node is gone) moves to another master.
-    const stuck = cluster && !this.#subscribed && performance.now() - this.#unsubscribedSince > 2 * this.#o.heartbeatInterval;
-    if (missed || stuck) {
-      if (missed) {
-        warnOnce(
-          'KUC_REDIS_SUBSCRIPTION_LOST',
-          `Invalidations stopped arriving (no heartbeat back through ${[...this.#awaiting].join(', ')} within one ` +
-            'interval); the store re-subscribes and reads every near-cached context again before trusting it.',
-        );
-      }
+    this.#misses = missed ? this.#misses + 1 : 0;
+    if (missed) {
+      warnOnce(
+        'KUC_REDIS_SUBSCRIPTION_LOST',
+        `Invalidations stopped arriving (no heartbeat back through ${[...this.#awaiting].join(', ')} within one ` +
+          'interval); near-cached contexts are read again before they are trusted, and the store re-subscribes.',
+      );
+      // Not trusted any more; a later complete round restores the trust (and the epoch makes every cached context be read again).
       this.#deactivate();
-      // Start over on a fresh connection (on a Cluster: another master).
+    }
+    // Two rounds missed in a row, or a Cluster subscriber that cannot reconnect (its node is gone):
+    // start over on a fresh connection (on a Cluster: another master).
+    const stuck = cluster && !this.#subscribed && performance.now() - this.#unsubscribedSince > 2 * this.#o.heartbeatInterval;
+    if (this.#misses >= 2 || stuck) {
+      this.#misses = 0;
       const old = this.#sub;
       this.#subscribed = false;
       this.#unsubscribedSince = performance.now();
