@@ -6,17 +6,62 @@
  * @module
  */
 
-/** Base class of every error thrown by koa-user-context. */
+/** Every `code` an error of this library can have. */
+export type UserContextErrorCode =
+  | 'ERR_USER_CONTEXT'
+  | 'ERR_REQUEST'
+  | 'ERR_USER_CONTEXT_MISSING'
+  | 'ERR_INVALID_USER_ID'
+  | 'ERR_INVALID_CONTEXT_VALUE'
+  | 'ERR_CONFIGURATION_CONFLICT'
+  | 'ERR_STORE_CLOSED'
+  | 'ERR_AUTH'
+  | 'ERR_MISSING_TOKEN'
+  | 'ERR_MALFORMED_AUTHORIZATION'
+  | 'ERR_INVALID_TOKEN'
+  | 'ERR_TOKEN_EXPIRED'
+  | 'ERR_TOKEN_NOT_ACTIVE'
+  | 'ERR_INVALID_SUBJECT'
+  | 'ERR_KEY_UNAVAILABLE'
+  | 'ERR_TOKEN_REVOKED'
+  | 'ERR_INVALID_TOKEN_TYPE'
+  | 'ERR_REVOCATION_CHECK_FAILED'
+  | 'ERR_CONTEXT_STORE_UNAVAILABLE'
+  | 'ERR_CONTEXT_NOT_LOADED'
+  | 'ERR_MCP_CONNECT_FAILED'
+  | 'ERR_INVALID_PROFILE'
+  | 'ERR_CLIENT_DISCONNECTED';
+
+/** Where an error records the codes of its class and its ancestors (shared by every copy of the package). */
+const KINDS = Symbol.for('koa-user-context.error-kinds.v1');
+
+/**
+ * Base class of every error thrown by koa-user-context.
+ *
+ * `instanceof` works across two copies of the package loaded in one process
+ * (an ESM and a CJS copy, or a duplicated dependency): it compares the codes
+ * of the error's class chain, not constructors.
+ */
 export class UserContextError extends Error {
   /** A stable, machine-readable code such as `ERR_USER_CONTEXT_MISSING`. */
-  static code = 'ERR_USER_CONTEXT';
+  static readonly code: UserContextErrorCode = 'ERR_USER_CONTEXT';
   /** The code of this error; same as the static `code` of its class. */
-  readonly code: string;
+  readonly code: UserContextErrorCode;
 
   constructor(message: string, options?: { cause?: unknown }) {
     super(message, options);
     this.name = new.target.name;
     this.code = (new.target as typeof UserContextError).code;
+    const kinds: string[] = [];
+    for (let c = new.target as Partial<typeof UserContextError>; c?.code !== undefined; c = Object.getPrototypeOf(c)) {
+      if (!kinds.includes(c.code)) kinds.push(c.code);
+    }
+    Object.defineProperty(this, KINDS, { value: Object.freeze(kinds) });
+  }
+
+  static override [Symbol.hasInstance](value: unknown): boolean {
+    const kinds = (value as { [KINDS]?: readonly string[] } | null | undefined)?.[KINDS];
+    return kinds !== undefined && kinds.includes(this.code);
   }
 }
 
@@ -25,17 +70,17 @@ export class UserContextError extends Error {
  * `multi-user` mode.
  */
 export class UserContextMissingError extends UserContextError {
-  static override code = 'ERR_USER_CONTEXT_MISSING';
+  static override readonly code = 'ERR_USER_CONTEXT_MISSING';
 }
 
 /** A user id (from a token or passed explicitly) does not have the expected shape. */
 export class InvalidUserIdError extends UserContextError {
-  static override code = 'ERR_INVALID_USER_ID';
+  static override readonly code = 'ERR_INVALID_USER_ID';
 }
 
 /** A value passed to `configureUser()` or a setter cannot be stored. */
 export class InvalidContextValueError extends UserContextError {
-  static override code = 'ERR_INVALID_CONTEXT_VALUE';
+  static override readonly code = 'ERR_INVALID_CONTEXT_VALUE';
 }
 
 /**
@@ -44,50 +89,71 @@ export class InvalidContextValueError extends UserContextError {
  * meantime. Nothing was applied; rebuild the client and retry.
  */
 export class ConfigurationConflictError extends UserContextError {
-  static override code = 'ERR_CONFIGURATION_CONFLICT';
+  static override readonly code = 'ERR_CONFIGURATION_CONFLICT';
 }
 
-/** The store was closed; no new scope can be opened on it. */
-export class StoreClosedError extends UserContextError {
-  static override code = 'ERR_STORE_CLOSED';
-}
 
 /**
- * Base class of the errors the middleware turns into an HTTP response.
- * `status` is the HTTP status and `error` the code sent in the JSON body.
+ * Base class of the errors the middleware turns into an HTTP response:
+ * `status` is the HTTP status and `error` the stable code sent in the JSON
+ * body (`{ error, message }`).
  */
-export class AuthError extends UserContextError {
-  static override code = 'ERR_AUTH';
+export class RequestError extends UserContextError {
+  static override readonly code: UserContextErrorCode = 'ERR_REQUEST';
   /** HTTP status of the response. */
-  static status = 401;
+  static status = 500;
   /** The `error` field of the JSON body. */
-  static error = 'unauthorized';
+  static error = 'internal_error';
   /** RFC 6750 `error` attribute of `WWW-Authenticate`, if any. */
-  static bearerError: 'invalid_request' | 'invalid_token' | undefined = 'invalid_token';
+  static bearerError: 'invalid_request' | 'invalid_token' | undefined = undefined;
 
   readonly status: number;
   readonly error: string;
   readonly bearerError: 'invalid_request' | 'invalid_token' | undefined;
+  /**
+   * Set when the middleware throws the error for the app's error handler
+   * (`throwErrors: true`, koa-jwt style): Koa sends `message` when `expose`
+   * is true and sets `headers` (`WWW-Authenticate`, `Retry-After`) on the
+   * response; `originalError` is the underlying failure, as koa-jwt names it.
+   */
+  declare expose?: boolean;
+  declare headers?: Record<string, string>;
+  declare originalError?: unknown;
 
   constructor(message: string, options?: { cause?: unknown }) {
     super(message, options);
-    const cls = new.target as typeof AuthError;
+    const cls = new.target as typeof RequestError;
     this.status = cls.status;
     this.error = cls.error;
     this.bearerError = cls.bearerError;
   }
 }
 
+/** The store was closed; no new scope can be opened on it (the middleware answers 503 `shutting_down`). */
+export class StoreClosedError extends RequestError {
+  static override readonly code = 'ERR_STORE_CLOSED';
+  static override status = 503;
+  static override error = 'shutting_down';
+}
+
+/** A request's credentials were refused (401/400), or its key cannot be had now (503). */
+export class AuthError extends RequestError {
+  static override readonly code: UserContextErrorCode = 'ERR_AUTH';
+  static override status = 401;
+  static override error = 'unauthorized';
+  static override bearerError: 'invalid_request' | 'invalid_token' | undefined = 'invalid_token';
+}
+
 /** No token in the request (and the route is not public). */
 export class MissingTokenError extends AuthError {
-  static override code = 'ERR_MISSING_TOKEN';
+  static override readonly code = 'ERR_MISSING_TOKEN';
   static override error = 'missing_token';
   static override bearerError = undefined;
 }
 
 /** The `Authorization` header is malformed or sent more than once. */
 export class MalformedAuthorizationError extends AuthError {
-  static override code = 'ERR_MALFORMED_AUTHORIZATION';
+  static override readonly code = 'ERR_MALFORMED_AUTHORIZATION';
   static override status = 400;
   static override error = 'invalid_request';
   static override bearerError = 'invalid_request' as const;
@@ -95,31 +161,54 @@ export class MalformedAuthorizationError extends AuthError {
 
 /** Signature, algorithm, issuer, audience or structure of the token is wrong. */
 export class InvalidTokenError extends AuthError {
-  static override code = 'ERR_INVALID_TOKEN';
+  static override readonly code = 'ERR_INVALID_TOKEN';
   static override error = 'invalid_token';
 }
 
 /** The token's `exp` is in the past. */
 export class TokenExpiredError extends AuthError {
-  static override code = 'ERR_TOKEN_EXPIRED';
+  static override readonly code = 'ERR_TOKEN_EXPIRED';
   static override error = 'token_expired';
 }
 
 /** The token's `nbf` is in the future. */
 export class TokenNotActiveError extends AuthError {
-  static override code = 'ERR_TOKEN_NOT_ACTIVE';
+  static override readonly code = 'ERR_TOKEN_NOT_ACTIVE';
   static override error = 'token_not_yet_valid';
 }
 
 /** The token's subject claim is missing or not a valid user id. */
 export class InvalidSubjectError extends AuthError {
-  static override code = 'ERR_INVALID_SUBJECT';
+  static override readonly code = 'ERR_INVALID_SUBJECT';
   static override error = 'invalid_subject';
+}
+
+/** The app's `isRevoked(ctx, claims, token)` said the token is revoked. */
+export class TokenRevokedError extends AuthError {
+  static override readonly code = 'ERR_TOKEN_REVOKED';
+  static override error = 'token_revoked';
+}
+
+/**
+ * The token is not an access token: `requireAccessTokenType` is on and its
+ * `typ` header is not `at+jwt` (RFC 9068), e.g. an OpenID Connect ID token.
+ */
+export class InvalidTokenTypeError extends AuthError {
+  static override readonly code = 'ERR_INVALID_TOKEN_TYPE';
+  static override error = 'invalid_token_type';
+}
+
+/** The app's `isRevoked()` threw or rejected: revocation cannot be checked now, the client may retry. */
+export class RevocationCheckError extends AuthError {
+  static override readonly code = 'ERR_REVOCATION_CHECK_FAILED';
+  static override status = 503;
+  static override error = 'revocation_check_unavailable';
+  static override bearerError = undefined;
 }
 
 /** `getKey()` could not produce a key (key server down, …): the client may retry. */
 export class KeyUnavailableError extends AuthError {
-  static override code = 'ERR_KEY_UNAVAILABLE';
+  static override readonly code = 'ERR_KEY_UNAVAILABLE';
   static override status = 503;
   static override error = 'key_unavailable';
   static override bearerError = undefined;
@@ -132,8 +221,8 @@ export class KeyUnavailableError extends AuthError {
  * `context_store_unavailable` with `Retry-After`; a write that fails with it
  * was applied entirely or not at all (retrying it is safe).
  */
-export class ContextStoreUnavailableError extends AuthError {
-  static override code = 'ERR_CONTEXT_STORE_UNAVAILABLE';
+export class ContextStoreUnavailableError extends RequestError {
+  static override readonly code = 'ERR_CONTEXT_STORE_UNAVAILABLE';
   static override status = 503;
   static override error = 'context_store_unavailable';
   static override bearerError = undefined;
@@ -146,19 +235,19 @@ export class ContextStoreUnavailableError extends AuthError {
  * paths: the middleware, `await runAsUser(userUuid, fn)`, `configureUser()`.
  */
 export class ContextNotLoadedError extends UserContextError {
-  static override code = 'ERR_CONTEXT_NOT_LOADED';
+  static override readonly code = 'ERR_CONTEXT_NOT_LOADED';
 }
 
 // --- Agent integration (MCP clients, profile overrides) ---------------------
 
 /** A user's MCP client could not connect to (or initialise with) its server. */
 export class McpConnectError extends UserContextError {
-  static override code = 'ERR_MCP_CONNECT_FAILED';
+  static override readonly code = 'ERR_MCP_CONNECT_FAILED';
 }
 
 /** A profile override given to `runWithProfile()` is not valid. */
 export class InvalidProfileError extends UserContextError {
-  static override code = 'ERR_INVALID_PROFILE';
+  static override readonly code = 'ERR_INVALID_PROFILE';
 }
 
 /**
@@ -167,10 +256,28 @@ export class InvalidProfileError extends UserContextError {
  * that handles aborted fetches and LLM SDK calls expects.
  */
 export class ClientDisconnectedError extends UserContextError {
-  static override code = 'ERR_CLIENT_DISCONNECTED';
+  static override readonly code = 'ERR_CLIENT_DISCONNECTED';
 
   constructor(message = 'The HTTP client disconnected before the response was complete.', options?: { cause?: unknown }) {
     super(message, options);
     this.name = 'AbortError';
   }
 }
+
+/**
+ * The JSON `error` codes a rejected credential can produce (every
+ * {@link AuthError} subclass): metrics start a series at 0 for each.
+ */
+export function authErrorCodes(): readonly string[] {
+  return [...new Set(AUTH_ERRORS.map((cls) => cls.error))];
+}
+
+const AUTH_ERRORS: ReadonlyArray<typeof AuthError> = [
+  MissingTokenError,
+  MalformedAuthorizationError,
+  InvalidTokenError,
+  TokenExpiredError,
+  TokenNotActiveError,
+  InvalidSubjectError,
+  KeyUnavailableError,
+];

@@ -78,26 +78,16 @@ export {
   type LegacyAppConfig,
   type LegacyAppState,
 } from './compat/legacy.js';
-export {
-  redactContext,
-  type AzureDeploymentDetails,
-  type ConfigField,
-  type ContextPatch,
-  type FriendliDetails,
-  type LlmInstance,
-  type McpClient,
-  type ResourceName,
-  type UserConfig,
-  type UserContextFields,
-  type UserContextTypes,
-  type UserResourceValues,
-  type UserRuntimeContext,
-} from './context/values.js';
-export { TokenVerifier, type GetKey, type KeyInput, type TokenOptions, type VerifiedToken } from './auth/token.js';
+export { redactContext } from './context/redact.js';
+export { type AzureDeploymentDetails, type ConfigField, type ContextPatch, type FriendliDetails, type LlmInstance, type McpClient, type ResourceName, type UserConfig, type UserContextFields, type UserContextTypes, type UserResourceValues, type UserRuntimeContext } from './context/types.js';
+export { TokenVerifier, type GetKey, type TokenOptions, type VerifiedToken } from './auth/token.js';
+export type { KeyInput, KeyLease } from './auth/keys.js';
 export { UUID_PATTERN, MAX_USER_ID_LENGTH, type UserIdPolicy } from './auth/user-id.js';
 export type { Scope } from './store/scope.js';
 export {
   AuthError,
+  RequestError,
+  type UserContextErrorCode,
   ConfigurationConflictError,
   ContextNotLoadedError,
   ContextStoreUnavailableError,
@@ -106,14 +96,17 @@ export {
   InvalidProfileError,
   InvalidSubjectError,
   InvalidTokenError,
+  InvalidTokenTypeError,
   InvalidUserIdError,
   KeyUnavailableError,
   MalformedAuthorizationError,
   McpConnectError,
   MissingTokenError,
+  RevocationCheckError,
   StoreClosedError,
   TokenExpiredError,
   TokenNotActiveError,
+  TokenRevokedError,
   UserContextError,
   UserContextMissingError,
 } from './errors.js';

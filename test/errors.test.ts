@@ -59,3 +59,17 @@ describe('error classes', () => {
     });
   });
 });
+
+describe('request errors that are not about credentials', () => {
+  it('a store outage and a closed store are RequestErrors with their own status, never AuthErrors', async () => {
+    const { ContextStoreUnavailableError, RequestError } = await import('../src/index.js');
+    const outage = new ContextStoreUnavailableError('Redis is down');
+    expect(outage).toBeInstanceOf(RequestError);
+    expect(outage).not.toBeInstanceOf(AuthError);
+    expect([outage.status, outage.error, outage.code]).toEqual([503, 'context_store_unavailable', 'ERR_CONTEXT_STORE_UNAVAILABLE']);
+    const closed = new StoreClosedError('closed');
+    expect(closed).toBeInstanceOf(RequestError);
+    expect(closed).not.toBeInstanceOf(AuthError);
+    expect([closed.status, closed.error]).toEqual([503, 'shutting_down']);
+  });
+});

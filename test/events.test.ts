@@ -25,7 +25,8 @@ type Recorded = { [K in keyof ContextEventMap]: ContextEventMap[K][] };
 
 function record(events: ContextEvents): Recorded {
   const seen: Recorded = {
-    contextLoaded: [], evicted: [], tokenCacheHit: [], tokenCacheMiss: [], tokenRejected: [], resourceDisposed: [], contextMissing: [],
+    contextLoaded: [], evicted: [], tokenCacheHit: [], tokenCacheMiss: [], tokenRejected: [], storeUnavailable: [], resourceDisposed: [],
+    contextMissing: [], writeFailed: [],
   };
   for (const name of Object.keys(seen) as (keyof Recorded)[]) {
     events.on(name, (e) => (seen[name] as unknown[]).push(e));

@@ -69,8 +69,15 @@ describe.skipIf(!available)('RedisContextStore with Redis failing', () => {
     await sleep(150);
     expect(settled).toBe(false); // the load is waiting on the paused Redis
     admin.disconnect();
+    const outages: unknown[] = [];
+    const rejections: unknown[] = [];
+    b!.store.events.on('storeUnavailable', (e) => outages.push(e));
+    b!.store.events.on('tokenRejected', (e) => rejections.push(e));
     await redis.kill();
     const failed = await midLoad;
+    // A store outage is reported as such, never as a rejected credential.
+    expect(outages).toEqual([{ userUuid: remote, code: 'ERR_CONTEXT_STORE_UNAVAILABLE' }]);
+    expect(rejections).toEqual([]);
     expect(failed.status).toBe(503);
     expect(failed.json['error']).toBe('context_store_unavailable');
     expect(typeof failed.json['message']).toBe('string');

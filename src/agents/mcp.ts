@@ -26,7 +26,8 @@
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import type { CallToolResult, Tool } from '@modelcontextprotocol/sdk/types.js';
-import type { ConfigField, UserConfig } from '../context/values.js';
+import type { ConfigField, UserConfig } from '../context/types.js';
+import { DEFAULT_DEPENDS_ON } from '../context/fields.js';
 import { McpConnectError } from '../errors.js';
 import { getUserMcpClient } from '../api/helpers.js';
 import { getRequestSignal } from '../api/request-signal.js';
@@ -76,7 +77,7 @@ export interface McpClientFactoryOptions {
   /**
    * Configuration fields the client is built from; changing one of them
    * closes the client once no request uses it.
-   * @default ['mcpServerName', 'mcpServerId', 'serverConfigs']
+   * @default DEFAULT_DEPENDS_ON.mcpClient
    */
   dependsOn?: readonly ConfigField[];
 }
@@ -227,7 +228,7 @@ export function createMcpClientFactory(options: McpClientFactoryOptions): Resour
     clientInfo = { name: 'koa-user-context', version: '1.0.0' },
     connectTimeout = 10_000,
     closeTimeout = 5_000,
-    dependsOn = ['mcpServerName', 'mcpServerId', 'serverConfigs'],
+    dependsOn = DEFAULT_DEPENDS_ON.mcpClient,
   } = options;
   if (typeof resolveServer !== 'function') {
     throw new TypeError('options.resolveServer must be a function (config, userUuid) => { url } | null');

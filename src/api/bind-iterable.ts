@@ -15,8 +15,7 @@
 import { als } from '../store/als.js';
 import { getDefaultStore } from '../store/default-store.js';
 import { UserContextMissingError } from '../errors.js';
-import { runInScope } from './run.js';
-import type { Scope } from '../store/scope.js';
+import { reenter } from './run.js';
 
 /**
  * Wraps an async iterable so that iterating it runs as the current user: in
@@ -41,7 +40,7 @@ export function bindAsyncIterable<T, TReturn = unknown, TNext = undefined>(
   }
   let inner: AsyncIterator<T, TReturn, TNext> | undefined;
   const get = (): AsyncIterator<T, TReturn, TNext> => (inner ??= iterable[Symbol.asyncIterator]());
-  const run = <R>(fn: () => R): R => inScope(scope, fn);
+  const run = <R>(fn: () => R): R => reenter(scope, fn);
   const bound: AsyncIterableIterator<T, TReturn, TNext> = {
     next: (...args: [] | [TNext]) => run(() => get().next(...args)),
     return: (value?: TReturn | PromiseLike<TReturn>) =>
@@ -61,11 +60,6 @@ export function bindAsyncIterable<T, TReturn = unknown, TNext = undefined>(
     },
   };
   return bound;
-}
-
-function inScope<R>(scope: Scope, fn: () => R): R {
-  if (scope.open) return runInScope(scope, fn, false);
-  return runInScope(scope.store.openScope(scope.userUuid, scope.claims), fn, true);
 }
 
 function toIterator<T, TReturn, TNext>(iterable: AsyncIterable<T, TReturn, TNext>): AsyncIterableIterator<T, TReturn, TNext> {

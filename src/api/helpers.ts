@@ -8,84 +8,30 @@
  * @module
  */
 import { als } from '../store/als.js';
-import type {
-  ConfigField,
-  ContextPatch,
-  LlmInstance,
-  McpClient,
-  ResourceName,
-  UserContextFields,
-  UserRuntimeContext,
-} from '../context/values.js';
-import { getDefaultStore } from '../store/default-store.js';
-import { UserContextMissingError } from '../errors.js';
-import type { Generation } from '../store/generation.js';
-import type { ContextStore } from '../store/store.js';
+import type { ConfigField, ContextPatch, LlmInstance, McpClient, ResourceName, UserContextFields, UserRuntimeContext } from '../context/types.js';
+import { BUILTIN_FIELDS, type BuiltinField } from '../context/fields.js';
+import { readGeneration, writePatch } from './access.js';
 
-function outside(fn: string): ContextStore {
-  const store = getDefaultStore();
-  if (store.globalOutsideScope) return store;
-  store.events.emit('contextMissing', { fn });
-  throw new UserContextMissingError(
-    `${fn}() was called outside a user scope while the store is in multi-user mode. ` +
-      'Call it while handling a request that passed the userContext() middleware, inside runAsUser(userUuid, fn), ' +
-      `or from a callback wrapped with bindToCurrentUser(); or pass the user id explicitly: ${fn}(…, userUuid).`,
-  );
+/** Reads one field of the current (or given) user. */
+type FieldGetter<K extends BuiltinField> = (userUuid?: string) => UserContextFields[K];
+/** Writes one field of the current (or given) user; resolves once stored. */
+type FieldSetter<K extends BuiltinField> = (value: UserContextFields[K], userUuid?: string) => Promise<void>;
+
+function fieldGetter<K extends BuiltinField>(field: K): FieldGetter<K> {
+  const fn = `get${BUILTIN_FIELDS[field].accessor}`;
+  return (userUuid) => readGeneration(userUuid, fn).config[field];
 }
 
-/**
- * The generation a read sees: the scope's snapshot while the scope is open.
- * Work that outlives its scope (fire-and-forget) reads the user's current
- * generation instead, never a released snapshot (unless the store is closed:
- * then the snapshot is all there is). @internal
- */
-export function readGeneration(userUuid: string | undefined, fn: string): Generation {
-  const scope = als.getStore();
-  if (userUuid === undefined) {
-    if (scope !== undefined) return scope.open || scope.store.closed ? scope.gen : scope.store.currentGeneration(scope.userUuid);
-    return outside(fn).globalGeneration();
-  }
-  if (scope !== undefined && scope.open && scope.userUuid === userUuid) return scope.gen;
-  const store = scope?.store ?? getDefaultStore();
-  const id = store.parseUserId(userUuid);
-  if (scope !== undefined && scope.open && scope.userUuid === id) return scope.gen;
-  return store.currentGeneration(id);
-}
-
-/**
- * Applies a patch for the current (or given) user. A shared store returns a
- * promise settled once the write is stored; callers await it. @internal
- */
-export function writePatch(
-  patch: ContextPatch,
-  userUuid: string | undefined,
-  fn: string,
-): Generation | Promise<Generation> {
-  const scope = als.getStore();
-  if (userUuid === undefined) {
-    if (scope !== undefined) return scope.store.write(scope.userUuid, patch, scope);
-    return outside(fn).write(null, patch);
-  }
-  const store = scope?.store ?? getDefaultStore();
-  const id = store.parseUserId(userUuid);
-  return store.write(id, patch, scope !== undefined && scope.userUuid === id ? scope : undefined);
-}
-
-function fieldGetter<K extends ConfigField>(field: K, fn: string) {
-  return (userUuid?: string): UserContextFields[K] => readGeneration(userUuid, fn).config[field];
-}
-
-function fieldSetter<K extends ConfigField>(field: K, fn: string) {
-  return async (value: UserContextFields[K], userUuid?: string): Promise<void> => {
+function fieldSetter<K extends BuiltinField>(field: K): FieldSetter<K> {
+  const fn = `set${BUILTIN_FIELDS[field].accessor}`;
+  return async (value, userUuid) => {
     await writePatch({ [field]: value } as ContextPatch, userUuid, fn);
   };
 }
 
-function resourceGetter<K extends ResourceName>(name: K, fn: string) {
-  return (userUuid?: string): (K extends 'llmInstance' ? LlmInstance : McpClient) | null => {
-    const gen = readGeneration(userUuid, fn);
-    return gen.owner.resource(gen, name) as (K extends 'llmInstance' ? LlmInstance : McpClient) | null;
-  };
+function readResource(name: ResourceName, userUuid: string | undefined, fn: string): unknown {
+  const gen = readGeneration(userUuid, fn);
+  return gen.owner.resource(gen, name);
 }
 
 /** The whole context of the current (or given) user, as a frozen snapshot. */
@@ -119,41 +65,41 @@ export async function setUserField<K extends ConfigField>(
 }
 
 /** LLM provider of the current (or given) user, e.g. `"Google"`. */
-export const getUserProvider = fieldGetter('provider', 'getUserProvider');
+export const getUserProvider = fieldGetter('provider');
 /** Sets the provider. Drops the LLM instance (it was built for the old one); prefer `configureUser({ provider, model })`. */
-export const setUserProvider = fieldSetter('provider', 'setUserProvider');
+export const setUserProvider = fieldSetter('provider');
 /** Model of the current (or given) user, e.g. `"gemini-2.5-flash"`. */
-export const getUserModel = fieldGetter('model', 'getUserModel');
+export const getUserModel = fieldGetter('model');
 /** Sets the model. Drops the LLM instance; prefer `configureUser({ provider, model })`. */
-export const setUserModel = fieldSetter('model', 'setUserModel');
+export const setUserModel = fieldSetter('model');
 /** Name of the user's MCP server. */
-export const getUserMcpServerName = fieldGetter('mcpServerName', 'getUserMcpServerName');
+export const getUserMcpServerName = fieldGetter('mcpServerName');
 /** Sets the MCP server name (drops the MCP client). */
-export const setUserMcpServerName = fieldSetter('mcpServerName', 'setUserMcpServerName');
+export const setUserMcpServerName = fieldSetter('mcpServerName');
 /** Id of the user's MCP server. */
-export const getUserMcpServerId = fieldGetter('mcpServerId', 'getUserMcpServerId');
+export const getUserMcpServerId = fieldGetter('mcpServerId');
 /** Sets the MCP server id (drops the MCP client). */
-export const setUserMcpServerId = fieldSetter('mcpServerId', 'setUserMcpServerId');
+export const setUserMcpServerId = fieldSetter('mcpServerId');
 /** AWS region (Bedrock). */
-export const getUserAwsRegion = fieldGetter('awsRegion', 'getUserAwsRegion');
+export const getUserAwsRegion = fieldGetter('awsRegion');
 /** Sets the AWS region. */
-export const setUserAwsRegion = fieldSetter('awsRegion', 'setUserAwsRegion');
+export const setUserAwsRegion = fieldSetter('awsRegion');
 /** Azure OpenAI deployment details. */
-export const getUserAzureDeploymentDetails = fieldGetter('azureDeploymentDetails', 'getUserAzureDeploymentDetails');
+export const getUserAzureDeploymentDetails = fieldGetter('azureDeploymentDetails');
 /** Sets the Azure deployment details. */
-export const setUserAzureDeploymentDetails = fieldSetter('azureDeploymentDetails', 'setUserAzureDeploymentDetails');
+export const setUserAzureDeploymentDetails = fieldSetter('azureDeploymentDetails');
 /** Friendli.ai details. */
-export const getUserFriendliDetails = fieldGetter('friendliDetails', 'getUserFriendliDetails');
+export const getUserFriendliDetails = fieldGetter('friendliDetails');
 /** Sets the Friendli.ai details. */
-export const setUserFriendliDetails = fieldSetter('friendliDetails', 'setUserFriendliDetails');
+export const setUserFriendliDetails = fieldSetter('friendliDetails');
 /** Model provider named in the user's profile. */
-export const getUserModelProviderInProfile = fieldGetter('modelProviderInProfile', 'getUserModelProviderInProfile');
+export const getUserModelProviderInProfile = fieldGetter('modelProviderInProfile');
 /** Sets the model provider in profile. */
-export const setUserModelProviderInProfile = fieldSetter('modelProviderInProfile', 'setUserModelProviderInProfile');
+export const setUserModelProviderInProfile = fieldSetter('modelProviderInProfile');
 /** MCP server configurations of the user. */
-export const getUserServerConfigs = fieldGetter('serverConfigs', 'getUserServerConfigs');
+export const getUserServerConfigs = fieldGetter('serverConfigs');
 /** Sets the server configurations (drops the MCP client). */
-export const setUserServerConfigs = fieldSetter('serverConfigs', 'setUserServerConfigs');
+export const setUserServerConfigs = fieldSetter('serverConfigs');
 
 /**
  * The LLM client of the current (or given) user, always the one built for the
@@ -161,9 +107,13 @@ export const setUserServerConfigs = fieldSetter('serverConfigs', 'setUserServerC
  * `configureUser()`, or built lazily by the store's `resources.llmInstance.create`.
  * `null` when there is none.
  */
-export const getUserLlmInstance = resourceGetter('llmInstance', 'getUserLlmInstance');
+export function getUserLlmInstance(userUuid?: string): LlmInstance | null {
+  return readResource('llmInstance', userUuid, 'getUserLlmInstance') as LlmInstance | null;
+}
 /** The MCP client of the current (or given) user; `null` when there is none. */
-export const getUserMcpClient = resourceGetter('mcpClient', 'getUserMcpClient');
+export function getUserMcpClient(userUuid?: string): McpClient | null {
+  return readResource('mcpClient', userUuid, 'getUserMcpClient') as McpClient | null;
+}
 
 /**
  * Hands an LLM client to the current configuration. The context owns it from

@@ -20,8 +20,9 @@
  *
  * @module
  */
+import { isKind, stamp } from '../brand.js';
 import { als } from '../store/als.js';
-import type { UserContextFields } from '../context/values.js';
+import type { UserContextFields } from '../context/types.js';
 import { splitPatch } from '../context/values.js';
 import { InvalidProfileError, UserContextError, UserContextMissingError } from '../errors.js';
 import type { Generation } from '../store/generation.js';
@@ -46,6 +47,12 @@ const derivedCache = new WeakMap<Generation, Map<string, Generation>>();
 
 /** A scope nested in another one, reading a derived (never committed) configuration. */
 class ProfileScope extends Scope {
+  /** Brand: a profile scope opened by another copy of the package is recognised too. @internal */
+  static readonly kind: string = 'ProfileScope';
+  static override [Symbol.hasInstance](value: unknown): boolean {
+    return isKind(value, this.kind);
+  }
+
   readonly profileTag: string | undefined;
   readonly #fields: ReadonlyMap<string, unknown>;
   readonly #key: string;
@@ -53,6 +60,7 @@ class ProfileScope extends Scope {
   constructor(parent: Scope, fields: ReadonlyMap<string, unknown>, key: string, tag: string | undefined, onClose: (scope: Scope) => void) {
     const gen = derivedFor(parent.store, parent.gen, fields, key);
     super(parent.store, parent.entry, parent.claims, onClose, gen, parent);
+    stamp(this, new.target);
     gen.retire();
     this.profileTag = tag;
     this.#fields = fields;

@@ -108,12 +108,20 @@ export function bindToCurrentUser<A extends unknown[], R>(fn: (...args: A) => R)
         'Call it while handling the request (or inside runAsUser(userUuid, fn)) that registers the callback.',
     );
   }
-  const { store, userUuid, claims } = scope;
   return function boundToUser(this: unknown, ...args: A): R {
-    const call = (): R => fn.apply(this, args);
-    if (scope.open) return runInScope(scope, call, false);
-    const opened = store.acquireScope(userUuid, claims);
-    if (opened instanceof Promise) return opened.then((next) => runInScope(next, call, true)) as R;
-    return runInScope(opened, call, true);
+    return reenter(scope, () => fn.apply(this, args));
   };
+}
+
+/**
+ * Runs `fn` as the user of `scope`: in that very scope while it is open, in a
+ * new scope on the user's current configuration after it ended (loading the
+ * context first with a shared store: the result is then a promise).
+ * `bindToCurrentUser()` and `bindAsyncIterable()` both re-enter through it. @internal
+ */
+export function reenter<R>(scope: Scope, fn: () => R): R {
+  if (scope.open) return runInScope(scope, fn, false);
+  const opened = scope.store.acquireScope(scope.userUuid, scope.claims);
+  if (opened instanceof Promise) return opened.then((next) => runInScope(next, fn, true)) as R;
+  return runInScope(opened, fn, true);
 }

@@ -4,14 +4,43 @@
  *
  * @module
  */
-import type { Context, Next } from 'koa';
+import { createRequire } from 'node:module';
+import type { Context, Middleware, Next } from 'koa';
 import { als } from '../store/als.js';
 import { getDefaultStore } from '../store/default-store.js';
-import { AuthError, InvalidSubjectError, InvalidTokenError, MalformedAuthorizationError, MissingTokenError, StoreClosedError, UserContextError } from '../errors.js';
+import {
+  AuthError,
+  ContextStoreUnavailableError,
+  InvalidTokenError,
+  MalformedAuthorizationError,
+  MissingTokenError,
+  RequestError,
+} from '../errors.js';
 import type { Scope } from '../store/scope.js';
 import { responseSignal } from '../api/request-signal.js';
 import type { ContextStore } from '../store/store.js';
+import { checkOptionNames } from './options.js';
+import { renderFailure, type RenderOptions } from './render.js';
+import { checkRevocation, type IsRevoked } from './revocation.js';
 import { TokenVerifier, type TokenOptions } from './token.js';
+import { subjectOf } from './user-id.js';
+
+/** koa-unless, attached as `.unless()` exactly as koa-jwt does. */
+const koaUnless = createRequire(import.meta.url)('koa-unless') as (this: Middleware, options: UnlessOptions) => Middleware;
+
+/** Options of `.unless()` (koa-unless 1.x): any match skips the middleware. */
+export interface UnlessOptions {
+  /** Paths (strings or RegExps, or `{ url, methods }`) that skip it. */
+  path?: string | RegExp | ReadonlyArray<string | RegExp | { url: string | RegExp; methods?: string[]; method?: string | string[] }>;
+  /** File extensions that skip it. */
+  ext?: string | string[];
+  /** HTTP methods that skip it. */
+  method?: string | string[];
+  /** Skips it when it returns true. */
+  custom?: (ctx: Context) => boolean;
+  /** Match `ctx.originalUrl` (true) or `ctx.url`. @default true */
+  useOriginalUrl?: boolean;
+}
 
 /** Options of {@link userContext}. */
 export interface UserContextOptions extends Partial<TokenOptions> {
@@ -50,18 +79,61 @@ export interface UserContextOptions extends Partial<TokenOptions> {
    * @default undefined (no realm attribute)
    */
   realm?: string;
+  /**
+   * `ctx.state` key of the verified claims (koa-jwt's `key`). The object
+   * there is a copy apps may add to; the scope's claims stay frozen.
+   * @default 'user'
+   */
+  key?: string;
+  /**
+   * `ctx.state` key that receives the raw token (koa-jwt's `tokenKey`).
+   * @default undefined (the token is not put in state)
+   */
+  tokenKey?: string;
+  /**
+   * koa-jwt's `isRevoked(ctx, claims, token)`: return (or resolve) `true` to
+   * refuse the token (401 `token_revoked`). Called on every request that
+   * carries a token, cached or not, so a revocation takes effect on the next
+   * request. If it throws, the request gets 503 `revocation_check_unavailable`.
+   * @default undefined (no revocation check, at no cost)
+   */
+  isRevoked?: IsRevoked;
+  /**
+   * Throw the error for the app's error handler instead of answering, as
+   * koa-jwt does: an {@link AuthError} with `status`, `expose: true`,
+   * `headers` (`WWW-Authenticate`, `Retry-After`) and `originalError`.
+   * @default false (the middleware answers with JSON `{ error, message }`)
+   */
+  throwErrors?: boolean;
+  /**
+   * Answer every 401 with `{ error: 'unauthorized', message: 'Authentication
+   * Error' }` and no `error_description`, as koa-jwt does without `debug`.
+   * The cause stays in `originalError` and the `tokenRejected` event.
+   * @default false (messages say what is wrong and how to fix it)
+   */
+  genericErrors?: boolean;
 }
+
+/** Every option {@link userContext} takes. */
+const OPTION_NAMES: readonly string[] = [
+  'algorithms', 'secret', 'getKey', 'issuer', 'audience', 'clockTolerance', 'maxAge', 'requireExp', 'subjectClaim',
+  'numericSubject', 'requireAccessTokenType', 'tokenCache', 'maxTokenLength', 'store', 'cookie', 'getToken',
+  'upstreamClaims', 'passthrough', 'realm', 'key', 'tokenKey', 'isRevoked', 'throwErrors', 'genericErrors',
+] satisfies (keyof UserContextOptions)[];
 
 /** The middleware, with a view of its token cache for tests and metrics. */
 export interface UserContextMiddleware {
   (ctx: Context, next: Next): Promise<void>;
   /** Verified tokens currently cached. */
   readonly tokenCacheSize: number;
+  /** koa-unless: a middleware that skips this one for matching requests (e.g. `{ path: [/^\\/public/] }`). */
+  unless(options: UnlessOptions | ((ctx: Context) => boolean)): Middleware;
 }
 
 interface Identity {
-  claims: Readonly<Record<string, unknown>>;
-  userUuid: string;
+  readonly claims: Readonly<Record<string, unknown>>;
+  readonly userUuid: string;
+  readonly clientId?: string | undefined;
 }
 
 /**
@@ -82,6 +154,7 @@ export function userContext(options: UserContextOptions): UserContextMiddleware 
   if (options === null || typeof options !== 'object') {
     throw new TypeError("userContext(options): options is required, e.g. { secret, algorithms: ['HS256'] }");
   }
+  checkOptionNames(options, OPTION_NAMES, 'userContext()');
   const store = options.store ?? getDefaultStore();
   const upstreamKey = options.upstreamClaims === true ? 'user' : options.upstreamClaims || undefined;
   if (upstreamKey !== undefined && typeof upstreamKey !== 'string') {
@@ -96,7 +169,21 @@ export function userContext(options: UserContextOptions): UserContextMiddleware 
   }
   const verifier = hasKey ? new TokenVerifier(options as TokenOptions, store.parseUserId, store.events) : undefined;
   const subjectClaim = options.subjectClaim ?? 'sub';
-  const { cookie, getToken, realm } = options;
+  const numericSubject = options.numericSubject === true;
+  const { cookie, getToken, realm, isRevoked } = options;
+  const stateKey = options.key ?? 'user';
+  const tokenKey = options.tokenKey;
+  for (const [name, value] of [['key', stateKey], ['tokenKey', tokenKey ?? 'token']] as const) {
+    if (typeof value !== 'string' || value === '') throw new TypeError(`options.${name} must be a non-empty ctx.state key`);
+  }
+  if (isRevoked !== undefined && typeof isRevoked !== 'function') {
+    throw new TypeError('options.isRevoked must be a function (ctx, claims, token) => boolean | Promise<boolean>');
+  }
+  const render: RenderOptions = {
+    realm,
+    throwErrors: flag(options.throwErrors, 'throwErrors'),
+    genericErrors: flag(options.genericErrors, 'genericErrors'),
+  };
   if (cookie !== undefined && (typeof cookie !== 'string' || cookie === '')) {
     throw new TypeError('options.cookie must be a non-empty cookie name');
   }
@@ -141,45 +228,33 @@ export function userContext(options: UserContextOptions): UserContextMiddleware 
 
   function fromUpstream(state: unknown): Identity {
     const claims = state as Record<string, unknown>;
-    const subject = Object.prototype.hasOwnProperty.call(claims, subjectClaim) ? claims[subjectClaim] : undefined;
-    try {
-      return { claims, userUuid: store.parseUserId(subject) };
-    } catch (cause) {
-      const detail = cause instanceof UserContextError ? ` ${cause.message}` : '';
-      throw new InvalidSubjectError(`The upstream claims' "${subjectClaim}" is not a valid user id.${detail}`, { cause });
-    }
+    return { claims, userUuid: subjectOf(claims, subjectClaim, numericSubject, store.parseUserId, 'upstream claims') };
   }
 
-  /** The caller's identity; `undefined` for an anonymous request allowed through. */
-  function authenticate(ctx: Context): Identity | Promise<Identity> | undefined {
-    if (upstreamKey !== undefined) {
-      const state: unknown = ctx.state[upstreamKey];
-      if (state !== null && typeof state === 'object') return fromUpstream(state);
-    }
-    const token = extractToken(ctx);
-    if (token === undefined || verifier === undefined) {
-      if (passthrough === true || (typeof passthrough === 'function' && passthrough(ctx))) return undefined;
-      throw new MissingTokenError(
-        cookie !== undefined
-          ? `Send a token as "Authorization: Bearer <token>" or in the "${cookie}" cookie.`
-          : 'Send a token as "Authorization: Bearer <token>".',
-      );
-    }
-    return verifier.verify(token);
+  /** Identity from claims verified upstream, if configured and present. */
+  function upstreamIdentity(ctx: Context): Identity | undefined {
+    if (upstreamKey === undefined) return undefined;
+    const state: unknown = ctx.state[upstreamKey];
+    return state !== null && typeof state === 'object' ? fromUpstream(state) : undefined;
   }
 
-  function reject(ctx: Context, error: AuthError | StoreClosedError): void {
+  /** No token: through without a user scope on a public route, else 401. */
+  function anonymous(ctx: Context): undefined {
+    if (passthrough === true || (typeof passthrough === 'function' && passthrough(ctx))) return undefined;
+    throw new MissingTokenError(
+      cookie !== undefined
+        ? `Send a token as "Authorization: Bearer <token>" or in the "${cookie}" cookie.`
+        : 'Send a token as "Authorization: Bearer <token>".',
+    );
+  }
+
+  function reject(ctx: Context, error: RequestError, userUuid?: string): void {
     if (error instanceof AuthError) {
       store.events.emit('tokenRejected', { code: error.code, error: error.error, status: error.status });
-      ctx.status = error.status;
-      ctx.body = { error: error.error, message: error.message };
-      if (error.status === 401 || error.status === 400) ctx.set('WWW-Authenticate', challenge(realm, error));
-      if (error.status === 503) ctx.set('Retry-After', '5');
-    } else {
-      ctx.status = 503;
-      ctx.body = { error: 'shutting_down', message: 'The server is shutting down; retry on another instance.' };
-      ctx.set('Retry-After', '5');
+    } else if (error instanceof ContextStoreUnavailableError && userUuid !== undefined) {
+      store.events.emit('storeUnavailable', { userUuid, code: error.code });
     }
+    renderFailure(ctx, error, render);
   }
 
   /** Runs the rest of the request in the user's scope and closes the scope when it is done. */
@@ -208,38 +283,62 @@ export function userContext(options: UserContextOptions): UserContextMiddleware 
     );
   }
 
-  async function enterAfterLoad(ctx: Context, next: Next, opened: Promise<Scope>): Promise<void> {
+  async function enterAfterLoad(ctx: Context, next: Next, opened: Promise<Scope>, userUuid: string): Promise<void> {
     let scope: Scope;
     try {
       scope = await opened;
     } catch (error) {
-      if (error instanceof StoreClosedError || error instanceof AuthError) return reject(ctx, error);
+      if (error instanceof RequestError) return reject(ctx, error, userUuid);
       throw error;
     }
     return runInUserScope(ctx, next, scope);
   }
 
   /** Opens the user's scope (loading the context first with a shared store) and runs the rest in it. */
-  function enterScope(ctx: Context, next: Next, identity: Identity | undefined): Promise<void> {
+  function enterScope(ctx: Context, next: Next, identity: Identity | undefined, token: string | undefined): Promise<void> {
     if (identity === undefined) return Promise.resolve(next());
-    ctx.state['user'] = identity.claims;
+    // Verified claims are frozen (they are shared by the cache and the scope):
+    // the app gets its own copy to add fields to.
+    ctx.state[stateKey] = Object.isFrozen(identity.claims) ? { ...identity.claims } : identity.claims;
     ctx.state['userUuid'] = identity.userUuid;
+    if (identity.clientId !== undefined) ctx.state['clientId'] = identity.clientId;
+    if (tokenKey !== undefined) ctx.state[tokenKey] = token;
     let opened: Scope | Promise<Scope>;
     try {
       // A shared store returns a promise when it must load the context first.
       opened = store.acquireScope(identity.userUuid, identity.claims);
     } catch (error) {
-      if (error instanceof StoreClosedError || error instanceof AuthError) {
-        reject(ctx, error);
+      if (error instanceof RequestError) {
+        reject(ctx, error, identity.userUuid);
         return Promise.resolve();
       }
       throw error;
     }
-    if (opened instanceof Promise) return enterAfterLoad(ctx, next, opened);
+    if (opened instanceof Promise) return enterAfterLoad(ctx, next, opened, identity.userUuid);
     return runInUserScope(ctx, next, opened);
   }
 
-  async function enterAfterKey(ctx: Context, next: Next, found: Promise<Identity>): Promise<void> {
+  /** Consults `isRevoked`, then enters the scope. */
+  function enterUnlessRevoked(ctx: Context, next: Next, identity: Identity, token: string): Promise<void> {
+    let verdict: void | Promise<void>;
+    try {
+      verdict = checkRevocation(isRevoked!, ctx, identity.claims, token);
+    } catch (error) {
+      if (!(error instanceof AuthError)) throw error;
+      reject(ctx, error);
+      return Promise.resolve();
+    }
+    if (verdict === undefined) return enterScope(ctx, next, identity, token);
+    return verdict.then(
+      () => enterScope(ctx, next, identity, token),
+      (error: unknown) => {
+        if (!(error instanceof AuthError)) throw error;
+        reject(ctx, error);
+      },
+    );
+  }
+
+  async function enterAfterKey(ctx: Context, next: Next, found: Promise<Identity>, token: string): Promise<void> {
     let identity: Identity;
     try {
       identity = await found;
@@ -247,7 +346,8 @@ export function userContext(options: UserContextOptions): UserContextMiddleware 
       if (error instanceof AuthError) return reject(ctx, error);
       throw error;
     }
-    return enterScope(ctx, next, identity);
+    if (isRevoked !== undefined) return enterUnlessRevoked(ctx, next, identity, token);
+    return enterScope(ctx, next, identity, token);
   }
 
   // Not an async function on purpose: with a cached token and the in-memory
@@ -257,8 +357,13 @@ export function userContext(options: UserContextOptions): UserContextMiddleware 
   function userContextMiddleware(ctx: Context, next: Next): Promise<void> {
     try {
       let found: Identity | Promise<Identity> | undefined;
+      let token: string | undefined;
       try {
-        found = authenticate(ctx);
+        found = upstreamIdentity(ctx);
+        if (found === undefined) {
+          token = extractToken(ctx);
+          found = token === undefined || verifier === undefined ? anonymous(ctx) : verifier.verify(token);
+        }
       } catch (error) {
         if (error instanceof AuthError) {
           reject(ctx, error);
@@ -266,13 +371,17 @@ export function userContext(options: UserContextOptions): UserContextMiddleware 
         }
         throw error;
       }
-      if (found instanceof Promise) return enterAfterKey(ctx, next, found);
-      return enterScope(ctx, next, found);
+      if (found instanceof Promise) return enterAfterKey(ctx, next, found, token!);
+      if (isRevoked !== undefined && token !== undefined && found !== undefined) {
+        return enterUnlessRevoked(ctx, next, found, token);
+      }
+      return enterScope(ctx, next, found, token);
     } catch (error) {
       return Promise.reject(error);
     }
   }
 
+  Object.defineProperty(userContextMiddleware, 'unless', { value: koaUnless, enumerable: false });
   return Object.defineProperty(userContextMiddleware, 'tokenCacheSize', {
     get: () => verifier?.cacheSize ?? 0,
   }) as UserContextMiddleware;
@@ -296,12 +405,8 @@ function countAuthorization(raw: string[]): number {
   return n;
 }
 
-function challenge(realm: string | undefined, error: AuthError): string {
-  const parts: string[] = [];
-  if (realm !== undefined) parts.push(`realm="${realm}"`);
-  if (error.bearerError !== undefined) {
-    parts.push(`error="${error.bearerError}"`);
-    parts.push(`error_description="${error.message.replace(/["\\]/g, "'").replace(/[^\x20-\x7e]/g, '')}"`);
-  }
-  return parts.length > 0 ? `Bearer ${parts.join(', ')}` : 'Bearer';
+function flag(value: unknown, name: string): boolean {
+  if (value === undefined) return false;
+  if (typeof value !== 'boolean') throw new TypeError(`options.${name} must be a boolean`);
+  return value;
 }

@@ -1,47 +1,58 @@
 /**
  * JWT verification with jsonwebtoken: keys turned into `KeyObject`s once,
  * explicit algorithms, a bounded cache of verified tokens that never
- * outlives a token's `exp`, and every failure mapped to an {@link AuthError}.
+ * outlives a token's `exp` (nor its key's lease), and every failure mapped to
+ * an {@link AuthError}.
  *
  * @module
  */
-import { KeyObject, createPublicKey, createSecretKey } from 'node:crypto';
+import { KeyObject } from 'node:crypto';
 import jwt from 'jsonwebtoken';
-import type { Algorithm, JwtHeader, JwtPayload, VerifyOptions } from 'jsonwebtoken';
+import type { Algorithm, Jwt, JwtHeader, JwtPayload, VerifyOptions } from 'jsonwebtoken';
 import { LRUCache } from 'lru-cache';
 import ms from 'ms';
 import {
   AuthError,
-  InvalidSubjectError,
   InvalidTokenError,
+  InvalidTokenTypeError,
   KeyUnavailableError,
-  TokenExpiredError,
-  TokenNotActiveError,
-  UserContextError,
 } from '../errors.js';
 import type { ContextEvents } from '../store/events.js';
+import { subjectOf } from './user-id.js';
+import { ALGORITHMS, isWrongKey, keyFamily, mapJwtError, toKeyObject, unsupportedAlgorithm, type KeyInput, type KeyLease } from './keys.js';
 
-/** A key as apps hold it: a secret, a PEM string/Buffer or a `KeyObject`. */
-export type KeyInput = string | Buffer | KeyObject;
+export type { KeyInput, KeyLease } from './keys.js';
 
-/** Resolves the key of a token from its header (key rotation, JWKS). */
+/**
+ * Resolves the key of a token from its header (key rotation, JWKS). May
+ * return several keys (tried in order) or a {@link KeyLease}.
+ */
 export type GetKey = (
   header: Readonly<JwtHeader>,
   claims: Readonly<JwtPayload>,
-) => KeyInput | null | undefined | Promise<KeyInput | null | undefined>;
+) => KeyResult | Promise<KeyResult>;
+
+/** What a {@link GetKey} may return; `null`/`undefined` means "no such key" (401). */
+export type KeyResult = KeyInput | readonly KeyInput[] | KeyLease | null | undefined;
+
+/** Decides whether a verified token is an access token (see `requireAccessTokenType`). */
+export type AccessTokenCheck = (header: Readonly<JwtHeader>, claims: Readonly<JwtPayload>) => boolean;
 
 /** Options of token verification. */
 export interface TokenOptions {
   /**
    * Accepted algorithms. Required: there is no default, and `none` is refused.
+   * EdDSA is not available (jsonwebtoken has none; see docs/tokens.md).
    */
   algorithms: readonly Algorithm[];
   /**
    * HMAC secret (at least 32 bytes) or public key (PEM or `KeyObject`);
-   * converted to a `KeyObject` once. Give this or `getKey`.
+   * converted to a `KeyObject` once. An array is tried in order (rolling
+   * secrets without `kid`); a function is a key resolver, as in koa-jwt
+   * (same as `getKey`). Give this or `getKey`.
    * @default undefined
    */
-  secret?: KeyInput;
+  secret?: KeyInput | readonly KeyInput[] | GetKey;
   /**
    * Resolves the key per token (e.g. by `kid`). Return `null` for an unknown
    * key (→ 401), throw when no key can be had now (→ 503).
@@ -68,8 +79,24 @@ export interface TokenOptions {
    */
   subjectClaim?: string;
   /**
+   * Accept a subject claim that is a non-negative safe integer (`{ id: 123 }`)
+   * and use its decimal string (`'123'`) as the user id, which the store's
+   * `userId` policy must then accept. Other non-string subjects are refused.
+   * @default false
+   */
+  numericSubject?: boolean;
+  /**
+   * RFC 9068: accept only access tokens. `true` requires the header
+   * `typ: at+jwt` (or `application/at+jwt`), which refuses ID tokens whose
+   * audience happens to be this API. A function decides for providers
+   * that do not set it (e.g. Keycloak: `(h, c) => c.typ === 'Bearer'`).
+   * @default false
+   */
+  requireAccessTokenType?: boolean | AccessTokenCheck;
+  /**
    * Cache of verified tokens (by token string). An entry never outlives the
-   * token's `exp` nor `maxTtl` ms; only tokens that passed every check are
+   * token's `exp` nor `maxTtl` ms, nor the lease of the key that verified it
+   * (a key removed from a JWKS); only tokens that passed every check are
    * cached. `false` verifies every request.
    * @default { max: 10_000, maxTtl: 300_000 }
    */
@@ -87,23 +114,24 @@ export interface VerifiedToken {
   readonly userUuid: string;
   /** `exp` in ms since the epoch, or `Infinity` when the token has none. */
   readonly expiresAt: number;
+  /** The OAuth client the token was issued to: `client_id` (RFC 9068), else `azp`. */
+  readonly clientId: string | undefined;
 }
 
-const ALGORITHMS = new Set<string>([
-  'HS256', 'HS384', 'HS512', 'RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512',
-]);
-const MIN_HMAC_BYTES = 32;
 const TOKEN_SHAPE = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
+const AT_JWT = /^(application\/)?at\+jwt$/i;
 
 /** Verifies tokens; see {@link TokenOptions}. */
 export class TokenVerifier {
   readonly #algorithms: Algorithm[];
-  readonly #key: KeyObject | undefined;
+  readonly #keys: readonly KeyObject[] | undefined;
   readonly #getKey: GetKey | undefined;
   readonly #keyFamily: 'hmac' | 'asymmetric' | 'mixed';
-  readonly #verifyOptions: VerifyOptions;
+  readonly #verifyOptions: VerifyOptions & { complete: true };
   readonly #requireExp: boolean;
   readonly #subjectClaim: string;
+  readonly #numericSubject: boolean;
+  readonly #accessTokenCheck: AccessTokenCheck | undefined;
   readonly #maxTokenLength: number;
   readonly #parseUserId: (value: unknown) => string;
   readonly #cache: LRUCache<string, CachedToken> | undefined;
@@ -120,26 +148,32 @@ export class TokenVerifier {
       throw new TypeError("options.algorithms is required, e.g. ['HS256'] or ['RS256']; it has no default");
     }
     for (const alg of algorithms) {
-      if (!ALGORITHMS.has(alg)) {
-        throw new TypeError(`options.algorithms: "${String(alg)}" is not supported (${[...ALGORITHMS].join(', ')})`);
-      }
+      if (!ALGORITHMS.has(alg)) throw new TypeError(`options.algorithms: ${unsupportedAlgorithm(alg)}`);
     }
     this.#algorithms = [...algorithms];
     const hmac = algorithms.filter((a) => a.startsWith('HS')).length;
     this.#keyFamily = hmac === algorithms.length ? 'hmac' : hmac === 0 ? 'asymmetric' : 'mixed';
+    const secretResolver = typeof options.secret === 'function' ? options.secret : undefined;
     if ((options.secret === undefined) === (options.getKey === undefined)) {
-      throw new TypeError('give exactly one of options.secret (a key) and options.getKey (a key resolver)');
+      throw new TypeError('give exactly one of options.secret (a key, keys, or a key function) and options.getKey (a key resolver)');
     }
     if (options.getKey !== undefined && typeof options.getKey !== 'function') {
       throw new TypeError('options.getKey must be a function (header, claims) => key');
     }
-    if (options.secret !== undefined) {
+    if (options.secret !== undefined && secretResolver === undefined) {
       if (this.#keyFamily === 'mixed') {
         throw new TypeError('options.algorithms mixes HMAC and public-key algorithms, which one options.secret cannot serve');
       }
-      this.#key = toKeyObject(options.secret, this.#keyFamily, 'options.secret');
+      const family = this.#keyFamily;
+      const secrets = options.secret as KeyInput | readonly KeyInput[];
+      if (Array.isArray(secrets)) {
+        if (secrets.length === 0) throw new TypeError('options.secret must not be an empty array');
+        this.#keys = secrets.map((s: KeyInput, i) => toKeyObject(s, family, `options.secret[${i}]`));
+      } else {
+        this.#keys = [toKeyObject(secrets as KeyInput, family, 'options.secret')];
+      }
     }
-    this.#getKey = options.getKey;
+    this.#getKey = options.getKey ?? secretResolver;
     const clockTolerance = options.clockTolerance ?? 0;
     if (!Number.isFinite(clockTolerance) || clockTolerance < 0) {
       throw new TypeError('options.clockTolerance must be a number of seconds >= 0');
@@ -147,6 +181,7 @@ export class TokenVerifier {
     this.#verifyOptions = {
       algorithms: this.#algorithms,
       clockTolerance,
+      complete: true,
       ...(options.issuer !== undefined ? { issuer: toIssuer(options.issuer) } : {}),
       ...(options.audience !== undefined ? { audience: toAudience(options.audience) } : {}),
       ...(options.maxAge !== undefined ? { maxAge: options.maxAge } : {}),
@@ -157,6 +192,13 @@ export class TokenVerifier {
     if (typeof this.#subjectClaim !== 'string' || this.#subjectClaim === '') {
       throw new TypeError('options.subjectClaim must be a non-empty string');
     }
+    this.#numericSubject = options.numericSubject ?? false;
+    if (typeof this.#numericSubject !== 'boolean') throw new TypeError('options.numericSubject must be a boolean');
+    const typ = options.requireAccessTokenType ?? false;
+    if (typeof typ !== 'boolean' && typeof typ !== 'function') {
+      throw new TypeError('options.requireAccessTokenType must be a boolean or a function (header, claims) => boolean');
+    }
+    this.#accessTokenCheck = typ === true ? (header) => typeof header.typ === 'string' && AT_JWT.test(header.typ) : typ || undefined;
     this.#maxTokenLength = options.maxTokenLength ?? 8192;
     if (!Number.isInteger(this.#maxTokenLength) || this.#maxTokenLength < 16) {
       throw new TypeError('options.maxTokenLength must be an integer >= 16');
@@ -197,7 +239,7 @@ export class TokenVerifier {
       if (hit !== undefined) {
         // One clock read per hit: the entry carries its own deadlines.
         const now = Date.now();
-        const fresh = now - hit.cachedAt <= hit.ttl;
+        const fresh = now - hit.cachedAt <= hit.ttl && (hit.lease === undefined || hit.lease.validUntil > now);
         if (fresh && hit.validUntil > now) {
           if (this.#events?.listening) this.#events.emit('tokenCacheHit', { userUuid: hit.verified.userUuid });
           return hit.verified;
@@ -213,7 +255,7 @@ export class TokenVerifier {
     if (!TOKEN_SHAPE.test(token)) {
       throw new InvalidTokenError('The token is not a JWT (three base64url segments separated by dots).');
     }
-    if (this.#key !== undefined) return this.#finish(token, this.#key);
+    if (this.#keys !== undefined) return this.#finish(token, this.#keys, undefined);
     return this.#verifyWithResolver(token);
   }
 
@@ -222,32 +264,42 @@ export class TokenVerifier {
     if (decoded === null || typeof decoded.payload !== 'object' || decoded.payload === null) {
       throw new InvalidTokenError('The token could not be decoded: its header or payload is not a JSON object.');
     }
-    if (!this.#algorithms.includes(decoded.header.alg as Algorithm)) {
-      throw new InvalidTokenError(`The token's algorithm "${String(decoded.header.alg)}" is not accepted.`);
+    const alg = decoded.header.alg as string;
+    if (!this.#algorithms.includes(alg as Algorithm)) {
+      const why = ALGORITHMS.has(alg) ? 'is not accepted here' : unsupportedAlgorithm(alg);
+      throw new InvalidTokenError(`The token's algorithm "${String(alg)}" ${ALGORITHMS.has(alg) ? why : `is refused: ${why}`}.`);
     }
-    let input: KeyInput | null | undefined;
+    let result: KeyResult;
     try {
-      input = await this.#getKey!(decoded.header, decoded.payload);
+      result = await this.#getKey!(decoded.header, decoded.payload);
     } catch (cause) {
+      if (cause instanceof AuthError) throw cause;
       throw new KeyUnavailableError('No key to verify the token can be obtained right now; retry later.', { cause });
     }
-    if (input == null) {
+    let lease: KeyLease | undefined;
+    if (isLease(result)) {
+      lease = result;
+      result = result.key;
+    }
+    const inputs: readonly KeyInput[] = result == null ? [] : Array.isArray(result) ? result : [result as KeyInput];
+    if (inputs.length === 0) {
       throw new InvalidTokenError(`No key is known for this token (kid ${JSON.stringify(decoded.header.kid ?? null)}).`);
     }
-    const family = decoded.header.alg.startsWith('HS') ? 'hmac' : 'asymmetric';
-    if (keyFamily(input) !== family) {
+    const family = alg.startsWith('HS') ? 'hmac' : 'asymmetric';
+    const keys: KeyObject[] = [];
+    for (const input of inputs) {
       // Algorithm confusion: e.g. HS256 "signed" with an RSA public key used as an HMAC secret.
-      throw new InvalidTokenError(
-        `The token's algorithm "${decoded.header.alg}" does not fit the kind of key its kid names.`,
-      );
+      if (keyFamily(input) !== family) continue;
+      try {
+        keys.push(this.#resolveKey(input, family));
+      } catch (cause) {
+        throw new KeyUnavailableError('options.getKey returned a key that cannot be used.', { cause });
+      }
     }
-    let key: KeyObject;
-    try {
-      key = this.#resolveKey(input, family);
-    } catch (cause) {
-      throw new KeyUnavailableError('options.getKey returned a key that cannot be used.', { cause });
+    if (keys.length === 0) {
+      throw new InvalidTokenError(`The token's algorithm "${alg}" does not fit the kind of key its kid names.`);
     }
-    return this.#finish(token, key);
+    return this.#finish(token, keys, lease);
   }
 
   #resolveKey(input: KeyInput, family: 'hmac' | 'asymmetric'): KeyObject {
@@ -260,46 +312,57 @@ export class TokenVerifier {
     return key;
   }
 
-  #finish(token: string, key: KeyObject): VerifiedToken {
-    let claims: string | JwtPayload;
-    try {
-      claims = jwt.verify(token, key, this.#verifyOptions);
-    } catch (error) {
-      throw mapJwtError(error);
+  /** Verifies with each key in order until one signed the token (rolling secrets). */
+  #verifyWithKeys(token: string, keys: readonly KeyObject[]): Jwt {
+    for (let i = 0; ; i++) {
+      try {
+        return jwt.verify(token, keys[i]!, this.#verifyOptions);
+      } catch (error) {
+        if (i + 1 < keys.length && isWrongKey(error)) continue;
+        throw mapJwtError(error);
+      }
     }
+  }
+
+  #finish(token: string, keys: readonly KeyObject[], lease: KeyLease | undefined): VerifiedToken {
+    const { header, payload: claims } = this.#verifyWithKeys(token, keys);
     if (typeof claims !== 'object' || claims === null || Array.isArray(claims)) {
       throw new InvalidTokenError('The token payload is not a JSON object.');
+    }
+    if (this.#accessTokenCheck !== undefined && !this.#accessTokenCheck(header, claims)) {
+      throw new InvalidTokenTypeError(
+        `The token is not an access token (typ ${JSON.stringify(header.typ ?? null)}, expected "at+jwt" per RFC 9068); ` +
+          'send an access token, not an ID token.',
+      );
     }
     let expiresAt = Infinity;
     if (typeof claims.exp === 'number') expiresAt = claims.exp * 1000;
     else if (this.#requireExp) {
       throw new InvalidTokenError('The token has no "exp" claim; tokens must expire. Issue it with an expiry.');
     }
-    const subject = Object.prototype.hasOwnProperty.call(claims, this.#subjectClaim)
-      ? (claims as Record<string, unknown>)[this.#subjectClaim]
-      : undefined;
-    if (subject === undefined) {
-      throw new InvalidSubjectError(`The token has no "${this.#subjectClaim}" claim naming the user.`);
-    }
-    let userUuid: string;
-    try {
-      userUuid = this.#parseUserId(subject);
-    } catch (cause) {
-      const detail = cause instanceof UserContextError ? ` ${cause.message}` : '';
-      throw new InvalidSubjectError(`The token's "${this.#subjectClaim}" claim is not a valid user id.${detail}`, { cause });
-    }
-    const verified: VerifiedToken = Object.freeze({ claims: Object.freeze(claims), userUuid, expiresAt });
+    const userUuid = this.#subjectOf(claims);
+    const clientId = typeof claims['client_id'] === 'string' ? claims['client_id'] : typeof claims.azp === 'string' ? claims.azp : undefined;
+    const verified: VerifiedToken = Object.freeze({ claims: Object.freeze(claims), userUuid, expiresAt, clientId });
     if (this.#cache !== undefined) {
       let validUntil = expiresAt;
       if (this.#maxAgeMs !== undefined && typeof claims.iat === 'number') {
         validUntil = Math.min(validUntil, claims.iat * 1000 + this.#maxAgeMs);
       }
       const cachedAt = Date.now();
-      const ttl = Math.min(this.#maxTtl, validUntil - cachedAt);
-      if (ttl >= 1) this.#cache.set(token, { verified, validUntil, cachedAt, ttl: Math.floor(ttl) });
+      const ttl = Math.min(this.#maxTtl, validUntil - cachedAt, lease === undefined ? Infinity : lease.validUntil - cachedAt);
+      if (ttl >= 1) this.#cache.set(token, { verified, validUntil, cachedAt, ttl: Math.floor(ttl), lease });
     }
     return verified;
   }
+
+  #subjectOf(claims: JwtPayload): string {
+    return subjectOf(claims, this.#subjectClaim, this.#numericSubject, this.#parseUserId, 'token');
+  }
+}
+
+function isLease(value: unknown): value is KeyLease {
+  return typeof value === 'object' && value !== null && !(value instanceof KeyObject) && !Buffer.isBuffer(value) &&
+    !Array.isArray(value) && 'validUntil' in value && 'key' in value;
 }
 
 /** A cache entry: the verified token and when it stops being servable. */
@@ -310,6 +373,8 @@ interface CachedToken {
   /** When it was cached; the entry is stale once `Date.now() - cachedAt > ttl` (ttl ≤ tokenCache.maxTtl). */
   readonly cachedAt: number;
   readonly ttl: number;
+  /** The lease of the key that verified it, when the resolver gave one. */
+  readonly lease: KeyLease | undefined;
 }
 
 /** `maxAge` (seconds or a span such as `'12h'`, as jsonwebtoken reads it) in ms. */
@@ -320,67 +385,6 @@ function maxAgeMs(maxAge: string | number | undefined): number | undefined {
     throw new TypeError(`options.maxAge must be a number of seconds or a time span such as '12h', got ${JSON.stringify(maxAge)}`);
   }
   return value;
-}
-
-function mapJwtError(error: unknown): AuthError {
-  if (error instanceof jwt.TokenExpiredError) {
-    return new TokenExpiredError(
-      `The token expired at ${error.expiredAt.toISOString()}. Get a new token and retry.`,
-      { cause: error },
-    );
-  }
-  if (error instanceof jwt.NotBeforeError) {
-    return new TokenNotActiveError(`The token is not valid before ${error.date.toISOString()}.`, { cause: error });
-  }
-  const reason = error instanceof jwt.JsonWebTokenError ? error.message : 'verification failed';
-  return new InvalidTokenError(`The token was rejected: ${reason}.`, { cause: error });
-}
-
-const PEM_HEADER = /-----BEGIN [A-Z0-9 ]+-----/;
-
-/** Whether a key is an HMAC secret or a public/private key (PEM text counts as the latter). */
-function keyFamily(input: KeyInput): 'hmac' | 'asymmetric' {
-  if (input instanceof KeyObject) return input.type === 'secret' ? 'hmac' : 'asymmetric';
-  const text = typeof input === 'string' ? input : Buffer.isBuffer(input) ? input.toString('latin1') : '';
-  return PEM_HEADER.test(text) ? 'asymmetric' : 'hmac';
-}
-
-/** Turns a key into a `KeyObject` of the right kind, or throws a TypeError. */
-export function toKeyObject(input: KeyInput, family: 'hmac' | 'asymmetric', label: string): KeyObject {
-  if (family === 'hmac') {
-    let key: KeyObject;
-    if (input instanceof KeyObject) key = input;
-    else if (typeof input === 'string' || Buffer.isBuffer(input)) {
-      key = createSecretKey(typeof input === 'string' ? Buffer.from(input, 'utf8') : input);
-    } else throw new TypeError(`${label} must be a string, a Buffer or a KeyObject`);
-    if (key.type !== 'secret') throw new TypeError(`${label} must be a secret key for HMAC algorithms`);
-    if (!(input instanceof KeyObject) && keyFamily(input) !== 'hmac') {
-      throw new TypeError(
-        `${label} is a PEM key, not an HMAC secret: with it anyone holding the public key could sign tokens. ` +
-          "Use it with algorithms ['RS256'] (or PS/ES), or give a random secret for HMAC.",
-      );
-    }
-    const bytes = key.symmetricKeySize ?? 0;
-    if (bytes < MIN_HMAC_BYTES) {
-      throw new TypeError(
-        `${label} is ${bytes} bytes long; HMAC secrets must be at least ${MIN_HMAC_BYTES} bytes ` +
-          '(generate one with `node -e "console.log(require(\'crypto\').randomBytes(48).toString(\'base64url\'))"`)',
-      );
-    }
-    return key;
-  }
-  if (input instanceof KeyObject) {
-    if (input.type === 'secret') throw new TypeError(`${label} is a secret key, but the algorithms need a public key`);
-    return input.type === 'private' ? createPublicKey(input) : input;
-  }
-  if (typeof input !== 'string' && !Buffer.isBuffer(input)) {
-    throw new TypeError(`${label} must be a PEM string, a Buffer or a KeyObject`);
-  }
-  try {
-    return createPublicKey(input);
-  } catch (cause) {
-    throw new TypeError(`${label} is not a valid PEM public key (or certificate) for the algorithms given`, { cause });
-  }
 }
 
 function toIssuer(issuer: string | readonly string[]): string | [string, ...string[]] {

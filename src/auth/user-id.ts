@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { InvalidUserIdError } from '../errors.js';
+import { InvalidSubjectError, InvalidUserIdError, UserContextError } from '../errors.js';
 
 /** Any RFC 9562 UUID (any version), case-insensitive. */
 export const UUID_PATTERN = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
@@ -51,4 +51,39 @@ export function createUserIdParser(policy: UserIdPolicy | undefined): (value: un
     }
     return normalise ? value.toLowerCase() : value;
   };
+}
+
+/**
+ * The user id in `claims[subjectClaim]`, normalised by `parseUserId`; a
+ * number is accepted (as its decimal string) only with `numericSubject`.
+ */
+export function subjectOf(
+  claims: Readonly<Record<string, unknown>>,
+  subjectClaim: string,
+  numericSubject: boolean,
+  parseUserId: (value: unknown) => string,
+  source: 'token' | 'upstream claims',
+): string {
+  const whose = source === 'token' ? "token's" : "upstream claims'";
+  let subject = Object.prototype.hasOwnProperty.call(claims, subjectClaim) ? claims[subjectClaim] : undefined;
+  if (subject === undefined) {
+    throw new InvalidSubjectError(`The ${source} has no "${subjectClaim}" claim naming the user.`);
+  }
+  if (typeof subject === 'number') {
+    if (!numericSubject) {
+      throw new InvalidSubjectError(
+        `The ${whose} "${subjectClaim}" claim is a number; set numericSubject: true to accept numeric user ids (as strings).`,
+      );
+    }
+    if (!Number.isSafeInteger(subject) || subject < 0) {
+      throw new InvalidSubjectError(`The ${whose} "${subjectClaim}" claim must be a non-negative integer or a string.`);
+    }
+    subject = String(subject);
+  }
+  try {
+    return parseUserId(subject);
+  } catch (cause) {
+    const detail = cause instanceof UserContextError ? ` ${cause.message}` : '';
+    throw new InvalidSubjectError(`The ${whose} "${subjectClaim}" claim is not a valid user id.${detail}`, { cause });
+  }
 }

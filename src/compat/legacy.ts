@@ -18,69 +18,43 @@
  *
  * @module
  */
-import type { AzureDeploymentDetails, ContextPatch, FriendliDetails, LlmInstance, McpClient } from '../context/values.js';
+import type { ContextPatch, LlmInstance, McpClient } from '../context/types.js';
+import { BUILTIN_FIELDS, BUILTIN_FIELD_NAMES, RESOURCES, RESOURCE_NAMES, accessorOf, isResourceName, type LegacyNames } from '../context/fields.js';
+import { peekGeneration, writeUnawaited } from '../api/access.js';
 import { als } from '../store/als.js';
-import { getDefaultStore } from '../store/default-store.js';
 import { callSiteOf, warnOnce } from '../warn.js';
 
-/** The seed's `APP_CONFIG` runtime fields. */
-export interface LegacyAppConfig {
-  CURRENT_PROVIDER: string | null;
-  CURRENT_MODEL: string | null;
-  CURRENT_MCP_SERVER_NAME: string | null;
-  CURRENT_MCP_SERVER_ID: string | null;
-  CURRENT_AWS_REGION: string | null;
-  CURRENT_AZURE_DEPLOYMENT_DETAILS: Readonly<AzureDeploymentDetails> | null;
-  CURRENT_FRIENDLI_DETAILS: Readonly<FriendliDetails> | null;
-  CURRENT_MODEL_PROVIDER_IN_PROFILE: string | null;
-}
+/** The seed's `APP_CONFIG` runtime fields (derived from the field table). */
+export type LegacyAppConfig = LegacyNames<'APP_CONFIG'>;
 
-/** The seed's `APP_STATE` live objects. */
-export interface LegacyAppState {
+/** The seed's `APP_STATE` live objects and server configurations. */
+export type LegacyAppState = LegacyNames<'APP_STATE'> & {
   llm: LlmInstance | null;
   mcp_client: McpClient | null;
-  server_configs: Readonly<Record<string, unknown>>;
-}
+};
 
-/** Legacy name → context field. */
-export const LEGACY_CONFIG_FIELDS = Object.freeze({
-  CURRENT_PROVIDER: 'provider',
-  CURRENT_MODEL: 'model',
-  CURRENT_MCP_SERVER_NAME: 'mcpServerName',
-  CURRENT_MCP_SERVER_ID: 'mcpServerId',
-  CURRENT_AWS_REGION: 'awsRegion',
-  CURRENT_AZURE_DEPLOYMENT_DETAILS: 'azureDeploymentDetails',
-  CURRENT_FRIENDLI_DETAILS: 'friendliDetails',
-  CURRENT_MODEL_PROVIDER_IN_PROFILE: 'modelProviderInProfile',
-} as const);
+/** Legacy `APP_CONFIG` name → context field, from the field table. */
+export const LEGACY_CONFIG_FIELDS: Readonly<Record<keyof LegacyAppConfig, string>> = legacyNames('APP_CONFIG');
 
-/** Legacy `APP_STATE` key → context field or resource. */
-export const LEGACY_STATE_FIELDS = Object.freeze({
-  llm: 'llmInstance',
-  mcp_client: 'mcpClient',
-  server_configs: 'serverConfigs',
-} as const);
+/** Legacy `APP_STATE` key → context field or resource, from the field table. */
+export const LEGACY_STATE_FIELDS: Readonly<Record<keyof LegacyAppState, string>> = legacyNames('APP_STATE');
 
 /** Warning code of an unmigrated legacy global used inside a user scope. */
 export const UNMIGRATED_GLOBAL_WARNING = 'KUC_UNMIGRATED_GLOBAL';
 
-const HELPER_OF: Readonly<Record<string, string>> = {
-  provider: 'UserProvider',
-  model: 'UserModel',
-  mcpServerName: 'UserMcpServerName',
-  mcpServerId: 'UserMcpServerId',
-  awsRegion: 'UserAwsRegion',
-  azureDeploymentDetails: 'UserAzureDeploymentDetails',
-  friendliDetails: 'UserFriendliDetails',
-  modelProviderInProfile: 'UserModelProviderInProfile',
-  serverConfigs: 'UserServerConfigs',
-  llmInstance: 'UserLlmInstance',
-  mcpClient: 'UserMcpClient',
-};
+function legacyNames<T>(object: 'APP_CONFIG' | 'APP_STATE'): Readonly<Record<keyof T, string>> {
+  const out: Record<string, string> = {};
+  for (const name of BUILTIN_FIELD_NAMES) {
+    const legacy = BUILTIN_FIELDS[name].legacy;
+    if (legacy?.object === object) out[legacy.name] = name;
+  }
+  if (object === 'APP_STATE') for (const name of RESOURCE_NAMES) out[RESOURCES[name].legacy] = name;
+  return Object.freeze(out) as Record<keyof T, string>;
+}
 
 function report(kind: 'read' | 'write', label: string, legacy: string, field: string, accessor: Function): void {
   const site = callSiteOf(accessor);
-  const helper = `${kind === 'read' ? 'get' : 'set'}${HELPER_OF[field] ?? 'UserField'}`;
+  const helper = `${kind === 'read' ? 'get' : 'set'}${accessorOf(field)}`;
   warnOnce(
     UNMIGRATED_GLOBAL_WARNING,
     `${label}.${legacy} ${kind === 'read' ? 'read' : 'written'} inside a user scope at ${site} was routed to that user's ` +
@@ -92,24 +66,17 @@ function report(kind: 'read' | 'write', label: string, legacy: string, field: st
 function legacyObject<T extends object>(map: Readonly<Record<string, string>>, label: string): T {
   const target = Object.create(null) as T;
   for (const [legacy, field] of Object.entries(map)) {
-    const isResource = field === 'llmInstance' || field === 'mcpClient';
     const get = function legacyGet(): unknown {
-      const scope = als.getStore();
-      if (scope !== undefined) report('read', label, legacy, field, get);
-      const store = scope?.store ?? getDefaultStore();
-      const gen = scope?.gen ?? store.globalGeneration();
-      if (isResource) return store.resource(gen, field);
+      if (als.getStore() !== undefined) report('read', label, legacy, field, get);
+      // The helpers' read path: the scope's snapshot while it is open, the
+      // user's current configuration after it ended, the process-wide one outside.
+      const gen = peekGeneration(true)!;
+      if (isResourceName(field)) return gen.owner.resource(gen, field);
       return (gen.config as unknown as Record<string, unknown>)[field];
     };
     const set = function legacySet(value: unknown): void {
-      const patch = { [field]: value } as ContextPatch;
-      const scope = als.getStore();
-      if (scope === undefined) {
-        getDefaultStore().commit(null, patch);
-        return;
-      }
-      report('write', label, legacy, field, set);
-      scope.store.commit(scope.userUuid, patch, scope);
+      if (als.getStore() !== undefined) report('write', label, legacy, field, set);
+      writeUnawaited({ [field]: value } as ContextPatch, `${label}.${legacy}`);
     };
     Object.defineProperty(target, legacy, { enumerable: true, get, set });
   }

@@ -1,120 +1,20 @@
 /**
- * The shape of a user's runtime context: its configuration fields (plain,
- * serialisable data, frozen once committed) and its live resources (an LLM
- * client, an MCP client) which belong to the configuration that built them.
+ * Configuration values: deep-frozen plain data, patches split into fields and
+ * live resources, structural equality, and merging a patch into a
+ * configuration.
  *
  * @module
  */
 import { InvalidContextValueError } from '../errors.js';
+import { isResourceName } from './fields.js';
+import type { ResourceName, UserConfig } from './types.js';
 
-/** Deployment details of an Azure OpenAI model. */
-export interface AzureDeploymentDetails {
-  endpoint?: string;
-  deploymentName?: string;
-  apiVersion?: string;
-  /** Secret: redacted by {@link redactContext}. */
-  apiKey?: string;
-  readonly [key: string]: unknown;
+const RESERVED_KEYS: ReadonlySet<string> = new Set(['__proto__', 'constructor', 'prototype', 'userUuid', 'lastAccess', 'version']);
+
+/** Keys a configuration can never hold: prototype keys and the view's own keys (`userUuid`, `lastAccess`, `version`). */
+export function isReservedKey(key: string): boolean {
+  return RESERVED_KEYS.has(key);
 }
-
-/** Connection details of a Friendli.ai endpoint. */
-export interface FriendliDetails {
-  endpointUrl?: string;
-  modelId?: string;
-  /** Secret: redacted by {@link redactContext}. */
-  token?: string;
-  readonly [key: string]: unknown;
-}
-
-/**
- * The configuration fields of a user's context. Every field is plain data.
- *
- * Apps add typed fields of their own by declaration merging:
- *
- * ```ts
- * declare module 'koa-user-context' {
- *   interface UserContextFields { tenant: string | null }
- * }
- * ```
- * and give them a default with the store's `defaults` option.
- */
-export interface UserContextFields {
-  provider: string | null;
-  model: string | null;
-  mcpServerName: string | null;
-  mcpServerId: string | null;
-  awsRegion: string | null;
-  azureDeploymentDetails: Readonly<AzureDeploymentDetails> | null;
-  friendliDetails: Readonly<FriendliDetails> | null;
-  modelProviderInProfile: string | null;
-  serverConfigs: Readonly<Record<string, unknown>>;
-}
-
-/**
- * Register the types of the live resources by declaration merging:
- *
- * ```ts
- * declare module 'koa-user-context' {
- *   interface UserContextTypes { llm: MyLlmClient; mcp: Client }
- * }
- * ```
- */
-// eslint-disable-next-line @typescript-eslint/no-empty-interface
-export interface UserContextTypes {}
-
-/** The registered LLM client type, `unknown` until registered. */
-export type LlmInstance = UserContextTypes extends { llm: infer T } ? T : unknown;
-/** The registered MCP client type, `unknown` until registered. */
-export type McpClient = UserContextTypes extends { mcp: infer T } ? T : unknown;
-
-/** A committed configuration: frozen, never shared mutable state. */
-export type UserConfig = Readonly<UserContextFields>;
-
-/** A field name of the configuration. */
-export type ConfigField = keyof UserContextFields & string;
-
-/** The live resources a context holds. */
-export interface UserResourceValues {
-  llmInstance: LlmInstance | null;
-  mcpClient: McpClient | null;
-}
-
-/** Name of a live resource. */
-export type ResourceName = keyof UserResourceValues;
-
-/** What `configureUser()` accepts: any subset of fields and resources. */
-export type ContextPatch = Partial<UserContextFields> & Partial<UserResourceValues>;
-
-/**
- * A read-only view of one user's context, as returned by
- * `getUserRuntimeContext()`.
- */
-export type UserRuntimeContext = UserConfig &
-  UserResourceValues & {
-    readonly userUuid: string;
-    /** Time of the user's last request or explicit access. */
-    readonly lastAccess: Date;
-    /** Increases by one on every committed change of this user's context. */
-    readonly version: number;
-  };
-
-/** The built-in fields and their defaults. */
-export const BUILTIN_DEFAULTS: UserConfig = Object.freeze({
-  provider: null,
-  model: null,
-  mcpServerName: null,
-  mcpServerId: null,
-  awsRegion: null,
-  azureDeploymentDetails: null,
-  friendliDetails: null,
-  modelProviderInProfile: null,
-  serverConfigs: Object.freeze({}),
-});
-
-export const RESOURCE_NAMES: readonly ResourceName[] = Object.freeze(['llmInstance', 'mcpClient']);
-
-const FORBIDDEN_KEYS = new Set(['__proto__', 'constructor', 'prototype']);
-const RESERVED_KEYS = new Set(['userUuid', 'lastAccess', 'version']);
 
 /**
  * Deep-freezes a structured clone of a plain-data value, so a committed
@@ -165,11 +65,11 @@ export function splitPatch(patch: unknown): {
   const resources = new Map<ResourceName, unknown>();
   for (const key of Object.keys(patch)) {
     const value = (patch as Record<string, unknown>)[key];
-    if (FORBIDDEN_KEYS.has(key) || RESERVED_KEYS.has(key)) {
+    if (RESERVED_KEYS.has(key)) {
       throw new InvalidContextValueError(`"${key}" cannot be set on a user context.`);
     }
     if (value === undefined) continue;
-    if (key === 'llmInstance' || key === 'mcpClient') resources.set(key, value);
+    if (isResourceName(key)) resources.set(key, value);
     else fields.set(key, freezeValue(key, value));
   }
   return { fields, resources };
@@ -190,34 +90,20 @@ export function sameValue(a: unknown, b: unknown): boolean {
   return true;
 }
 
-const SECRET_KEY = /(api[-_]?key|token|secret|password|credential|authorization)/i;
-
 /**
- * Returns a copy of a context (or any plain data) with secret-looking keys
- * (`apiKey`, `token`, `secret`, `password`, …) replaced by `"[redacted]"` and
- * live resources reduced to a flag saying whether they exist.
- * `options.secretKeys` names further keys (at any depth) to redact.
+ * `base` with `fields` applied, frozen, and the fields whose value differs
+ * from `before` (including fields `before` has and the result lacks).
  */
-export function redactContext(
-  context: UserRuntimeContext,
-  options: { secretKeys?: readonly string[] } = {},
-): Record<string, unknown> {
-  const extra = options.secretKeys === undefined || options.secretKeys.length === 0 ? undefined : new Set(options.secretKeys);
-  const isSecret = extra === undefined ? (key: string) => SECRET_KEY.test(key) : (key: string) => extra.has(key) || SECRET_KEY.test(key);
-  const out: Record<string, unknown> = {};
-  for (const [key, value] of Object.entries(context)) {
-    if (key === 'llmInstance' || key === 'mcpClient') out[key] = value != null ? '[live]' : null;
-    else if (key === 'lastAccess') out[key] = (value as Date).toISOString();
-    else out[key] = redactValue(key, value, isSecret);
-  }
-  return out;
-}
-
-function redactValue(key: string, value: unknown, isSecret: (key: string) => boolean): unknown {
-  if (value != null && isSecret(key)) return '[redacted]';
-  if (value === null || typeof value !== 'object') return value;
-  if (Array.isArray(value)) return value.map((v) => redactValue('', v, isSecret));
-  const out: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(value)) out[k] = redactValue(k, v, isSecret);
-  return out;
+export function mergeConfig(
+  base: UserConfig,
+  fields: ReadonlyMap<string, unknown>,
+  before: UserConfig,
+): { config: UserConfig; changed: Set<string> } {
+  const config: Record<string, unknown> = { ...base };
+  for (const [key, value] of fields) config[key] = value;
+  const previous = before as unknown as Record<string, unknown>;
+  const changed = new Set<string>();
+  for (const key of Object.keys(config)) if (!sameValue(previous[key], config[key])) changed.add(key);
+  for (const key of Object.keys(previous)) if (!(key in config)) changed.add(key);
+  return { config: Object.freeze(config) as UserConfig, changed };
 }

@@ -23,7 +23,9 @@
  */
 import type { Context, Next } from 'koa';
 import { renderDashboard } from './admin-page.js';
-import { RESOURCE_NAMES, redactContext, type ResourceName } from '../context/values.js';
+import { RESOURCE_NAMES } from '../context/fields.js';
+import { redactContext } from '../context/redact.js';
+import { type ResourceName } from '../context/types.js';
 import { getDefaultStore } from '../store/default-store.js';
 import { ContextStoreUnavailableError, UserContextError } from '../errors.js';
 import type { Generation } from '../store/generation.js';

@@ -17,8 +17,10 @@
  * @module
  */
 import type { Context, Next } from 'koa';
+import { peekGeneration } from '../api/access.js';
+import { redactField } from '../context/redact.js';
 import { als } from '../store/als.js';
-import type { ConfigField } from '../context/values.js';
+import type { ConfigField } from '../context/types.js';
 
 /** Options of {@link userLogMixin}. */
 export interface UserLogMixinOptions {
@@ -56,9 +58,10 @@ export function userLogMixin(options: UserLogMixinOptions = {}): () => Record<st
     const scope = als.getStore();
     if (scope === undefined) return {};
     const out: Record<string, unknown> = { [userKey]: scope.userUuid };
-    const config = scope.gen.config as unknown as Record<string, unknown>;
-    for (const field of list) out[field] = config[field] ?? null;
-    if (version) out['contextVersion'] = scope.gen.version;
+    const gen = peekGeneration(false) ?? scope.gen;
+    const config = gen.config as unknown as Record<string, unknown>;
+    for (const field of list) out[field] = redactField(field, config[field] ?? null);
+    if (version) out['contextVersion'] = gen.version;
     return out;
   };
 }

@@ -14,8 +14,10 @@
  *
  * @module
  */
-import { Counter, Gauge, register as globalRegistry, type Registry } from 'prom-client';
-import type { ContextEvictionReason } from '../store/events.js';
+import { Counter, Gauge, Registry, register as globalRegistry } from 'prom-client';
+import { RESOURCE_NAMES } from '../context/fields.js';
+import { authErrorCodes } from '../errors.js';
+import { CONTEXT_EVICTION_REASONS } from '../store/events.js';
 import type { UserContextMiddleware } from '../auth/middleware.js';
 import type { ContextStore } from '../store/store.js';
 
@@ -48,17 +50,6 @@ export interface ContextMetrics {
   unregister(): void;
 }
 
-const EVICTION_REASONS: readonly ContextEvictionReason[] = ['expired', 'evicted', 'manual', 'replaced', 'inactive', 'closed'];
-const REJECTION_CODES = [
-  'missing_token',
-  'invalid_request',
-  'invalid_token',
-  'token_expired',
-  'token_not_yet_valid',
-  'invalid_subject',
-  'key_unavailable',
-];
-const RESOURCES = ['llmInstance', 'mcpClient'] as const;
 /** Helpers whose missing-context series start at 0 (others appear when they first fail). */
 const MISSING_FNS = [
   'getUserProvider', 'getUserModel', 'getUserLlmInstance', 'getUserMcpClient', 'getUserRuntimeContext',
@@ -77,6 +68,8 @@ const METRIC_NAME = /^[a-zA-Z_:][a-zA-Z0-9_:]*$/;
  * | `evictions_total` | counter | `reason` (`expired`, `evicted`, `manual`, `replaced`, `inactive`, `closed`) |
  * | `token_cache_hits_total`, `token_cache_misses_total` | counters | |
  * | `tokens_rejected_total` | counter | `code` (the JSON `error`, e.g. `token_expired`) |
+ * | `store_unavailable_total` | counter (503 `context_store_unavailable`) | |
+ * | `writes_failed_total` | counter (unawaited legacy writes that failed) | |
  * | `context_missing_total` | counter | `function` |
  * | `resource_disposals_total` | counter | `resource`, `outcome` (`ok`, `error`) |
  * | `token_cache_size` | gauge (with `middleware`) | |
@@ -103,18 +96,9 @@ export function registerContextMetrics(store: ContextStore, options: ContextMetr
     }
   }
 
-  const names = [
-    'active_contexts', 'requests_in_flight', 'context_loads_total', 'evictions_total', 'token_cache_hits_total',
-    'token_cache_misses_total', 'tokens_rejected_total', 'context_missing_total', 'resource_disposals_total',
-    ...(middlewares.length > 0 ? ['token_cache_size'] : []),
-  ].map((n) => prefix + n);
-  const taken = names.filter((n) => registry.getSingleMetric(n) !== undefined);
-  if (taken.length > 0) {
-    throw new TypeError(
-      `The registry already holds ${taken.join(', ')}: call unregister() on the previous metrics, or pass another options.prefix or options.registry`,
-    );
-  }
-  const registers = [registry];
+  // Built in a staging registry, then moved together once none of the names is taken.
+  const staging = new Registry();
+  const registers = [staging];
 
   new Gauge({
     name: `${prefix}active_contexts`,
@@ -156,6 +140,16 @@ export function registerContextMetrics(store: ContextStore, options: ContextMetr
     labelNames: ['code'] as const,
     registers,
   });
+  const unavailable = new Counter({
+    name: `${prefix}store_unavailable_total`,
+    help: 'Requests answered 503 context_store_unavailable because the shared store (Redis) could not serve the context.',
+    registers,
+  });
+  const writesFailed = new Counter({
+    name: `${prefix}writes_failed_total`,
+    help: 'Writes nobody could await (legacy global setters) that failed; nothing was applied.',
+    registers,
+  });
   const missing = new Counter({
     name: `${prefix}context_missing_total`,
     help: 'Helpers called outside any user scope in multi-user mode (UserContextMissingError).',
@@ -179,11 +173,23 @@ export function registerContextMetrics(store: ContextStore, options: ContextMetr
     });
   }
 
+  const metrics = staging.getMetricsAsArray();
+  const names = metrics.map((m) => m.name);
+  const taken = names.filter((n) => registry.getSingleMetric(n) !== undefined);
+  if (taken.length > 0) {
+    throw new TypeError(
+      `The registry already holds ${taken.join(', ')}: call unregister() on the previous metrics, or pass another options.prefix or options.registry`,
+    );
+  }
+  for (const name of names) registry.registerMetric(staging.getSingleMetric(name)!);
+
   loads.inc({ source: 'created' }, 0);
-  for (const reason of EVICTION_REASONS) evictions.inc({ reason }, 0);
-  for (const code of REJECTION_CODES) rejected.inc({ code }, 0);
+  for (const reason of CONTEXT_EVICTION_REASONS) evictions.inc({ reason }, 0);
+  for (const code of authErrorCodes()) rejected.inc({ code }, 0);
+  unavailable.inc(0);
+  writesFailed.inc(0);
   for (const fn of MISSING_FNS) missing.inc({ function: fn }, 0);
-  for (const resource of RESOURCES) for (const outcome of ['ok', 'error']) disposals.inc({ resource, outcome }, 0);
+  for (const resource of RESOURCE_NAMES) for (const outcome of ['ok', 'error']) disposals.inc({ resource, outcome }, 0);
 
   const events = store.events;
   const off = [
@@ -192,6 +198,8 @@ export function registerContextMetrics(store: ContextStore, options: ContextMetr
     events.on('tokenCacheHit', () => hits.inc()),
     events.on('tokenCacheMiss', () => misses.inc()),
     events.on('tokenRejected', (e) => rejected.inc({ code: e.error })),
+    events.on('storeUnavailable', () => unavailable.inc()),
+    events.on('writeFailed', () => writesFailed.inc()),
     events.on('contextMissing', (e) => missing.inc({ function: e.fn })),
     events.on('resourceDisposed', (e) => disposals.inc({ resource: e.resource, outcome: e.ok ? 'ok' : 'error' })),
   ];

@@ -9,6 +9,8 @@
  * @module
  */
 import { KeyObject, createCipheriv, createDecipheriv, createSecretKey, randomBytes } from 'node:crypto';
+import { isResourceName } from '../context/fields.js';
+import { isReservedKey } from '../context/values.js';
 import { ContextStoreUnavailableError } from '../errors.js';
 import { warnOnce } from '../warn.js';
 
@@ -16,7 +18,6 @@ import { warnOnce } from '../warn.js';
 export type EncryptionKeyInput = Buffer | Uint8Array | string | KeyObject;
 
 const FIELD_PREFIX = 'f:';
-const FORBIDDEN = new Set(['__proto__', 'constructor', 'prototype', 'userUuid', 'lastAccess', 'version', 'llmInstance', 'mcpClient']);
 
 /** Turns the `encryptionKey` option into a KeyObject once; throws a TypeError naming the option. */
 export function toEncryptionKey(input: EncryptionKeyInput): KeyObject {
@@ -77,7 +78,7 @@ export class FieldCodec {
       else if (k === 'a') lastAccess = Number(v);
       else if (k.startsWith(FIELD_PREFIX)) {
         const name = k.slice(FIELD_PREFIX.length);
-        if (FORBIDDEN.has(name)) continue;
+        if (isReservedKey(name) || isResourceName(name)) continue;
         fields.set(name, this.#decodeValue(userUuid, name, v));
       }
     }

@@ -4,7 +4,8 @@
  * @module
  */
 import type { Cluster, Redis, RedisOptions } from 'ioredis';
-import type { ContextStoreOptions } from '../store/store.js';
+import { SECRET_FIELD_NAMES } from '../context/fields.js';
+import type { ContextStoreOptions } from '../store/options.js';
 import { toEncryptionKey, type EncryptionKeyInput } from './codec.js';
 import { isClient } from './topology.js';
 
@@ -54,7 +55,7 @@ export interface RedisContextStoreOptions extends ContextStoreOptions {
   /**
    * Fields that may hold credentials (Azure keys, Friendli tokens, MCP server
    * headers): written to Redis encrypted, never in plain text.
-   * @default ['azureDeploymentDetails', 'friendliDetails', 'serverConfigs']
+   * @default SECRET_FIELD_NAMES: the built-in fields that may hold credentials
    */
   secretFields?: readonly string[];
   /**
@@ -95,7 +96,13 @@ export interface RedisContextStoreOptions extends ContextStoreOptions {
   heartbeatInterval?: number;
 }
 
-export const DEFAULT_SECRET_FIELDS = ['azureDeploymentDetails', 'friendliDetails', 'serverConfigs'] as const;
+export const DEFAULT_SECRET_FIELDS = SECRET_FIELD_NAMES;
+
+/** The options of {@link RedisContextStoreOptions} beyond the in-memory store's (for the unknown-option check). */
+export const REDIS_OPTION_NAMES: readonly string[] = Object.keys({
+  redis: 1, redisOptions: 1, keyPrefix: 1, encryptionKey: 1, secretFields: 1, refreshInterval: 1, commandTimeout: 1,
+  consistency: 1, revalidateInterval: 1, heartbeatInterval: 1,
+} satisfies Record<Exclude<keyof RedisContextStoreOptions, keyof ContextStoreOptions>, 1>);
 
 /** Validates the Redis-specific options; throws a TypeError naming the option and how to fix it. */
 export function checkOptions(options: RedisContextStoreOptions): RedisContextStoreOptions {
@@ -130,7 +137,7 @@ export function checkOptions(options: RedisContextStoreOptions): RedisContextSto
   }
   if ((secretFields ?? DEFAULT_SECRET_FIELDS).length > 0 && encryptionKey === undefined) {
     throw new TypeError(
-      'options.encryptionKey is required: credentials in azureDeploymentDetails, friendliDetails and serverConfigs are ' +
+      `options.encryptionKey is required: credentials in ${(secretFields ?? DEFAULT_SECRET_FIELDS).join(', ')} are ` +
         'encrypted before they reach Redis. Give the same 32-byte key to every instance (or set secretFields: [] if ' +
         'those fields never hold a credential).',
     );

@@ -16,7 +16,8 @@
  */
 import { randomUUID } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
-import { splitPatch, type ContextPatch, type ResourceName } from '../context/values.js';
+import { splitPatch } from '../context/values.js';
+import type { ContextPatch, ResourceName } from '../context/types.js';
 import { ConfigurationConflictError, ContextNotLoadedError, ContextStoreUnavailableError, StoreClosedError } from '../errors.js';
 import type { Generation } from '../store/generation.js';
 import type { Scope } from '../store/scope.js';
@@ -25,7 +26,7 @@ import { warnOnce } from '../warn.js';
 import { FieldCodec, toEncryptionKey } from './codec.js';
 import { RedisClock, localNow } from './fence.js';
 import { ScriptRunner, VersionMoved, toUnavailable } from './runner.js';
-import { DEFAULT_SECRET_FIELDS, checkOptions, type RedisConsistency, type RedisContextStoreOptions } from './options.js';
+import { DEFAULT_SECRET_FIELDS, REDIS_OPTION_NAMES, checkOptions, type RedisConsistency, type RedisContextStoreOptions } from './options.js';
 import { COMMIT, DELETE, LOAD, TOUCH } from './scripts.js';
 import { Subscription, quit, type SubscriptionState } from './subscription.js';
 import { checkClientOptions, isCluster, openClient, type RedisClient } from './topology.js';
@@ -103,6 +104,11 @@ const CONFLICT_ATTEMPTS = 3;
  * docs/scaling-out-redis.md.
  */
 export class RedisContextStore extends ContextStore {
+  /** @internal */
+  static override readonly kind: string = 'RedisContextStore';
+  /** Options this store takes on top of the in-memory store's (the unknown-option check reads it). @internal */
+  static override readonly extraOptions: readonly string[] = REDIS_OPTION_NAMES;
+
   /** Prefix of the keys and channel. */
   readonly keyPrefix: string;
   /** Identifies this instance in invalidation messages. */
@@ -450,7 +456,7 @@ export class RedisContextStore extends ContextStore {
   #conflictCheck(scope: Scope, current: Generation, fields: ReadonlyMap<string, unknown>, resources: ReadonlyMap<ResourceName, unknown>): void {
     if (scope.gen.version === current.version) return;
     try {
-      this.checkResourceBase(scope.gen.config, current.config, fields, resources);
+      this.checkResourceBase(current, fields, resources, scope);
     } catch (error) {
       this.#stats.conflicts++;
       throw error;

@@ -12,8 +12,9 @@
  *
  * @module
  */
-import type { ResourceName } from '../context/values.js';
+import type { ResourceName } from '../context/types.js';
 import type { EvictionReason } from './store.js';
+import { isKind, stamp } from '../brand.js';
 import { WARNING_TYPE } from '../warn.js';
 
 /**
@@ -23,6 +24,11 @@ import { WARNING_TYPE } from '../warn.js';
  * it held (they are disposed once no request uses them).
  */
 export type ContextEvictionReason = EvictionReason | 'replaced';
+
+/** Every {@link ContextEvictionReason}, once. */
+export const CONTEXT_EVICTION_REASONS: readonly ContextEvictionReason[] = Object.freeze(
+  Object.keys({ expired: 1, evicted: 1, manual: 1, inactive: 1, closed: 1, replaced: 1 } satisfies Record<ContextEvictionReason, 1>) as ContextEvictionReason[],
+);
 
 /** Every event and its payload. */
 export interface ContextEventMap {
@@ -64,6 +70,13 @@ export interface ContextEventMap {
   };
   /** A helper was called outside any user scope in multi-user mode and threw `UserContextMissingError`. */
   contextMissing: { readonly fn: string };
+  /**
+   * A request was answered 503 because the shared store (Redis) could not
+   * serve its user's context (not a rejected credential: see `tokenRejected`).
+   */
+  storeUnavailable: { readonly userUuid: string; readonly code: string };
+  /** A write that nobody could await (a legacy global's setter) failed; nothing was applied. */
+  writeFailed: { readonly userUuid: string | null; readonly where: string; readonly code: string };
 }
 
 /** Name of an event. */
@@ -72,15 +85,19 @@ export type ContextEventName = keyof ContextEventMap;
 /** A listener of one event. */
 export type ContextEventListener<K extends ContextEventName> = (event: ContextEventMap[K]) => void;
 
-const NAMES: readonly ContextEventName[] = Object.freeze([
-  'contextLoaded',
-  'evicted',
-  'tokenCacheHit',
-  'tokenCacheMiss',
-  'tokenRejected',
-  'resourceDisposed',
-  'contextMissing',
-]);
+/** Every event name once; the listener table and `on()`'s check derive from it. */
+const EVENT_SET: { readonly [K in ContextEventName]: true } = {
+  contextLoaded: true,
+  evicted: true,
+  tokenCacheHit: true,
+  tokenCacheMiss: true,
+  tokenRejected: true,
+  storeUnavailable: true,
+  resourceDisposed: true,
+  contextMissing: true,
+  writeFailed: true,
+};
+const NAMES = Object.freeze(Object.keys(EVENT_SET) as ContextEventName[]);
 
 type ListenerTable = { [K in ContextEventName]: ContextEventListener<K>[] };
 
@@ -90,16 +107,18 @@ type ListenerTable = { [K in ContextEventName]: ContextEventListener<K>[] };
  * (`KUC_LISTENER_FAILED`) and never breaks the request or the store.
  */
 export class ContextEvents {
-  readonly #listeners: ListenerTable = {
-    contextLoaded: [],
-    evicted: [],
-    tokenCacheHit: [],
-    tokenCacheMiss: [],
-    tokenRejected: [],
-    resourceDisposed: [],
-    contextMissing: [],
-  };
+  /** Brand of this class: `instanceof ContextEvents` holds across copies of the package. @internal */
+  static readonly kind: string = 'ContextEvents';
+  static [Symbol.hasInstance](value: unknown): boolean {
+    return isKind(value, this.kind);
+  }
+
+  readonly #listeners = Object.fromEntries(NAMES.map((name) => [name, []])) as unknown as ListenerTable;
   #count = 0;
+
+  constructor() {
+    stamp(this, new.target);
+  }
   #warned = false;
 
   /** Whether any listener is registered (hot paths test this first). */
@@ -109,7 +128,7 @@ export class ContextEvents {
 
   /** Adds a listener; returns a function that removes it. */
   on<K extends ContextEventName>(name: K, listener: ContextEventListener<K>): () => void {
-    if (!NAMES.includes(name)) throw new TypeError(`Unknown event "${String(name)}"; events are ${NAMES.join(', ')}`);
+    if (!Object.prototype.hasOwnProperty.call(EVENT_SET, name)) throw new TypeError(`Unknown event "${String(name)}"; events are ${NAMES.join(', ')}`);
     if (typeof listener !== 'function') throw new TypeError(`events.on("${name}", listener): listener must be a function`);
     // Copy on write: an emit in progress keeps iterating its own array.
     this.#listeners[name] = [...this.#listeners[name], listener] as ListenerTable[K];

@@ -11,7 +11,7 @@
  * @internal
  * @module
  */
-import type { ResourceName, UserConfig } from '../context/values.js';
+import type { ResourceName, UserConfig, UserRuntimeContext } from '../context/types.js';
 
 /** The store a generation belongs to: builds and disposes its resources. */
 export interface GenerationOwner {
@@ -105,4 +105,16 @@ export class Generation {
     this.#released = true;
     for (const resource of this.resources.values()) resource.release(this.owner, this.userUuid);
   }
+}
+
+/** A frozen, read-only view of a generation (resources as they are; nothing is built). */
+export function viewOf(gen: Generation, lastAccess: number): UserRuntimeContext {
+  return Object.freeze({
+    ...gen.config,
+    llmInstance: (gen.resources.get('llmInstance')?.value ?? null) as UserRuntimeContext['llmInstance'],
+    mcpClient: (gen.resources.get('mcpClient')?.value ?? null) as UserRuntimeContext['mcpClient'],
+    userUuid: gen.userUuid,
+    lastAccess: new Date(lastAccess),
+    version: gen.version,
+  });
 }
