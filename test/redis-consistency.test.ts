@@ -24,7 +24,7 @@ import {
   setUserLlmInstance,
   type UserConfig,
 } from '../src/index.js';
-import type { RedisContextStore, RedisContextStoreOptions } from '../src/redis.js';
+import { RedisContextStore, type RedisContextStoreOptions } from '../src/redis.js';
 import { REDIS_URL, adminClient, deletePrefix, requireRedis, runPrefix, sleep } from './helpers/redis.js';
 
 const available = await requireRedis('Redis consistency tests');
@@ -34,6 +34,21 @@ function gate(): { promise: Promise<void>; open: () => void } {
   const promise = new Promise<void>((resolve) => (open = resolve));
   return { promise, open };
 }
+
+describe('RedisContextStore options (checked before any connection)', () => {
+  const base = { redis: 'redis://127.0.0.1:1', secretFields: [] };
+  it.each([
+    [{ consistency: 'eventual' }, /options\.consistency must be 'available' or 'strict', got "eventual"/],
+    [{ revalidateInterval: -1 }, /options\.revalidateInterval must be a number of milliseconds >= 0/],
+    [{ revalidateInterval: '5s' }, /options\.revalidateInterval/],
+    [{ heartbeatInterval: 0 }, /options\.heartbeatInterval must be a number of milliseconds > 0/],
+    [{ consistancy: 'strict' }, /consistancy/],
+    [{ redis: {} }, /options\.redis must be a Redis URL .* or an ioredis client \(Redis or Cluster\)/],
+  ])('%j is a TypeError saying how to fix it', (extra, message) => {
+    expect(() => new RedisContextStore({ ...base, ...extra } as unknown as RedisContextStoreOptions)).toThrow(TypeError);
+    expect(() => new RedisContextStore({ ...base, ...extra } as unknown as RedisContextStoreOptions)).toThrow(message);
+  });
+});
 
 describe.skipIf(!available)('RedisContextStore consistency', () => {
   const prefix = runPrefix('consistency');

@@ -28,10 +28,12 @@ import { RedisClock, localNow } from './fence.js';
 import { ScriptRunner, VersionMoved, toUnavailable } from './runner.js';
 import { DEFAULT_SECRET_FIELDS, REDIS_OPTION_NAMES, checkOptions, type RedisConsistency, type RedisContextStoreOptions } from './options.js';
 import { COMMIT, DELETE, LOAD, TOUCH } from './scripts.js';
-import { Subscription, quit, type SubscriptionState } from './subscription.js';
+import type { RedisReadiness, RedisStoreStats } from './stats.js';
+import { Subscription, quit } from './subscription.js';
 import { checkClientOptions, isCluster, openClient, type RedisClient } from './topology.js';
 
 export type { RedisConsistency, RedisContextStoreOptions } from './options.js';
+export type { RedisReadiness, RedisStoreStats } from './stats.js';
 
 interface Fresh {
   /** Logical time at which the load that validated the entry was sent. */
@@ -42,44 +44,6 @@ interface Fresh {
   checkedAt: number;
   /** When the Redis TTL was last refreshed by this instance. */
   touchedAt: number;
-}
-
-/** Counters of the Redis traffic of one store. */
-export interface RedisStoreStats {
-  /** Contexts read from Redis (near-cache misses and revalidations, after single flight). */
-  loads: number;
-  /** Of the loads, those only due to `revalidateInterval` (the entry was otherwise current). */
-  revalidations: number;
-  /** Writes stored. */
-  commits: number;
-  /** Writes Redis refused because they reached it after their deadline (answered as failed). */
-  fenced: number;
-  /** Writes refused because a client in the patch was built for a configuration changed since. */
-  conflicts: number;
-  /** Contexts deleted from Redis by this instance. */
-  deletes: number;
-  /** TTL refreshes sent. */
-  touches: number;
-  /** Invalidation messages received. */
-  invalidations: number;
-  /** Near-cached contexts served while Redis could not confirm them (`consistency: 'available'`). */
-  servedUnconfirmed: number;
-}
-
-/** What `GET /ready` reports. */
-export interface RedisReadiness {
-  ready: boolean;
-  /** The command connection's status (ioredis `status`). */
-  redis: string;
-  /** The invalidation subscription, confirmed end to end by heartbeats. */
-  invalidations: SubscriptionState;
-  /** Times the subscription was lost since the store started. */
-  subscriptionLosses: number;
-  /** Whether Redis's clock is measured (writes can be fenced). */
-  clock: 'measured' | 'unknown';
-  deployment: 'standalone' | 'cluster';
-  consistency: RedisConsistency;
-  closed: boolean;
 }
 
 const NO_RESOURCES: ReadonlyMap<ResourceName, unknown> = new Map();
