@@ -43,7 +43,7 @@ import {
 const available = requireRedisServerBinary('Redis Cluster tests');
 const USERS = 100;
 const COMMAND_TIMEOUT_MS = 800;
-const HEARTBEAT_MS = 500;
+const HEARTBEAT_MS = 1_000;
 /** strict: a missed invalidation is served at most this long (detection within two to three heartbeats + the visibility margin + slack). */
 const STRICT_STALE_BOUND_MS = 3 * HEARTBEAT_MS + VISIBLE_AFTER_MS + 400;
 
@@ -148,9 +148,9 @@ describe.skipIf(!available)('RedisContextStore on a 3-master Redis Cluster', () 
     expect(index).toBeGreaterThanOrEqual(0);
     const admin = adminClient(cluster.nodes[index]!.url);
     try {
-      const stalled = admin.call('DEBUG', 'SLEEP', '2');
+      const stalled = admin.call('DEBUG', 'SLEEP', '4');
       const since = Date.now();
-      while (store.readiness().invalidations === 'subscribed' && Date.now() - since < 3_000) await sleep(20);
+      while (store.readiness().invalidations === 'subscribed' && Date.now() - since < 4_000) await sleep(20);
       const noticedMs = Date.now() - since;
       expect(store.readiness()).toMatchObject({ ready: false });
       expect(noticedMs).toBeLessThanOrEqual(3 * HEARTBEAT_MS + 300);

@@ -44,12 +44,18 @@ export class Subscription {
   #unsubscribedSince = performance.now();
   #active = false;
   #epoch = 0;
+  /** The last heartbeat round sent, and when each outstanding round was sent. */
   #round = 0;
-  /** Heartbeat rounds missed in a row. */
+  readonly #sentAt = new Map<number, number>();
+  /** The nodes of each outstanding round, and the last round heard back per node. */
+  readonly #nodesOf = new Map<number, readonly string[]>();
+  readonly #heardRound = new Map<string, number>();
+  /** The nodes of the last round sent. */
+  #lastNodes: readonly string[] = [];
+  /** Confirmation needs every node's heartbeat from this round on. */
+  #confirmFrom = Number.POSITIVE_INFINITY;
+  /** Heartbeat checks failed in a row. */
   #misses = 0;
-  #roundSentAt = 0;
-  /** Nodes whose heartbeat of the current round has not come back. */
-  #awaiting = new Set<string>();
   #timer: NodeJS.Timeout | undefined;
   #closed = false;
   /** Times the subscription was lost (disconnection or a missed heartbeat). */
@@ -62,7 +68,7 @@ export class Subscription {
     this.#timer.unref();
   }
 
-  /** Subscribed and confirmed by the last heartbeat round: invalidations arrive. */
+  /** Subscribed and confirmed by heartbeats: invalidations arrive. */
   get active(): boolean {
     return this.#active;
   }
@@ -83,6 +89,11 @@ export class Subscription {
     await quit(this.#sub);
   }
 
+  /** Starts a heartbeat round now (the command connection is back). */
+  kick(): void {
+    this.#send();
+  }
+
   #open(): Redis {
     const sub = openSubscriber(this.#o.client, `koa-user-context:${this.#o.instanceId}:sub`, this.#attempt++);
     sub.on('error', (error: Error) => {
@@ -93,8 +104,8 @@ export class Subscription {
         () => {
           if (sub !== this.#sub) return;
           this.#subscribed = true;
-          this.#awaiting.clear();
-          this.#beat();
+          this.#confirmFrom = this.#round + 1;
+          this.#send();
         },
         (error: unknown) => warnOnce('KUC_REDIS_SUBSCRIBE_FAILED', `Subscribing to ${this.#o.channel} failed: ${String(error)}`),
       );
@@ -126,36 +137,45 @@ export class Subscription {
     }
   }
 
-  /** Starts a heartbeat round now unless one is under way (the command connection is back). */
-  kick(): void {
-    if (this.#awaiting.size === 0) this.#beat();
-  }
-
-  /** One heartbeat round: checks the previous one came back, measures the clocks, publishes the next. */
+  /**
+   * Every interval: checks that each round sent at least two intervals ago
+   * came back through every node (rounds overlap, so a slow event loop
+   * delays a confirmation rather than failing it), then sends the next one.
+   */
   #beat(): void {
     if (this.#closed) return;
-    // A round gets one whole interval to come back (a kick's round: until the tick after).
-    if (this.#awaiting.size > 0 && performance.now() - this.#roundSentAt < this.#o.heartbeatInterval * 0.9) return;
+    const now = performance.now();
     const cluster = isCluster(this.#o.client);
-    const missed = this.#awaiting.size > 0 && this.#subscribed;
+    let missing: string[] = [];
+    for (const [round, sentAt] of this.#sentAt) {
+      if (now - sentAt < 2 * this.#o.heartbeatInterval * 0.95) continue;
+      missing = (this.#nodesOf.get(round) ?? []).filter((node) => (this.#heardRound.get(node) ?? 0) < round);
+      this.#sentAt.delete(round);
+      this.#nodesOf.delete(round);
+      if (missing.length > 0) break;
+    }
+    const missed = missing.length > 0 && this.#subscribed;
     this.#misses = missed ? this.#misses + 1 : 0;
     if (missed) {
       warnOnce(
         'KUC_REDIS_SUBSCRIPTION_LOST',
-        `Invalidations stopped arriving (no heartbeat back through ${[...this.#awaiting].join(', ')} within one ` +
-          'interval); near-cached contexts are read again before they are trusted, and the store re-subscribes.',
+        `Invalidations stopped arriving (no heartbeat back through ${missing.join(', ')} within two intervals); ` +
+          'near-cached contexts are read again before they are trusted, and the store re-subscribes.',
       );
-      // Not trusted any more; a later complete round restores the trust (and the epoch makes every cached context be read again).
+      // Not trusted any more, until every node's heartbeat sent from now on comes back.
       this.#deactivate();
+      this.#confirmFrom = this.#round + 1;
+      this.#sentAt.clear();
+      this.#nodesOf.clear();
     }
-    // Two rounds missed in a row, or a Cluster subscriber that cannot reconnect (its node is gone):
+    // Missed twice in a row, or a Cluster subscriber that cannot reconnect (its node is gone):
     // start over on a fresh connection (on a Cluster: another master).
-    const stuck = cluster && !this.#subscribed && performance.now() - this.#unsubscribedSince > 2 * this.#o.heartbeatInterval;
+    const stuck = cluster && !this.#subscribed && now - this.#unsubscribedSince > 2 * this.#o.heartbeatInterval;
     if (this.#misses >= 2 || stuck) {
       this.#misses = 0;
       const old = this.#sub;
       this.#subscribed = false;
-      this.#unsubscribedSince = performance.now();
+      this.#unsubscribedSince = now;
       if (cluster) {
         this.#sub = this.#open();
         void quit(old);
@@ -163,16 +183,25 @@ export class Subscription {
         old.disconnect(true);
       }
     }
+    this.#send();
+  }
+
+  /** Publishes a heartbeat round through every node and measures the clocks. */
+  #send(): void {
     const client = this.#o.client;
+    if (this.#closed) return;
     if (client.status !== 'ready') {
-      this.#awaiting.clear();
+      this.#sentAt.clear();
+      this.#nodesOf.clear();
       this.#deactivate();
+      this.#confirmFrom = this.#round + 1;
       return;
     }
     const nodes = masters(client);
     const round = ++this.#round;
-    this.#roundSentAt = performance.now();
-    this.#awaiting = new Set(nodes.keys());
+    this.#sentAt.set(round, performance.now());
+    this.#lastNodes = [...nodes.keys()];
+    this.#nodesOf.set(round, this.#lastNodes);
     this.#o.clock.measure(nodes).then(
       (spread) => {
         if (spread > this.#o.heartbeatInterval) {
@@ -189,9 +218,12 @@ export class Subscription {
 
   #heard(body: string): void {
     const colon = body.indexOf(':');
-    if (Number(body.slice(0, colon)) !== this.#round) return;
-    this.#awaiting.delete(body.slice(colon + 1));
-    if (this.#awaiting.size === 0 && this.#subscribed && !this.#active) {
+    const round = Number(body.slice(0, colon));
+    const node = body.slice(colon + 1);
+    if (!(round > (this.#heardRound.get(node) ?? 0))) return;
+    this.#heardRound.set(node, round);
+    if (!this.#subscribed || this.#active) return;
+    if (round >= this.#confirmFrom && this.#lastNodes.every((n) => (this.#heardRound.get(n) ?? 0) >= this.#confirmFrom)) {
       this.#epoch++;
       this.#active = true;
     }

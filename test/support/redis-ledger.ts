@@ -321,12 +321,10 @@ export async function checkFinalState(users: readonly User[], instances: readonl
     const after = user.writes.filter((w) => maySurvive(w) && (definite === undefined || w.seq > definite.seq) && (failed(w) || definite === undefined));
     const candidates = new Set<number | null>([...(definite ? [definite.seq] : [null]), ...after.map((w) => w.seq)]);
     if (lastLoss?.partial === true && definite === undefined) {
-      // The user's key may not have been on the node that lost its data.
-      const last = user.writes.filter((w) => w.status === 200).at(-1);
-      if (last !== undefined) {
-        candidates.add(last.seq);
-        for (const w of user.writes) if (w.seq > last.seq && failed(w)) candidates.add(w.seq);
-      }
+      // Only part of the data was lost: a Cluster master restarted empty (the user's key may have been on
+      // another one), or a failover to a replica that lagged (asynchronous replication: the user may be back
+      // on any earlier configuration that reached Redis).
+      for (const w of user.writes) if (w.sent < lastLoss.start) candidates.add(w.seq);
     }
     const seen: (number | null)[] = [];
     for (const instance of instances) {
