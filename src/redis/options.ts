@@ -90,7 +90,8 @@ export interface RedisContextStoreOptions extends ContextStoreOptions {
   /**
    * How often the store confirms its subscription end to end (a heartbeat
    * through every master back to its subscriber) and measures the Redis
-   * clocks used for fencing. A lost subscription is noticed within two intervals.
+   * clocks used for fencing. A silently lost subscription is noticed within
+   * two to three intervals; a closed connection at once.
    * @default 1_000
    */
   heartbeatInterval?: number;

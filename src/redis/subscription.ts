@@ -6,10 +6,13 @@
  * lost without an error. So the subscription is confirmed end to end: every
  * `heartbeatInterval` the store publishes a heartbeat through every node that
  * executes its scripts (the primary, or each Cluster master) and must hear
- * each one back on its subscriber before the next round. Until a round is
- * heard completely the subscription is not `active` (near-cached contexts are
- * not trusted, `/ready` says so); each time it becomes active again the
- * `epoch` increases, so every context cached before is read again.
+ * each one back on its subscriber within two intervals (rounds overlap). A
+ * round missing, or the subscriber connection closing, makes the
+ * subscription not `active` (near-cached contexts are not trusted, `/ready`
+ * says so) until every node's heartbeat sent since has come back; each time
+ * it becomes active again the `epoch` increases, so every context cached
+ * before is read again. Two misses in a row re-subscribe on a fresh
+ * connection (on a Cluster: to another master).
  *
  * The heartbeat round also measures the Redis clocks used to fence writes.
  *
