@@ -16,16 +16,11 @@ import { generateSecret } from '../examples/tokens.js';
 import type { RedisConsistency } from '../src/redis.js';
 import { OwnSentinelGroup, adminClient, requireRedisServerBinary, sleep } from './helpers/redis.js';
 import {
-  RECOVERY_BOUND_MS,
-  VISIBLE_AFTER_MS,
-  checkFinalState,
-  checkQueries,
-  emptyProblems,
   measureRecovery,
   newUsers,
   runUser,
   startInstances,
-  summarise,
+  verifyRun,
   type Fault,
   type Instance,
 } from './support/redis-ledger.js';
@@ -105,26 +100,9 @@ describe.skipIf(!available)('RedisContextStore behind Redis Sentinel (primary, r
         stopped = true;
         await load;
       }
-      const problems = emptyProblems(failures);
-      checkQueries(users, faults, problems);
-      for (const i of instances) expect(await i.store.whenReady(10_000)).toBe(true);
-      await sleep(VISIBLE_AFTER_MS);
-      await checkFinalState(users, instances, faults, problems);
-      const stats = summarise(users);
-      const recoveries = faults.map((f) => f.recoveryMs);
-      console.log(`[redis-sentinel] ${JSON.stringify({
-        scenario: 'sentinel: graceful failover, kill -9 primary', mode, ...stats,
-        staleInFault: problems.staleInFault.length, stale: problems.stale.length, lateApplied: problems.lateApplied.length,
-        fenced: instances.reduce((n, i) => n + i.store.stats.fenced, 0), faults: faults.map((f) => `${f.kind}: down ${f.end - f.start} ms, then back in ${f.recoveryMs} ms`),
-      })}`);
-      expect(problems.wrongUser).toEqual([]);
-      expect(problems.torn).toEqual([]);
-      expect(problems.unexpected).toEqual([]);
-      expect(problems.lateApplied, 'writes answered 503 and applied later').toEqual([]);
-      expect(problems.stale, 'stale answers outside a fault').toEqual([]);
-      if (mode === 'strict') expect(problems.staleInFault, 'strict: stale answers during a fault').toEqual([]);
-      expect(recoveries.every((ms) => ms <= RECOVERY_BOUND_MS), `recovery times ${recoveries.join(', ')} ms`).toBe(true);
-      expect(stats.ok).toBeGreaterThan(stats.unavailable503);
+      await verifyRun({
+        tag: 'redis-sentinel', scenario: 'sentinel: graceful failover, kill -9 primary', mode, users, instances, faults, failures,
+      });
     }, 60_000);
   }
 });

@@ -25,6 +25,7 @@ import { FakeLlmClient, createFakeLlm } from '../../examples/agent/llm.js';
 import { mintToken } from '../../examples/tokens.js';
 import type { UserConfig } from '../../src/index.js';
 import type { RedisConsistency, RedisContextStore, RedisContextStoreOptions } from '../../src/redis.js';
+import { expect } from 'vitest';
 import { runPrefix, sleep } from '../helpers/redis.js';
 
 export const REQUEST_DEADLINE_MS = 8_000;
@@ -379,4 +380,62 @@ export function summarise(users: readonly User[]) {
 
 export function emptyProblems(failures: string[]): Problems {
   return { wrongUser: [], torn: [], stale: [], staleInFault: [], staleLagsMs: [], lateApplied: [], unexpected: failures };
+}
+
+/** What {@link verifyRun} checks a finished load run against. */
+export interface RunToVerify {
+  /** Log tag, e.g. `redis-cluster`. */
+  tag: string;
+  scenario: string;
+  mode: 'available' | 'strict';
+  users: readonly User[];
+  instances: readonly Instance[];
+  faults: readonly Fault[];
+  failures: string[];
+  /**
+   * strict mode: stale answers during a fault are allowed up to this lag
+   * (a detection bound); without it, none at all.
+   */
+  strictStaleBoundMs?: number;
+}
+
+/**
+ * Checks a finished run: the ledger's queries, the final state once both
+ * instances are ready, then logs the figures (one JSON line, the source of
+ * docs/scaling-out-redis.md's table) and asserts what holds in every
+ * deployment: no wrong user, no torn pair, no unexpected failure, no write
+ * answered 503 applied later, no stale answer outside a fault (strict: none
+ * during one either, beyond `strictStaleBoundMs`), recovery within the bound.
+ */
+export async function verifyRun(run: RunToVerify) {
+  const { users, instances, faults, mode } = run;
+  const problems = emptyProblems(run.failures);
+  checkQueries(users, faults, problems);
+  for (const i of instances) expect(await i.store.whenReady(10_000)).toBe(true);
+  await sleep(VISIBLE_AFTER_MS);
+  const { lostUsers } = await checkFinalState(users, instances, faults, problems);
+  const stats = summarise(users);
+  const recoveries = faults.map((f) => f.recoveryMs);
+  const maxLag = Math.max(0, ...problems.staleLagsMs);
+  console.log(`[${run.tag}] ${JSON.stringify({
+    scenario: run.scenario, mode, ...stats,
+    staleInFault: problems.staleInFault.length, staleMaxLagMs: maxLag, stale: problems.stale.length,
+    lateApplied: problems.lateApplied.length, fenced: instances.reduce((n, i) => n + i.store.stats.fenced, 0), lostUsers,
+    losses: instances.map((i) => i.store.readiness().subscriptionLosses),
+    faults: faults.map((f) => `${f.kind}: down ${f.end - f.start} ms, then back in ${f.recoveryMs} ms`),
+  })}`);
+  expect(problems.wrongUser, 'answers naming another user').toEqual([]);
+  expect(problems.torn, 'torn configurations / client not built for the configuration').toEqual([]);
+  expect(problems.unexpected, 'failures other than 503 context_store_unavailable / 409 not_configured').toEqual([]);
+  expect(problems.lateApplied, 'writes answered 503 and applied later').toEqual([]);
+  expect(problems.stale, 'stale answers outside a fault').toEqual([]);
+  if (mode === 'strict' && run.strictStaleBoundMs === undefined) {
+    expect(problems.staleInFault, 'strict: stale answers during a fault').toEqual([]);
+  }
+  if (mode === 'strict' && run.strictStaleBoundMs !== undefined) {
+    expect(maxLag, 'strict: a stale answer only within the detection bound').toBeLessThanOrEqual(run.strictStaleBoundMs);
+  }
+  expect(recoveries.every((ms) => ms <= RECOVERY_BOUND_MS), `recovery times ${recoveries.join(', ')} ms`).toBe(true);
+  expect(stats.ok).toBeGreaterThan(stats.unavailable503);
+  return { stats, problems, lostUsers };
 }
