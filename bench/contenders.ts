@@ -44,7 +44,7 @@ export const LIB_ENV = 'KUC_BENCH_LIB';
 
 type Library = typeof import('../src/index.js');
 
-/** The library under test: `../src/index.js`, or e.g. `dist/index.js` after `npm run build`. */
+/** The library under test: `../src/index.js`, or e.g. `dist/esm/index.js` after `npm run build`. */
 async function library(): Promise<Library> {
   const lib = process.env[LIB_ENV];
   if (lib === undefined || lib === '') return import('../src/index.js');

@@ -32,7 +32,7 @@ const HELP = `npm run bench -- [options]
   --no-micro, --no-memory, --no-http   skip a part
   --profile <dir>      run the servers with --cpu-prof, profiles written to <dir>
                        (summarise one with: npx tsx bench/profile-summary.ts <file>)
-  --lib <module>       benchmark this build of the library instead of src/ (e.g. dist/index.js after npm run build)
+  --lib <module>       benchmark this build of the library instead of src/ (e.g. dist/esm/index.js after npm run build)
 contenders: ${CONTENDERS.map((c) => c.id).join(', ')}`;
 
 const { values } = parseArgs({

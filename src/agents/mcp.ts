@@ -219,7 +219,7 @@ export class UserMcpConnection {
  * The resource value is a `Promise<UserMcpConnection>` (connecting is
  * asynchronous); read it with {@link getUserMcpConnection}.
  */
-export function createMcpClientFactory(options: McpClientFactoryOptions): ResourceSpec {
+export function createMcpClientFactory(options: McpClientFactoryOptions): ResourceSpec<Promise<UserMcpConnection>> {
   if (options === null || typeof options !== 'object') {
     throw new TypeError('createMcpClientFactory(options): options is required, e.g. { resolveServer }');
   }

@@ -4,8 +4,8 @@
  *
  * @module
  */
-import { createRequire } from 'node:module';
 import type { Context, Middleware, Next } from 'koa';
+import koaUnlessModule from 'koa-unless';
 import { als } from '../store/als.js';
 import { getDefaultStore } from '../store/default-store.js';
 import {
@@ -25,8 +25,11 @@ import { checkRevocation, type IsRevoked } from './revocation.js';
 import { TokenVerifier, type TokenOptions } from './token.js';
 import { subjectOf } from './user-id.js';
 
-/** koa-unless, attached as `.unless()` exactly as koa-jwt does. */
-const koaUnless = createRequire(import.meta.url)('koa-unless') as (this: Middleware, options: UnlessOptions) => Middleware;
+/**
+ * koa-unless, attached as `.unless()` exactly as koa-jwt does. A plain import
+ * (not `createRequire(import.meta.url)`), so the CommonJS build loads it too.
+ */
+const koaUnless = koaUnlessModule as (this: Middleware, options: UnlessOptions) => Middleware;
 
 /** Options of `.unless()` (koa-unless 1.x): any match skips the middleware. */
 export interface UnlessOptions {

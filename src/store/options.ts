@@ -6,7 +6,7 @@
  */
 import type { LRUCache } from 'lru-cache';
 import { BUILTIN_DEFAULTS } from '../context/fields.js';
-import type { ConfigField, ResourceName, UserConfig, UserContextFields } from '../context/types.js';
+import type { ConfigField, LlmInstance, McpClient, ResourceName, UserConfig, UserContextFields } from '../context/types.js';
 import { splitPatch } from '../context/values.js';
 import { rejectUnknownOptions } from '../options.js';
 import { warnOnce } from '../warn.js';
@@ -41,7 +41,7 @@ export interface ResourceSpec<T = unknown> {
    *
    * @default undefined (the getter returns `null` until a value is set)
    */
-  create?: (config: UserConfig, userUuid: string) => T;
+  create?: (config: UserConfig, userUuid: string) => T | null;
   /**
    * Disposes the resource. `null` means the store never disposes it (use it
    * for clients shared with something else).
@@ -49,8 +49,16 @@ export interface ResourceSpec<T = unknown> {
    * @default calls `value[Symbol.asyncDispose]()`, `value.close()` or
    * `value.dispose()`, whichever exists first
    */
-  dispose?: ((value: Awaited<T>, userUuid: string) => unknown) | null;
+  dispose?: DisposeFn<T> | null;
 }
+
+/**
+ * `dispose` is checked bivariantly (method style), so a spec built for one
+ * client type (e.g. `ResourceSpec<Promise<UserMcpConnection>>`) still fits
+ * where no client type is registered (`ResourceSpec<unknown>`), while `create`
+ * stays checked against the registered type.
+ */
+type DisposeFn<T> = { bivariance(value: Awaited<T>, userUuid: string): unknown }['bivariance'];
 
 /** Options of {@link ContextStore}. */
 export interface ContextStoreOptions {
@@ -99,7 +107,7 @@ export interface ContextStoreOptions {
    * How `llmInstance` and `mcpClient` are built and disposed.
    * @default {} (no factories, default dispose)
    */
-  resources?: { llmInstance?: ResourceSpec; mcpClient?: ResourceSpec };
+  resources?: { llmInstance?: ResourceSpec<LlmInstance>; mcpClient?: ResourceSpec<McpClient> };
   /**
    * Also copy every per-user write into the process-wide (legacy
    * `APP_CONFIG`) context. This brings back last-writer-wins for code that
