@@ -23,6 +23,11 @@
  *
  * With a RedisContextStore (createSharedStore), a request or a configure that
  * needs Redis while it is down gets 503 { error: "context_store_unavailable" }.
+ *
+ * A user's MCP server that cannot be used answers 502 { error: "mcp_unavailable" }
+ * (connect failed) or { error: "mcp_connection_lost" } (cut mid-call), and 503
+ * { error: "mcp_backoff" | "mcp_busy" } with Retry-After (failing fast after a
+ * failed connect / every connection of the instance in use).
  */
 import { once } from 'node:events';
 import { EventEmitter } from 'node:events';
@@ -61,7 +66,14 @@ import {
   type UserRuntimeContext,
 } from '../src/index.js';
 import { RedisContextStore, type RedisContextStoreOptions } from '../src/redis.js';
-import { createMcpClientFactory, getUserMcpConnection } from '../src/mcp.js';
+import {
+  McpBackoffError,
+  McpConnectionLostError,
+  McpPoolExhaustedError,
+  createMcpClientFactory,
+  getUserMcpConnection,
+  type McpServerDefinition,
+} from '../src/mcp.js';
 import { MismatchError, execute } from './agent/executor.js';
 import { FakeLlmClient, createFakeLlm } from './agent/llm.js';
 import { plan } from './agent/planner.js';
@@ -106,11 +118,13 @@ export interface ExampleAppOptions {
   /** Options of the admin router (prefix, isAdmin, refreshInterval, …). */
   admin?: Omit<AdminRouterOptions, 'store'>;
   /**
-   * MCP servers a user may pick with `mcpServerName`, by name → Streamable HTTP URL.
-   * Users pick names, never URLs: the server only connects where the operator allows.
+   * MCP servers a user may pick with `mcpServerName`, by name → Streamable
+   * HTTP URL or registry entry (`{ url }`, a stdio `{ command, args, env }`,
+   * or a function of the user giving one). Users pick names, never URLs or
+   * commands: the server only connects to, or runs, what the operator allows.
    * @default none (MCP disabled)
    */
-  mcpServers?: ReadonlyMap<string, string>;
+  mcpServers?: ReadonlyMap<string, McpServerDefinition>;
   /**
    * Profiles a query can name.
    * @default DEFAULT_PROFILES
@@ -135,22 +149,17 @@ export function createLogger(options: pino.LoggerOptions = {}, destination?: pin
 }
 
 /** The example's resources: the fake LLM, and MCP clients for the servers in `mcpServers`. */
-export function exampleResources(mcpServers?: ReadonlyMap<string, string>): NonNullable<ContextStoreOptions['resources']> {
-  const mcpClient = mcpServers === undefined ? undefined : createMcpClientFactory({
-    resolveServer: (config) => {
-      const url = config.mcpServerName === null ? undefined : mcpServers.get(config.mcpServerName);
-      return url === undefined ? null : { url, name: config.mcpServerName! };
-    },
-  });
+export function exampleResources(mcpServers?: ReadonlyMap<string, McpServerDefinition>): NonNullable<ContextStoreOptions['resources']> {
+  const mcpClient = mcpServers === undefined ? undefined : createMcpClientFactory({ servers: Object.fromEntries(mcpServers) });
   return { llmInstance: { create: createFakeLlm }, ...(mcpClient ? { mcpClient } : {}) };
 }
 
-export function createStore(options: ContextStoreOptions = {}, mcpServers?: ReadonlyMap<string, string>): ContextStore {
+export function createStore(options: ContextStoreOptions = {}, mcpServers?: ReadonlyMap<string, McpServerDefinition>): ContextStore {
   return new ContextStore({ ...options, resources: { ...exampleResources(mcpServers), ...options.resources } });
 }
 
 /** A store shared with other instances through Redis, with the example's resources. */
-export function createSharedStore(options: RedisContextStoreOptions, mcpServers?: ReadonlyMap<string, string>): RedisContextStore {
+export function createSharedStore(options: RedisContextStoreOptions, mcpServers?: ReadonlyMap<string, McpServerDefinition>): RedisContextStore {
   return new RedisContextStore({ ...options, resources: { ...exampleResources(mcpServers), ...options.resources } });
 }
 
@@ -215,6 +224,14 @@ async function handle(ctx: Koa.Context, next: Koa.Next): Promise<void> {
       // Nobody is listening any more; 499 is what proxies log for this.
       ctx.status = 499;
       ctx.body = { error: 'client_closed_request', message: err.message };
+    } else if (err instanceof McpBackoffError || err instanceof McpPoolExhaustedError) {
+      // Nothing was sent to the MCP server: retrying after the delay is safe.
+      ctx.status = 503;
+      ctx.body = { error: err instanceof McpBackoffError ? 'mcp_backoff' : 'mcp_busy', message: err.message };
+      ctx.set('Retry-After', String(Math.max(1, Math.ceil((err.retryAfterMs ?? 1000) / 1000))));
+    } else if (err instanceof McpConnectionLostError) {
+      ctx.status = 502;
+      ctx.body = { error: 'mcp_connection_lost', message: err.message };
     } else if (err instanceof McpConnectError) {
       ctx.status = 502;
       ctx.body = { error: 'mcp_unavailable', message: err.message };

@@ -1,17 +1,61 @@
 /**
- * Small but real MCP servers for the examples and the tests: the SDK's
- * `McpServer` behind its `StreamableHTTPServerTransport`, on 127.0.0.1 and an
- * ephemeral port, one MCP session (and one McpServer) per connected client.
- * Each server counts the sessions it opened and closed, so a test can observe
- * from the server side that a user's client really disconnected.
+ * MCP servers for the examples and the tests:
+ * - small but real Streamable HTTP servers: the SDK's `McpServer` behind its
+ *   `StreamableHTTPServerTransport`, on 127.0.0.1 and an ephemeral port, one
+ *   MCP session (and one McpServer) per connected client. Each counts the
+ *   sessions it opened and closed, so a test can observe from the server side
+ *   that a user's client really disconnected;
+ * - the MCP project's reference servers from npm (devDependencies) as stdio
+ *   registry entries: `memoryServer()` runs `@modelcontextprotocol/server-memory`
+ *   as one child process per user, with the user's own knowledge-graph file.
  */
 import { randomUUID } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createRequire } from 'node:module';
 import type { AddressInfo } from 'node:net';
+import { dirname, join } from 'node:path';
 import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
 import { isInitializeRequest } from '@modelcontextprotocol/sdk/types.js';
 import * as z from 'zod';
+import type { McpServerDefinition } from '../src/mcp.js';
+
+const require = createRequire(import.meta.url);
+
+/** The reference servers of the MCP project used here (devDependencies). */
+export type ReferenceServer = 'server-everything' | 'server-memory' | 'server-filesystem';
+
+/**
+ * Absolute path of a reference server's entry script (its package.json
+ * `bin`), to run as `node <path>`: much faster than `npx`.
+ */
+export function referenceServerBin(name: ReferenceServer): string {
+  const manifest = require.resolve(`@modelcontextprotocol/${name}/package.json`);
+  const pkg = JSON.parse(readFileSync(manifest, 'utf8')) as { bin: string | Record<string, string> };
+  const bin = typeof pkg.bin === 'string' ? pkg.bin : Object.values(pkg.bin)[0]!;
+  return join(dirname(manifest), bin);
+}
+
+/** The tools of `@modelcontextprotocol/server-memory`, sorted. */
+export const MEMORY_TOOLS = [
+  'add_observations', 'create_entities', 'create_relations', 'delete_entities',
+  'delete_observations', 'delete_relations', 'open_nodes', 'read_graph', 'search_nodes',
+] as const;
+
+/**
+ * A stdio registry entry: server-memory as a child process per user, its
+ * knowledge graph in `<dataDir>/<userUuid>.jsonl` (a per-user environment
+ * variable). The operator fixes command and arguments; users only pick the name.
+ */
+export function memoryServer(dataDir: string): McpServerDefinition {
+  const bin = referenceServerBin('server-memory');
+  return (_config, userUuid) => ({
+    command: process.execPath,
+    args: [bin],
+    env: { MEMORY_FILE_PATH: join(dataDir, `${userUuid}.jsonl`) },
+  });
+}
 
 /** One tool of an example server: it echoes its input, tagged with the server name. */
 export interface ExampleTool {

@@ -12,9 +12,13 @@
  *               (HKDF-SHA256). Every instance needs the same key.
  */
 import { hkdfSync, randomBytes, randomUUID } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { ContextStore } from '../src/index.js';
+import type { McpServerDefinition } from '../src/mcp.js';
 import { createApp, createLogger, createSharedStore } from './app.js';
-import { startExampleServers } from './mcp-servers.js';
+import { memoryServer, startExampleServers } from './mcp-servers.js';
 import { generateSecret, mintToken } from './tokens.js';
 
 const port = Number(process.env['PORT'] ?? 3000);
@@ -24,11 +28,14 @@ if (!Number.isInteger(port) || port < 0 || port > 65535) {
 }
 const given = process.env['JWT_SECRET'] || undefined;
 const secret = given ?? generateSecret();
-// Two example MCP servers users can pick with { "mcpServerName": "warehouse" | "crm" }.
+// Example MCP servers users can pick with { "mcpServerName": "warehouse" | "crm" | "memory" }.
 const mcp = await startExampleServers();
-const mcpServers = new Map([
+// …and "memory": the reference server-memory over stdio, one child process per user.
+const memoryDir = mkdtempSync(join(tmpdir(), 'kuc-memory-'));
+const mcpServers = new Map<string, McpServerDefinition>([
   ['warehouse', mcp.warehouse.url],
   ['crm', mcp.crm.url],
+  ['memory', memoryServer(memoryDir)],
 ]);
 const redisUrl = process.env['REDIS_URL'];
 let created;
@@ -81,6 +88,7 @@ function shutdown(signal: string): void {
   server.close();
   store.close({ timeout: 5000 })
     .then(() => mcp.close())
+    .then(() => rmSync(memoryDir, { recursive: true, force: true }))
     .then(() => process.exit(0), () => process.exit(1));
 }
 process.once('SIGINT', () => shutdown('SIGINT'));

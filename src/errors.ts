@@ -29,6 +29,9 @@ export type UserContextErrorCode =
   | 'ERR_CONTEXT_STORE_UNAVAILABLE'
   | 'ERR_CONTEXT_NOT_LOADED'
   | 'ERR_MCP_CONNECT_FAILED'
+  | 'ERR_MCP_CONNECTION_LOST'
+  | 'ERR_MCP_BACKOFF'
+  | 'ERR_MCP_POOL_EXHAUSTED'
   | 'ERR_INVALID_PROFILE'
   | 'ERR_CLIENT_DISCONNECTED';
 
@@ -240,9 +243,46 @@ export class ContextNotLoadedError extends UserContextError {
 
 // --- Agent integration (MCP clients, profile overrides) ---------------------
 
-/** A user's MCP client could not connect to (or initialise with) its server. */
+/**
+ * A user's MCP client could not connect to (or initialise with) its server.
+ * The base class of every MCP connection failure below; an app answers all
+ * of them with 502 or 503, never 500.
+ */
 export class McpConnectError extends UserContextError {
-  static override readonly code = 'ERR_MCP_CONNECT_FAILED';
+  static override readonly code: UserContextErrorCode = 'ERR_MCP_CONNECT_FAILED';
+  /** Milliseconds after which a retry may succeed (for `Retry-After`); `undefined` when unknown. */
+  readonly retryAfterMs: number | undefined;
+
+  constructor(message: string, options?: { cause?: unknown; retryAfterMs?: number }) {
+    super(message, options);
+    this.retryAfterMs = options?.retryAfterMs;
+  }
+}
+
+/**
+ * The MCP connection broke while a call was on the wire (the stdio child
+ * exited, the stream was cut): the call may or may not have run on the server,
+ * so it was not repeated. The connection is rebuilt on the next call.
+ */
+export class McpConnectionLostError extends McpConnectError {
+  static override readonly code = 'ERR_MCP_CONNECTION_LOST';
+}
+
+/**
+ * Connecting to this MCP server failed moments ago; until the back-off delay
+ * (`retryAfterMs`) has passed, requests fail fast instead of piling up on a
+ * server that is down.
+ */
+export class McpBackoffError extends McpConnectError {
+  static override readonly code = 'ERR_MCP_BACKOFF';
+}
+
+/**
+ * Every live MCP connection of this instance (`maxConnections`) was in use
+ * for longer than `acquireTimeout`, so none could be closed to make room.
+ */
+export class McpPoolExhaustedError extends McpConnectError {
+  static override readonly code = 'ERR_MCP_POOL_EXHAUSTED';
 }
 
 /** A profile override given to `runWithProfile()` is not valid. */

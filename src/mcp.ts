@@ -4,4 +4,5 @@
  *
  * @module
  */
-export * from './agents/mcp.js';
+export * from './agents/mcp/index.js';
+export { McpBackoffError, McpConnectError, McpConnectionLostError, McpPoolExhaustedError } from './errors.js';

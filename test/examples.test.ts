@@ -5,7 +5,7 @@ import request from 'supertest';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createApp } from '../examples/app.js';
 import { generateSecret, mintToken } from '../examples/tokens.js';
-import { runDemo } from '../examples/two-users.js';
+import { demoProcesses, runDemo } from '../examples/two-users.js';
 import type { ContextStore } from '../src/index.js';
 
 const open: Array<{ server: Server; store: ContextStore }> = [];
@@ -25,12 +25,15 @@ function start() {
 }
 
 describe('examples/two-users.ts', () => {
-  it('runs both users on their own provider/model with zero cross-talk', async () => {
+  it('runs every user on their own provider/model and MCP server (one over stdio) with zero cross-talk', async () => {
     const rows = await runDemo(12);
-    expect(rows).toHaveLength(24);
+    expect(rows).toHaveLength(36);
     expect(rows.filter((r) => !r.ok)).toEqual([]);
     expect(new Set(rows.filter((r) => r.user === 'A').map((r) => r.ran))).toEqual(new Set(['Google/gemini-2.5-flash']));
     expect(new Set(rows.filter((r) => r.user === 'B').map((r) => r.ran))).toEqual(new Set(['Anthropic/claude-3-5-haiku']));
+    expect(new Set(rows.filter((r) => r.user === 'C').map((r) => r.mcpServer))).toEqual(new Set(['memory']));
+    // User C's stdio server: one child for all twelve queries, ended with the store.
+    expect(demoProcesses).toEqual({ started: 1, ended: 1 });
   });
 });
 

@@ -1,13 +1,18 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { startMcpServer, type RunningMcpServer } from '../examples/mcp-servers.js';
-import { ContextStore, McpConnectError, configureUser, runAsUser, runWithProfile } from '../src/index.js';
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
+import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import { referenceServerBin } from '../examples/mcp-servers.js';
+import { ContextStore, McpConnectError, configureUser, runAsUser, runWithProfile, setUserMcpClient } from '../src/index.js';
 import {
   UserMcpConnection,
   callUserMcpTool,
   createMcpClientFactory,
   getUserMcpConnection,
   getUserMcpTools,
+  isMcpClientLike,
 } from '../src/mcp.js';
 
 const ALPHA_TOOLS = [
@@ -65,6 +70,30 @@ describe('createMcpClientFactory', () => {
     expect(() => createMcpClientFactory({} as never)).toThrow(/resolveServer/);
     expect(() => createMcpClientFactory({ resolveServer: () => null, connectTimeout: 0 })).toThrow(/connectTimeout/);
     expect(() => createMcpClientFactory({ resolveServer: () => null, clientInfo: { name: 1 } as never })).toThrow(/clientInfo/);
+    expect(() => createMcpClientFactory({ resolveServer: () => null, maxConnection: 3 } as never)).toThrow(/unknown option "maxConnection".*maxConnections/);
+    expect(() => createMcpClientFactory({ resolveServer: () => null, maxConnections: 0 })).toThrow(/maxConnections/);
+    expect(() => createMcpClientFactory({ resolveServer: () => null, backoff: { delay: 1 } } as never)).toThrow(/delay/);
+    expect(() => createMcpClientFactory({ resolveServer: () => null, servers: {} })).toThrow(/not both/);
+    expect(() => createMcpClientFactory({ resolveServer: () => null, killTimeout: -1 })).toThrow(/killTimeout/);
+  });
+
+  it('validates the targets resolveServer returns', async () => {
+    const bad: Array<[unknown, RegExp]> = [
+      [{ url: 'http://x/mcp', command: 'node' }, /both url and command/],
+      [{ command: '' }, /command/],
+      [{ command: 'node', args: [1] }, /args/],
+      [{ command: 'node', env: { A: 1 } }, /env/],
+      [{ url: 'http://x/mcp', headers: { a: 1 } }, /headers/],
+      [{ name: 'x' }, /\{ url \}.*\{ command \}/],
+    ];
+    for (const [target, message] of bad) {
+      const store = new ContextStore({ resources: { mcpClient: createMcpClientFactory({ resolveServer: () => target as never }) } });
+      stores.push(store);
+      await runAsUser(randomUUID(), async () => {
+        await configureUser({ mcpServerName: 'x' });
+        await expect(getUserMcpConnection()).rejects.toThrow(message);
+      }, { store });
+    }
   });
 
   it('gives no client to a user without an MCP server', async () => {
@@ -266,5 +295,42 @@ describe('per-user MCP clients with two real servers', () => {
     } finally {
       registry.delete('flaky');
     }
+  });
+});
+
+describe('helpers with any MCP client (the SDK Client surface)', () => {
+  it('getUserMcpTools() and callUserMcpTool() use a Client handed over with setUserMcpClient(), over HTTP or stdio', async () => {
+    const store = new ContextStore();
+    stores.push(store);
+    const http = new Client({ name: 'own-http', version: '1.0.0' });
+    await http.connect(new StreamableHTTPClientTransport(new URL(alpha.url)));
+    const stdio = new Client({ name: 'own-stdio', version: '1.0.0' });
+    await stdio.connect(new StdioClientTransport({ command: process.execPath, args: [referenceServerBin('server-everything'), 'stdio'], stderr: 'ignore' }));
+    const [a, b] = [randomUUID(), randomUUID()];
+    await runAsUser(a, () => setUserMcpClient(http as never), { store });
+    await runAsUser(b, () => setUserMcpClient(stdio as never), { store });
+    const [ta, tb] = await Promise.all([
+      runAsUser(a, async () => ({ tools: names(await getUserMcpTools()), called: await callUserMcpTool('alpha_search', { input: a }) }), { store }),
+      runAsUser(b, async () => ({ tools: names(await getUserMcpTools()), called: await callUserMcpTool('echo', { message: b }) }), { store }),
+    ]);
+    expect(ta.tools).toEqual(names(ALPHA_TOOLS));
+    expect((ta.called.content as { text: string }[])[0]!.text).toBe(`alpha.alpha_search(${a})`);
+    expect(tb.tools).toContain('get-env');
+    expect((tb.called.content as { text: string }[])[0]!.text).toBe(`Echo: ${b}`);
+    // getUserMcpConnection() is specific to the factory and says what to use instead.
+    await runAsUser(a, async () => {
+      await expect(getUserMcpConnection()).rejects.toThrow(/getUserMcpClient\(\)/);
+    }, { store });
+    await store.close(); // disposes both clients (close())
+  });
+
+  it('a value without listTools()/callTool() gets a TypeError that says what is expected', async () => {
+    const store = new ContextStore();
+    stores.push(store);
+    await runAsUser(randomUUID(), async () => {
+      await setUserMcpClient({ close() {} } as never);
+      await expect(getUserMcpTools()).rejects.toThrow(/listTools\(\)\/callTool\(\)/);
+      expect(isMcpClientLike({ listTools() {}, callTool() {} })).toBe(true);
+    }, { store });
   });
 });

@@ -61,6 +61,7 @@ const lastJsonLine = <T>(stdout: string): T => JSON.parse(stdout.trim().split('\
 const writeJson = (file: string, value: unknown): void => writeFileSync(file, JSON.stringify(value, null, 2) + '\n');
 
 const OPTIONAL_PEERS = ['ioredis', 'jwks-rsa', 'prom-client', '@modelcontextprotocol/sdk'] as const;
+const DOC_LIBRARIES = ['pino'] as const;
 const STRICT = {
   strict: true,
   noUncheckedIndexedAccess: true,
@@ -134,6 +135,8 @@ beforeAll(async () => {
         '@types/koa@3',
         `@types/node@${versionOf('@types/node')}`,
         ...OPTIONAL_PEERS.map((name) => `${name}@${versionOf(name)}`),
+        // Libraries the docs' examples use next to ours (not peers).
+        ...DOC_LIBRARIES.map((name) => `${name}@${versionOf(name)}`),
       ],
       full,
       240_000,
