@@ -122,7 +122,12 @@ export class OwnRedisServer {
 
   static async start(options: OwnRedisServerOptions = {}): Promise<OwnRedisServer> {
     const server = new OwnRedisServer(options.port ?? (await freePort()), options);
-    await server.restart();
+    try {
+      await server.restart();
+    } catch (error) {
+      await server.destroy(); // no process or data directory left behind
+      throw error;
+    }
     return server;
   }
 
