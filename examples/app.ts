@@ -213,7 +213,7 @@ async function handle(ctx: Koa.Context, next: Koa.Next): Promise<void> {
       ctx.status = err.status;
       ctx.body = { error: err.error, message: err.message };
     } else if (err instanceof ContextStoreUnavailableError) {
-      // Redis is down: the configuration was not applied (or applied entirely); retrying is safe.
+      // Redis is down: a write answered with this is never applied afterwards (fenced); retrying is safe.
       ctx.status = 503;
       ctx.body = { error: err.error, message: err.message };
       ctx.set('Retry-After', '5');
