@@ -238,7 +238,7 @@ async function handle(ctx: Koa.Context, next: Koa.Next): Promise<void> {
       ctx.status = 502;
       ctx.body = { error: 'llm_provider_error', message: `The LLM provider answered ${status ?? 'with an error'}; try again later.` };
     } else if (err instanceof ContextStoreUnavailableError) {
-      // Redis is down: the configuration was not applied (or applied entirely); retrying is safe.
+      // Redis is down: a write answered with this is never applied afterwards (fenced); retrying is safe.
       ctx.status = 503;
       ctx.body = { error: err.error, message: err.message };
       ctx.set('Retry-After', '5');

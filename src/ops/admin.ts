@@ -13,7 +13,8 @@
  *   GET    /admin                  the dashboard page (HTML; holds no data)
  *   GET    /admin/contexts         active contexts, paged and filtered
  *   GET    /admin/contexts/:uuid   one context, secrets redacted
- *   DELETE /admin/contexts/:uuid   evict it (resources disposed once no request holds them)
+ *   DELETE /admin/contexts/:uuid   delete it: from this process, and with a shared store from Redis
+ *                                  and every instance (resources disposed once no request holds them)
  *
  * Every data route needs an admin: 401 without credentials, 403 for a
  * caller that is not one.
@@ -26,7 +27,7 @@ import { RESOURCE_NAMES } from '../context/fields.js';
 import { redactContext } from '../context/redact.js';
 import { type ResourceName } from '../context/types.js';
 import { getDefaultStore } from '../store/default-store.js';
-import { UserContextError } from '../errors.js';
+import { ContextStoreUnavailableError, UserContextError } from '../errors.js';
 import type { Generation } from '../store/generation.js';
 import type { ContextStore, UserEntry } from '../store/store.js';
 
@@ -228,17 +229,19 @@ export function adminRouter(options: AdminRouterOptions = {}): AdminRouter {
     ctx.body = { ...toRow(entry), context: redactContext(view, { secretKeys: keys }) };
   }
 
-  function evict(ctx: Context, userUuid: string): void {
+  /** Deletes the context wherever the store keeps it (a shared store: Redis and every instance's near-cache). */
+  async function evict(ctx: Context, userUuid: string): Promise<void> {
     const entry = store.inspect(userUuid);
-    if (entry === undefined || !store.evict(userUuid, 'manual')) {
+    if (!(await store.deleteContext(userUuid))) {
       throw new HttpProblem(404, 'context_not_found', `No active context for user ${userUuid}; nothing to evict.`);
     }
+    const inFlight = entry?.inFlight ?? 0;
     ctx.body = {
       evicted: true,
       userUuid,
-      inFlight: entry.inFlight,
-      message: entry.inFlight > 0
-        ? `Evicted; its resources are disposed when its ${entry.inFlight} request(s) in flight end.`
+      inFlight,
+      message: inFlight > 0
+        ? `Evicted; its resources are disposed when its ${inFlight} request(s) in flight end.`
         : 'Evicted; its resources are being disposed.',
     };
   }
@@ -281,6 +284,12 @@ export function adminRouter(options: AdminRouterOptions = {}): AdminRouter {
     try {
       await route(ctx);
     } catch (error) {
+      if (error instanceof ContextStoreUnavailableError) {
+        ctx.status = 503;
+        ctx.set('Retry-After', '5');
+        ctx.body = { error: ContextStoreUnavailableError.error, message: error.message };
+        return;
+      }
       if (!(error instanceof HttpProblem)) throw error;
       ctx.status = error.status;
       ctx.body = { error: error.error, message: error.message };

@@ -6,7 +6,14 @@
  *
  * Layout of `<prefix>ctx:<user>` (a hash): `v` version (incremented by every
  * write), `a` last access (ms since the epoch), `f:<field>` one configuration
- * field each (see redis-codec.ts).
+ * field each (see codec.ts).
+ *
+ * Writes are fenced (see fence.ts): each carries a deadline on Redis's own
+ * clock (`TIME`, read inside the script), after which its sender has already
+ * answered the write as failed. A write that reaches Redis later (stalled in
+ * a socket, replayed after a reconnection) is refused with `KUC_FENCED` and
+ * changes nothing, so a write answered with an error is never applied after
+ * that answer.
  *
  * @internal
  * @module
@@ -16,11 +23,21 @@ import { createHash } from 'node:crypto';
 export interface Script {
   readonly source: string;
   readonly sha: string;
+  /** Whether the script writes and takes a fence deadline. */
+  readonly fenced: boolean;
 }
 
-function script(source: string): Script {
-  return { source, sha: createHash('sha1').update(source).digest('hex') };
+function script(source: string, fenced = false): Script {
+  return { source, sha: createHash('sha1').update(source).digest('hex'), fenced };
 }
+
+/** Lua: refuses the script when Redis's clock (ms) is past ARGV[i]. */
+const fence = (i: number): string => `
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
+if now > tonumber(ARGV[${i}]) then
+  return redis.error_reply('KUC_FENCED ' .. string.format('%.3f', now - tonumber(ARGV[${i}])))
+end`;
 
 /**
  * Reads a context and, if it exists, refreshes its sliding TTL and last access.
@@ -38,16 +55,34 @@ return r
 /**
  * Writes fields as one step, bumps the version, refreshes the TTL and
  * publishes the invalidation. KEYS[1] context key; ARGV[1] now, ARGV[2] TTL,
- * ARGV[3] channel, ARGV[4] origin instance, ARGV[5] user, ARGV[6..] field/value
- * pairs. Returns the whole hash after the write.
+ * ARGV[3] channel, ARGV[4] origin instance, ARGV[5] user, ARGV[6] fence
+ * deadline (Redis clock, ms), ARGV[7] expected version ('' = any: otherwise a
+ * different stored version refuses the write with `KUC_CONFLICT <version>`),
+ * ARGV[8..] field/value pairs. Returns the whole hash after the write.
  */
-export const COMMIT = script(`
+export const COMMIT = script(`${fence(6)}
+if ARGV[7] ~= '' then
+  local cur = tonumber(redis.call('HGET', KEYS[1], 'v') or '0')
+  if cur ~= tonumber(ARGV[7]) then return redis.error_reply('KUC_CONFLICT ' .. cur) end
+end
 local v = redis.call('HINCRBY', KEYS[1], 'v', 1)
-redis.call('HSET', KEYS[1], 'a', ARGV[1], unpack(ARGV, 6))
+redis.call('HSET', KEYS[1], 'a', ARGV[1], unpack(ARGV, 8))
 if tonumber(ARGV[2]) > 0 then redis.call('PEXPIRE', KEYS[1], ARGV[2]) else redis.call('PERSIST', KEYS[1]) end
 redis.call('PUBLISH', ARGV[3], ARGV[4] .. ' ' .. v .. ' ' .. ARGV[5])
 return redis.call('HGETALL', KEYS[1])
-`);
+`, true);
+
+/**
+ * Deletes a context and tells every instance to drop it. KEYS[1] context key;
+ * ARGV[1] channel, ARGV[2] origin instance, ARGV[3] user, ARGV[4] fence
+ * deadline. Returns 1 when the context was in Redis, else 0 (the
+ * invalidation is published either way: near-caches may still hold it).
+ */
+export const DELETE = script(`${fence(4)}
+local n = redis.call('DEL', KEYS[1])
+redis.call('PUBLISH', ARGV[1], ARGV[2] .. ' del ' .. ARGV[3])
+return n
+`, true);
 
 /**
  * Refreshes the sliding TTL of an existing context. KEYS[1] context key;

@@ -258,6 +258,21 @@ export class ContextStore implements GenerationOwner {
     return this.#cache.peek(userUuid)?.current;
   }
 
+  /**
+   * Hook for shared stores: the stale-client conflict check of the write
+   * path (`ConfigurationConflictError` when a client in `resources`, built
+   * for `scope`'s snapshot, depends on a field `current` has changed since
+   * and `fields` does not set). @internal
+   */
+  protected checkResourceBase(
+    current: Generation,
+    fields: ReadonlyMap<string, unknown>,
+    resources: ReadonlyMap<ResourceName, unknown>,
+    scope: Scope,
+  ): void {
+    this.#resources.checkBase(current, fields, resources, scope);
+  }
+
   #afterApply(
     entry: UserEntry,
     gen: Generation,
@@ -313,6 +328,16 @@ export class ContextStore implements GenerationOwner {
     const entry = this.#cache.peek(userUuid);
     if (entry === undefined) return undefined;
     return { ...entry, userUuid, remainingTtl: this.#cache.getRemainingTTL(userUuid) };
+  }
+
+  /**
+   * Deletes a user's context wherever it is kept: here, the entry (as
+   * {@link evict}); in a shared store, the stored context and every
+   * instance's copy. Resolves whether a context was there. The admin API's
+   * `DELETE /admin/contexts/:uuid` calls it.
+   */
+  deleteContext(userUuid: string): boolean | Promise<boolean> {
+    return this.evict(userUuid, 'manual');
   }
 
   /**

@@ -1,0 +1,94 @@
+/**
+ * Runs the store's scripts: one per call on the user's key (so a Cluster
+ * routes it to the key's node), with the store's command timeout and, for
+ * writes, the fence deadline (see fence.ts), mapping every failure to
+ * `ContextStoreUnavailableError` (503 for the request).
+ *
+ * @internal
+ * @module
+ */
+import { ContextStoreUnavailableError } from '../errors.js';
+import { localNow, type RedisClock } from './fence.js';
+import type { Script } from './scripts.js';
+import type { RedisClient } from './topology.js';
+
+/** A write refused by its version precondition (someone wrote in between). */
+export class VersionMoved extends Error {}
+
+export class ScriptRunner {
+  readonly #client: RedisClient;
+  readonly #clock: RedisClock;
+  readonly #timeout: number;
+  /** Writes Redis refused because they reached it after their deadline. */
+  fenced = 0;
+
+  constructor(client: RedisClient, clock: RedisClock, timeout: number) {
+    this.#client = client;
+    this.#clock = clock;
+    this.#timeout = timeout;
+  }
+
+  /**
+   * Runs `script` on `key`. `args` receives the fence deadline (Redis clock,
+   * ms; '' for scripts that do not write): the failure this method reports
+   * `commandTimeout` after sending is final.
+   */
+  async run(script: Script, key: string, args: (deadline: string) => string[]): Promise<unknown> {
+    const status = this.#client.status;
+    if (status !== 'ready') {
+      throw new ContextStoreUnavailableError(`Redis is not connected (${status}); retry in a few seconds.`);
+    }
+    const sentAt = localNow();
+    const deadline = this.#clock.deadline(sentAt, this.#timeout);
+    if (script.fenced && deadline === undefined) {
+      throw new ContextStoreUnavailableError("Redis's clock is not measured yet (the connection is new); retry in a few seconds.");
+    }
+    const argv = args(deadline?.toFixed(3) ?? '');
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      // Never before sentAt + timeout on the fence's clock (timers may fire a little early).
+      const arm = (): void => {
+        const left = sentAt + this.#timeout - localNow();
+        if (left > 0) timer = setTimeout(arm, Math.ceil(left));
+        else {
+          reject(new ContextStoreUnavailableError(
+            `Redis did not answer within ${this.#timeout} ms; retry shortly (a write is never applied after this error).`,
+          ));
+        }
+      };
+      arm();
+    });
+    const call = async (): Promise<unknown> => {
+      try {
+        return await this.#client.evalsha(script.sha, 1, key, ...argv);
+      } catch (error) {
+        if (!(error instanceof Error) || !error.message.startsWith('NOSCRIPT')) throw error;
+        return this.#client.eval(script.source, 1, key, ...argv);
+      }
+    };
+    try {
+      return await Promise.race([call(), timeout]);
+    } catch (error) {
+      const message = error instanceof Error ? error.message : '';
+      if (message.startsWith('KUC_CONFLICT')) throw new VersionMoved(message);
+      if (message.startsWith('KUC_FENCED')) {
+        this.fenced++;
+        throw new ContextStoreUnavailableError(
+          `Redis reached this write after its deadline (${message.slice(11)} ms late) and refused it; nothing was applied. Retry shortly.`,
+          { cause: error },
+        );
+      }
+      throw toUnavailable(error);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+}
+
+export function toUnavailable(error: unknown): ContextStoreUnavailableError {
+  if (error instanceof ContextStoreUnavailableError) return error;
+  const detail = error instanceof Error ? error.message : String(error);
+  return new ContextStoreUnavailableError(`The shared context store (Redis) failed: ${detail}. Retry in a few seconds.`, {
+    cause: error,
+  });
+}

@@ -1,0 +1,247 @@
+/**
+ * The invalidation subscription and its health.
+ *
+ * Pub/sub is at-most-once: while the subscriber connection is down, or a
+ * Cluster node no longer relays to the node it listens on, invalidations are
+ * lost without an error. So the subscription is confirmed end to end: every
+ * `heartbeatInterval` the store publishes a heartbeat through every node that
+ * executes its scripts (the primary, or each Cluster master) and must hear
+ * each one back on its subscriber within two intervals (rounds overlap). A
+ * round missing, or the subscriber connection closing, makes the
+ * subscription not `active` (near-cached contexts are not trusted, `/ready`
+ * says so) until every node's heartbeat sent since has come back; each time
+ * it becomes active again the `epoch` increases, so every context cached
+ * before is read again. Two misses in a row re-subscribe on a fresh
+ * connection (on a Cluster: to another master).
+ *
+ * The heartbeat round also measures the Redis clocks used to fence writes.
+ *
+ * @internal
+ * @module
+ */
+import { performance } from 'node:perf_hooks';
+import type { Redis } from 'ioredis';
+import { warnOnce } from '../warn.js';
+import type { RedisClock } from './fence.js';
+import { isCluster, masters, openSubscriber, type RedisClient } from './topology.js';
+
+export interface SubscriptionOptions {
+  client: RedisClient;
+  channel: string;
+  instanceId: string;
+  heartbeatInterval: number;
+  clock: RedisClock;
+  /** Every message on the channel except this instance's heartbeats. */
+  onMessage: (message: string) => void;
+}
+
+/** How the invalidation subscription is: what `/ready` reports. */
+export type SubscriptionState = 'subscribed' | 'unconfirmed' | 'disconnected';
+
+export class Subscription {
+  readonly #o: SubscriptionOptions;
+  #sub: Redis;
+  #attempt = 0;
+  #subscribed = false;
+  /** When the subscriber last stopped being subscribed (or was opened). */
+  #unsubscribedSince = performance.now();
+  #active = false;
+  #epoch = 0;
+  /** The last heartbeat round sent, and when each outstanding round was sent. */
+  #round = 0;
+  readonly #sentAt = new Map<number, number>();
+  /** The nodes of each outstanding round, and the last round heard back per node. */
+  readonly #nodesOf = new Map<number, readonly string[]>();
+  readonly #heardRound = new Map<string, number>();
+  /** The nodes of the last round sent. */
+  #lastNodes: readonly string[] = [];
+  /** Confirmation needs every node's heartbeat from this round on. */
+  #confirmFrom = Number.POSITIVE_INFINITY;
+  /** Heartbeat checks failed in a row. */
+  #misses = 0;
+  #timer: NodeJS.Timeout | undefined;
+  #closed = false;
+  /** Times the subscription was lost (disconnection or a missed heartbeat). */
+  losses = 0;
+
+  constructor(options: SubscriptionOptions) {
+    this.#o = options;
+    this.#sub = this.#open();
+    this.#timer = setInterval(() => this.#beat(), options.heartbeatInterval);
+    this.#timer.unref();
+  }
+
+  /** Subscribed and confirmed by heartbeats: invalidations arrive. */
+  get active(): boolean {
+    return this.#active;
+  }
+
+  /** Increases each time the subscription becomes active again. */
+  get epoch(): number {
+    return this.#epoch;
+  }
+
+  get state(): SubscriptionState {
+    return this.#active ? 'subscribed' : this.#subscribed ? 'unconfirmed' : 'disconnected';
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+    clearInterval(this.#timer);
+    this.#active = this.#subscribed = false;
+    await quit(this.#sub);
+  }
+
+  /** Starts a heartbeat round now (the command connection is back). */
+  kick(): void {
+    this.#send();
+  }
+
+  #open(): Redis {
+    const sub = openSubscriber(this.#o.client, `koa-user-context:${this.#o.instanceId}:sub`, this.#attempt++);
+    sub.on('error', (error: Error) => {
+      warnOnce('KUC_REDIS_ERROR', `Redis connection error (the client reconnects by itself): ${error.message}`);
+    });
+    sub.on('ready', () => {
+      sub.subscribe(this.#o.channel).then(
+        () => {
+          if (sub !== this.#sub) return;
+          this.#subscribed = true;
+          this.#confirmFrom = this.#round + 1;
+          this.#send();
+        },
+        (error: unknown) => warnOnce('KUC_REDIS_SUBSCRIBE_FAILED', `Subscribing to ${this.#o.channel} failed: ${String(error)}`),
+      );
+    });
+    sub.on('close', () => {
+      if (sub !== this.#sub) return;
+      if (this.#subscribed) this.#unsubscribedSince = performance.now();
+      this.#subscribed = false;
+      this.#deactivate();
+    });
+    sub.on('message', (channel: string, message: string) => {
+      if (channel !== this.#o.channel || sub !== this.#sub) return;
+      // `<origin> hb <round>:<node>`: heartbeats, ours (counted) or another instance's (ignored).
+      const space = message.indexOf(' ');
+      if (message.startsWith(' hb ', space)) {
+        if (message.slice(0, space) === this.#o.instanceId) this.#heard(message.slice(space + 4));
+      } else {
+        this.#o.onMessage(message);
+      }
+    });
+    return sub;
+  }
+
+  /** Invalidations can no longer be trusted to arrive (the subscription itself may still be there). */
+  #deactivate(): void {
+    if (this.#active) {
+      this.#active = false;
+      this.losses++;
+    }
+  }
+
+  /**
+   * Every interval: checks that each round sent at least two intervals ago
+   * came back through every node (rounds overlap, so a slow event loop
+   * delays a confirmation rather than failing it), then sends the next one.
+   */
+  #beat(): void {
+    if (this.#closed) return;
+    const now = performance.now();
+    const cluster = isCluster(this.#o.client);
+    let missing: string[] = [];
+    for (const [round, sentAt] of this.#sentAt) {
+      if (now - sentAt < 2 * this.#o.heartbeatInterval * 0.95) continue;
+      missing = (this.#nodesOf.get(round) ?? []).filter((node) => (this.#heardRound.get(node) ?? 0) < round);
+      this.#sentAt.delete(round);
+      this.#nodesOf.delete(round);
+      if (missing.length > 0) break;
+    }
+    const missed = missing.length > 0 && this.#subscribed;
+    this.#misses = missed ? this.#misses + 1 : 0;
+    if (missed) {
+      warnOnce(
+        'KUC_REDIS_SUBSCRIPTION_LOST',
+        `Invalidations stopped arriving (no heartbeat back through ${missing.join(', ')} within two intervals); ` +
+          'near-cached contexts are read again before they are trusted, and the store re-subscribes.',
+      );
+      // Not trusted any more, until every node's heartbeat sent from now on comes back.
+      this.#deactivate();
+      this.#confirmFrom = this.#round + 1;
+      this.#sentAt.clear();
+      this.#nodesOf.clear();
+    }
+    // Missed twice in a row, or a Cluster subscriber that cannot reconnect (its node is gone):
+    // start over on a fresh connection (on a Cluster: another master).
+    const stuck = cluster && !this.#subscribed && now - this.#unsubscribedSince > 2 * this.#o.heartbeatInterval;
+    if (this.#misses >= 2 || stuck) {
+      this.#misses = 0;
+      const old = this.#sub;
+      this.#subscribed = false;
+      this.#unsubscribedSince = now;
+      if (cluster) {
+        this.#sub = this.#open();
+        void quit(old);
+      } else {
+        old.disconnect(true);
+      }
+    }
+    this.#send();
+  }
+
+  /** Publishes a heartbeat round through every node and measures the clocks. */
+  #send(): void {
+    const client = this.#o.client;
+    if (this.#closed) return;
+    if (client.status !== 'ready') {
+      this.#sentAt.clear();
+      this.#nodesOf.clear();
+      this.#deactivate();
+      this.#confirmFrom = this.#round + 1;
+      return;
+    }
+    const nodes = masters(client);
+    const round = ++this.#round;
+    this.#sentAt.set(round, performance.now());
+    this.#lastNodes = [...nodes.keys()];
+    this.#nodesOf.set(round, this.#lastNodes);
+    this.#o.clock.measure(nodes).then(
+      (spread) => {
+        if (spread > this.#o.heartbeatInterval) {
+          warnOnce('KUC_REDIS_CLOCK_SPREAD', `The clocks of the Redis Cluster masters differ by ${Math.round(spread)} ms; ` +
+            'writes are fenced with the earliest one, so some fail early. Synchronise their clocks (NTP).');
+        }
+      },
+      () => {},
+    );
+    for (const [name, node] of nodes) {
+      node.publish(this.#o.channel, `${this.#o.instanceId} hb ${round}:${name}`).catch(() => {});
+    }
+  }
+
+  #heard(body: string): void {
+    const colon = body.indexOf(':');
+    const round = Number(body.slice(0, colon));
+    const node = body.slice(colon + 1);
+    if (!(round > (this.#heardRound.get(node) ?? 0))) return;
+    this.#heardRound.set(node, round);
+    if (!this.#subscribed || this.#active) return;
+    if (round >= this.#confirmFrom && this.#lastNodes.every((n) => (this.#heardRound.get(n) ?? 0) >= this.#confirmFrom)) {
+      this.#epoch++;
+      this.#active = true;
+    }
+  }
+}
+
+export async function quit(client: RedisClient | undefined): Promise<void> {
+  if (client === undefined || client.status === 'end') return;
+  if (client.status !== 'ready') {
+    client.disconnect();
+    return;
+  }
+  try {
+    await client.quit();
+  } catch {
+    client.disconnect();
+  }
+}
