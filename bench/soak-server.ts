@@ -7,7 +7,8 @@
  *   JWT_SECRET  HS256 secret shared with the driver (required)
  */
 import type { AddressInfo } from 'node:net';
-import { createApp } from '../examples/app.js';
+import { createApp, createStore } from '../examples/app.js';
+import { fakeLlmResources } from '../test/support/fake-llm.js';
 
 const secret = process.env['JWT_SECRET'];
 if (secret === undefined || process.send === undefined) {
@@ -20,7 +21,11 @@ if (gc === undefined) {
   process.exit(2);
 }
 
-const { app, store } = createApp({ secret });
+// The in-process fake LLM: the soak measures the library's memory and
+// lifetimes at a request rate the real SDK path (about twice the CPU per
+// query, with its wire server in this process) does not reach on a shared
+// 2-core machine within the short soak's floor.
+const { app, store } = createApp({ secret, store: createStore({ resources: fakeLlmResources() }) });
 let failures = 0;
 app.on('error', (err: unknown) => {
   failures++;

@@ -1,10 +1,14 @@
 /**
- * The example agent server: every user configures their own provider/model
- * and MCP server, and queries run on that user's own LLM client and MCP
+ * The example agent server: every user configures their own provider, model,
+ * API key and MCP server, and queries run on that user's own LLM client (a
+ * real AI SDK client built by the koa-user-context/ai registry) and MCP
  * client, read by no-argument getters deep in the call chain
  * (examples/agent/planner.ts and executor.ts).
  *
- *   POST /configure     { provider, model, mcpServerName, … } → 200 { user, config }
+ *   POST /configure     { provider, model, llmCredentials: { apiKey }, mcpServerName, … }
+ *                         → 200 { user, config } (the key redacted)
+ *                         → 400 { error: "missing_credentials" | "model_not_allowed" | "provider_not_allowed"
+ *                                 | "base_url_not_allowed" | "invalid_provider_settings" }
  *   POST /query         { prompt, sessionId?, profile?, stream? }
  *                         → 200 { user, provider, model, answer, [mcpServer, tools], [sessionId], [profileTag] }
  *                         → with "stream": true or "Accept: text/event-stream": Server-Sent Events
@@ -42,6 +46,7 @@ import {
   ConfigurationConflictError,
   ContextStoreUnavailableError,
   InvalidProfileError,
+  RequestError,
   McpConnectError,
   UserContextError,
   adminRouter,
@@ -63,7 +68,9 @@ import {
   type ContextStoreOptions,
   type KeyInput,
   type Profile,
+  type UserConfig,
   type UserRuntimeContext,
+  DEFAULT_DEPENDS_ON,
 } from '../src/index.js';
 import { RedisContextStore, type RedisContextStoreOptions } from '../src/redis.js';
 import {
@@ -74,8 +81,10 @@ import {
   getUserMcpConnection,
   type McpServerDefinition,
 } from '../src/mcp.js';
+import { APICallError, RetryError } from 'ai';
+import { credentialsShapeProblem, type LlmRegistry } from '../src/ai.js';
 import { MismatchError, execute } from './agent/executor.js';
-import { FakeLlmClient, createFakeLlm } from './agent/llm.js';
+import { agentLlm, type AgentLlm } from './agent/llm.js';
 import { plan } from './agent/planner.js';
 import { registerContextMetrics } from '../src/metrics.js';
 import { HttpError, readJson } from './body.js';
@@ -101,12 +110,20 @@ const CONFIG_FIELDS: Record<string, 'string' | 'object'> = {
   friendliDetails: 'object',
   modelProviderInProfile: 'string',
   serverConfigs: 'object',
+  llmCredentials: 'object',
 };
 
 export interface ExampleAppOptions {
   /** HS256 secret (≥ 32 bytes). */
   secret: KeyInput;
-  /** Store to use; by default one with the fake LLM factory (and MCP clients when `mcpServers` is given). */
+  /**
+   * The LLM registry (koa-user-context/ai) the default store builds each
+   * user's client with, and /configure validates against. Required unless
+   * `store` is given.
+   * @default undefined
+   */
+  llms?: LlmRegistry;
+  /** Store to use; by default one whose LLM clients come from `llms` (and MCP clients when `mcpServers` is given). */
   store?: ContextStore;
   storeOptions?: ContextStoreOptions;
   /**
@@ -148,19 +165,19 @@ export function createLogger(options: pino.LoggerOptions = {}, destination?: pin
   return destination === undefined ? pino(opts) : pino(opts, destination);
 }
 
-/** The example's resources: the fake LLM, and MCP clients for the servers in `mcpServers`. */
-export function exampleResources(mcpServers?: ReadonlyMap<string, McpServerDefinition>): NonNullable<ContextStoreOptions['resources']> {
+/** The example's resources: LLM clients from the registry, and MCP clients for the servers in `mcpServers`. */
+export function exampleResources(mcpServers?: ReadonlyMap<string, McpServerDefinition>, llms?: LlmRegistry): NonNullable<ContextStoreOptions['resources']> {
   const mcpClient = mcpServers === undefined ? undefined : createMcpClientFactory({ servers: Object.fromEntries(mcpServers) });
-  return { llmInstance: { create: createFakeLlm }, ...(mcpClient ? { mcpClient } : {}) };
+  return { ...(llms ? { llmInstance: llms.resource() } : {}), ...(mcpClient ? { mcpClient } : {}) };
 }
 
-export function createStore(options: ContextStoreOptions = {}, mcpServers?: ReadonlyMap<string, McpServerDefinition>): ContextStore {
-  return new ContextStore({ ...options, resources: { ...exampleResources(mcpServers), ...options.resources } });
+export function createStore(options: ContextStoreOptions = {}, mcpServers?: ReadonlyMap<string, McpServerDefinition>, llms?: LlmRegistry): ContextStore {
+  return new ContextStore({ ...options, resources: { ...exampleResources(mcpServers, llms), ...options.resources } });
 }
 
 /** A store shared with other instances through Redis, with the example's resources. */
-export function createSharedStore(options: RedisContextStoreOptions, mcpServers?: ReadonlyMap<string, McpServerDefinition>): RedisContextStore {
-  return new RedisContextStore({ ...options, resources: { ...exampleResources(mcpServers), ...options.resources } });
+export function createSharedStore(options: RedisContextStoreOptions, mcpServers?: ReadonlyMap<string, McpServerDefinition>, llms?: LlmRegistry): RedisContextStore {
+  return new RedisContextStore({ ...options, resources: { ...exampleResources(mcpServers, llms), ...options.resources } });
 }
 
 /** Validates a /configure body into a patch, or throws a 400. */
@@ -181,6 +198,8 @@ export function parseConfiguration(body: Record<string, unknown>): ContextPatch 
   if (typeof patch['provider'] === 'string' && !(PROVIDERS as readonly string[]).includes(patch['provider'])) {
     throw new HttpError(400, 'invalid_configuration', `Unknown provider "${patch['provider']}"; use one of ${PROVIDERS.join(', ')}.`);
   }
+  const shape = credentialsShapeProblem(patch['llmCredentials'] ?? null);
+  if (shape !== undefined) throw new HttpError(400, 'invalid_configuration', shape);
   if (Object.keys(patch).length === 0) {
     throw new HttpError(400, 'invalid_configuration', 'Send at least one field, e.g. { "provider": "Google", "model": "gemini-2.5-flash" }.');
   }
@@ -212,6 +231,12 @@ async function handle(ctx: Koa.Context, next: Koa.Next): Promise<void> {
     if (err instanceof HttpError) {
       ctx.status = err.status;
       ctx.body = { error: err.error, message: err.message };
+    } else if (APICallError.isInstance(err) || RetryError.isInstance(err)) {
+      // The provider refused or failed (after the SDK's retries); its response is logged, never forwarded.
+      const cause = RetryError.isInstance(err) ? err.lastError : err;
+      const status = APICallError.isInstance(cause) ? cause.statusCode : undefined;
+      ctx.status = 502;
+      ctx.body = { error: 'llm_provider_error', message: `The LLM provider answered ${status ?? 'with an error'}; try again later.` };
     } else if (err instanceof ContextStoreUnavailableError) {
       // Redis is down: a write answered with this is never applied afterwards (fenced); retrying is safe.
       ctx.status = 503;
@@ -241,6 +266,10 @@ async function handle(ctx: Koa.Context, next: Koa.Next): Promise<void> {
     } else if (err instanceof ConfigurationConflictError) {
       ctx.status = 409;
       ctx.body = { error: 'configuration_conflict', message: err.message };
+    } else if (err instanceof RequestError && err.status < 500) {
+      // LLM configuration errors (missing_credentials, model_not_allowed, …): 400 with their stable code.
+      ctx.status = err.status;
+      ctx.body = { error: err.error, message: err.message };
     } else if (err instanceof UserContextError) {
       ctx.status = 400;
       ctx.body = { error: 'invalid_configuration', message: err.message };
@@ -262,7 +291,11 @@ function sseFrame(event: string, data: unknown): string {
 }
 
 export function createApp(options: ExampleAppOptions): ExampleApp {
-  const store = options.store ?? createStore(options.storeOptions, options.mcpServers);
+  if (options.store === undefined && options.llms === undefined) {
+    throw new TypeError('createApp needs options.llms (an LLM registry from koa-user-context/ai) or options.store');
+  }
+  const llms = options.llms;
+  const store = options.store ?? createStore(options.storeOptions, options.mcpServers, llms);
   const logger = options.logger ?? createLogger({ level: 'silent' });
   const profiles = options.profiles ?? DEFAULT_PROFILES;
   const mcpServers = options.mcpServers;
@@ -309,22 +342,42 @@ export function createApp(options: ExampleAppOptions): ExampleApp {
     return { mcpServer: connection.serverName, tools: tools.map((t) => t.name) };
   }
 
-  function requireConfigured(): FakeLlmClient {
+  async function requireConfigured(): Promise<AgentLlm> {
     if (getUserProvider() === null) {
       throw new HttpError(409, 'not_configured', 'Choose a provider and model first: POST /configure { "provider", "model" }.');
     }
-    const llm = getUserLlmInstance();
-    if (!(llm instanceof FakeLlmClient)) throw new MismatchError('no LLM client for this user; POST /configure first');
+    // Builds (once per configuration) or throws the registry's 400 (missing_credentials, …).
+    const llm = agentLlm(await getUserLlmInstance());
+    if (llm === null) throw new MismatchError('no LLM client for this user; POST /configure first');
     return llm;
   }
 
+  /**
+   * Binds a key sent without a provider to the provider it is configured with,
+   * so a profile that switches provider never sends it elsewhere.
+   */
+  function bindCredentials(patch: ContextPatch): ContextPatch {
+    const credentials = patch.llmCredentials;
+    if (credentials === null || credentials === undefined || credentials.provider !== undefined) return patch;
+    const provider = patch.provider === undefined ? getUserProvider() : patch.provider;
+    return provider === null ? patch : { ...patch, llmCredentials: { ...credentials, provider } };
+  }
+
+  /** Checks the configuration a patch would produce, before anything is stored. */
+  function validateLlm(patch: ContextPatch): void {
+    if (llms === undefined) return;
+    const touches = Object.keys(patch).some((k) => (DEFAULT_DEPENDS_ON.llmInstance as readonly string[]).includes(k));
+    if (touches) llms.validate({ ...getUserRuntimeContext(), ...patch } as UserConfig);
+  }
+
   router.post('/configure', async (ctx) => {
-    const patch = parseConfiguration(await readJson(ctx));
+    const patch = bindCredentials(parseConfiguration(await readJson(ctx)));
     logger.info({ fields: Object.keys(patch) }, 'configuring');
     const name = patch.mcpServerName;
     if (mcpServers !== undefined && typeof name === 'string' && !mcpServers.has(name)) {
       throw new HttpError(400, 'unknown_mcp_server', `Unknown MCP server "${name}"; use one of ${[...mcpServers.keys()].join(', ')}.`);
     }
+    validateLlm(patch);
     const context = await configureUser(patch);
     logger.info({ version: context.version }, 'configured');
     ctx.body = { user: currentUserUuid(), config: redactContext(context) };
@@ -334,7 +387,7 @@ export function createApp(options: ExampleAppOptions): ExampleApp {
     const query = parseQuery(ctx, await readJson(ctx));
     if (!query.stream) {
       ctx.body = await onQueryConfiguration(query, async () => {
-        requireConfigured();
+        await requireConfigured();
         logger.info({ words: query.prompt.split(/\s+/).length }, 'planning');
         const steps = await plan(query.prompt);
         logger.info({ steps: steps.steps.length, planned: `${steps.provider}/${steps.model}` }, 'plan ready');
@@ -381,7 +434,7 @@ export function createApp(options: ExampleAppOptions): ExampleApp {
       }
     };
     const produce = onQueryConfiguration(query, async () => {
-      const llm = requireConfigured();
+      const llm = await requireConfigured();
       const mcp = await mcpInfo();
       const profileTag = currentProfileTag();
       query.session?.record(llm.provider, llm.model, profileTag);

@@ -10,6 +10,12 @@
  *   CONTEXT_ENCRYPTION_KEY  32 bytes, base64 or hex: encrypts the credential
  *               fields written to Redis; by default derived from JWT_SECRET
  *               (HKDF-SHA256). Every instance needs the same key.
+ *   LLM_BASE_URL  where the LLM calls go: a server speaking the providers'
+ *               wire formats under /openai, /anthropic, /google, … (default:
+ *               a local wire server started here, see examples/providers/)
+ *
+ * Users bring their own key: POST /configure { "provider": "OpenAI",
+ * "model": "gpt-4o-mini", "llmCredentials": { "apiKey": "…" } }.
  */
 import { hkdfSync, randomBytes, randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -19,6 +25,8 @@ import type { ContextStore } from '../src/index.js';
 import type { McpServerDefinition } from '../src/mcp.js';
 import { createApp, createLogger, createSharedStore } from './app.js';
 import { memoryServer, startExampleServers } from './mcp-servers.js';
+import { exampleLlmRegistry } from './providers/registry.js';
+import { startWireServer, type WireServer } from './providers/wire-server.js';
 import { generateSecret, mintToken } from './tokens.js';
 
 const port = Number(process.env['PORT'] ?? 3000);
@@ -37,6 +45,10 @@ const mcpServers = new Map<string, McpServerDefinition>([
   ['crm', mcp.crm.url],
   ['memory', memoryServer(memoryDir)],
 ]);
+// The LLM providers' wire formats, locally (or wherever LLM_BASE_URL points).
+const llmBase = process.env['LLM_BASE_URL'] || undefined;
+const wire: WireServer | undefined = llmBase === undefined ? await startWireServer({ tokenDelayMs: 20 }) : undefined;
+const llms = exampleLlmRegistry(llmBase ?? wire!.url);
 const redisUrl = process.env['REDIS_URL'];
 let created;
 try {
@@ -47,7 +59,7 @@ try {
     }
     const encryptionKey = process.env['CONTEXT_ENCRYPTION_KEY'] ??
       (given !== undefined ? Buffer.from(hkdfSync('sha256', given, 'koa-user-context', 'redis field encryption', 32)) : randomBytes(32));
-    const shared = createSharedStore({ redis: redisUrl, encryptionKey }, mcpServers);
+    const shared = createSharedStore({ redis: redisUrl, encryptionKey }, mcpServers, llms);
     if (!(await shared.whenReady(5000))) {
       console.warn(`Redis at ${redisUrl} is not reachable yet: GET /ready answers 503 until it is; the store keeps reconnecting.`);
     }
@@ -55,6 +67,7 @@ try {
   }
   created = createApp({
     secret,
+    llms,
     mcpServers,
     logger: createLogger({ level: process.env['LOG_LEVEL'] ?? 'info' }),
     ...(store !== undefined ? { store } : {}),
@@ -62,6 +75,7 @@ try {
 } catch (err) {
   console.error(`cannot start: ${(err as Error).message}`);
   await mcp.close();
+  await wire?.close();
   process.exit(2);
 }
 const { app, store, logger } = created;
@@ -80,6 +94,7 @@ const server = app.listen(port, '127.0.0.1', () => {
     console.log(`  admin: ${adminToken}`);
     console.log(`dashboard: http://127.0.0.1:${actual}/admin#token=${adminToken}`);
   }
+  console.log(`LLM calls go to ${llmBase ?? `${wire!.url} (local wire server)`}`);
   console.log(`listening on http://127.0.0.1:${actual} (metrics on /metrics${redisUrl ? `; contexts shared through ${redisUrl}` : ''})`);
 });
 
@@ -88,6 +103,7 @@ function shutdown(signal: string): void {
   server.close();
   store.close({ timeout: 5000 })
     .then(() => mcp.close())
+    .then(() => wire?.close())
     .then(() => rmSync(memoryDir, { recursive: true, force: true }))
     .then(() => process.exit(0), () => process.exit(1));
 }

@@ -1,14 +1,22 @@
 /**
- * The multi-user demo: user A configures Google/gemini-2.5-flash and the
- * `warehouse` MCP server, user B Anthropic/claude-3-5-haiku and the `crm`
- * server (two real Streamable HTTP MCP servers on 127.0.0.1), and user C
- * OpenAI/gpt-4o-mini and the `memory` server — the MCP project's reference
- * server-memory run over stdio as a child process of its own, with its own
- * data file — all at the same time; then they fire interleaved queries and
- * list their tools. Prints who ran on what with which tools, and the stdio
- * processes started and ended; exits 1 on any cross-talk or leftover process.
+ * The multi-user demo, on real SDK clients: user A configures
+ * Google/gemini-2.5-flash with their own API key and the `warehouse` MCP
+ * server, user B Anthropic/claude-3-5-haiku with theirs and the `crm` server
+ * (two real Streamable HTTP MCP servers on 127.0.0.1), and user C
+ * OpenAI/gpt-4o-mini with theirs and the `memory` server — the MCP project's
+ * reference server-memory run over stdio as a child process of its own — all
+ * at the same time. They fire interleaved queries; the app builds each user's
+ * client with the AI SDK (`@ai-sdk/google`, `@ai-sdk/anthropic`,
+ * `@ai-sdk/openai`) and calls the local wire server
+ * (examples/providers/wire-server.ts), which records the key and model of
+ * every call. Then A rotates their key and everyone queries again.
+ *
+ * Prints, per query, the (masked) key and model that reached the wire and the
+ * tools seen, and the stdio processes started and ended; exits 1 on any call
+ * with another user's key or model, with A's old key after the rotation was
+ * acknowledged, or on a leftover process.
  */
-import { randomUUID } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -17,13 +25,22 @@ import { pathToFileURL } from 'node:url';
 import { stdioCounters } from '../src/mcp.js';
 import { createApp } from './app.js';
 import { EXAMPLE_SERVERS, MEMORY_TOOLS, memoryServer, startExampleServers } from './mcp-servers.js';
+import { exampleLlmRegistry } from './providers/registry.js';
+import { keyFingerprint, maskKey, startWireServer, type WireCall } from './providers/wire-server.js';
 import { generateSecret, mintToken } from './tokens.js';
 
 export interface DemoRow {
   user: string;
+  /** 1 before A's key rotation, 2 after. */
+  phase: 1 | 2;
   query: number;
   expected: string;
   ran: string;
+  /** The user's current key, masked. */
+  key: string;
+  /** Key (masked) and model of the call as the wire server recorded it. */
+  keyOnWire: string;
+  modelOnWire: string;
   ok: boolean;
   /** MCP server the user configured, and the tools the query saw on it. */
   mcpServer?: string;
@@ -31,9 +48,9 @@ export interface DemoRow {
 }
 
 const USERS = [
-  { name: 'A', provider: 'Google', model: 'gemini-2.5-flash', mcpServerName: 'warehouse' },
-  { name: 'B', provider: 'Anthropic', model: 'claude-3-5-haiku', mcpServerName: 'crm' },
-  { name: 'C', provider: 'OpenAI', model: 'gpt-4o-mini', mcpServerName: 'memory' },
+  { name: 'A', provider: 'Google', model: 'gemini-2.5-flash', wire: 'google', mcpServerName: 'warehouse' },
+  { name: 'B', provider: 'Anthropic', model: 'claude-3-5-haiku', wire: 'anthropic', mcpServerName: 'crm' },
+  { name: 'C', provider: 'OpenAI', model: 'gpt-4o-mini', wire: 'openai', mcpServerName: 'memory' },
 ] as const;
 
 const TOOLS_OF: Record<(typeof USERS)[number]['mcpServerName'], readonly string[]> = {
@@ -45,14 +62,17 @@ const TOOLS_OF: Record<(typeof USERS)[number]['mcpServerName'], readonly string[
 /** stdio children of the last run: started and ended. */
 export const demoProcesses = { started: 0, ended: 0 };
 
+const newKey = (prefix: string): string => `${prefix}-${randomBytes(18).toString('base64url')}`;
+
 export async function runDemo(queriesPerUser = 8): Promise<DemoRow[]> {
   const secret = generateSecret();
-  const mcp = await startExampleServers();
+  const [mcp, wire] = await Promise.all([startExampleServers(), startWireServer()]);
   const dataDir = mkdtempSync(join(tmpdir(), 'kuc-demo-memory-'));
   const started = stdioCounters.started;
   const ended = stdioCounters.exited;
   const { app, store } = createApp({
     secret,
+    llms: exampleLlmRegistry(wire.url),
     mcpServers: new Map([
       ['warehouse', mcp.warehouse.url],
       ['crm', mcp.crm.url],
@@ -62,7 +82,7 @@ export async function runDemo(queriesPerUser = 8): Promise<DemoRow[]> {
   const server = app.listen(0, '127.0.0.1');
   await new Promise<void>((resolve) => server.once('listening', resolve));
   const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-  const users = USERS.map((u) => ({ ...u, uuid: randomUUID(), token: '' }));
+  const users = USERS.map((u) => ({ ...u, uuid: randomUUID(), token: '', key: newKey({ A: 'AIza', B: 'sk-ant', C: 'sk-proj' }[u.name]) }));
   for (const u of users) u.token = mintToken(secret, u.uuid);
 
   const call = async (token: string, path: string, body?: unknown): Promise<Record<string, unknown>> => {
@@ -76,18 +96,19 @@ export async function runDemo(queriesPerUser = 8): Promise<DemoRow[]> {
     return json;
   };
 
-  try {
-    // Both users configure at the same moment.
-    await Promise.all(users.map((u) => call(u.token, '/configure', { provider: u.provider, model: u.model, mcpServerName: u.mcpServerName })));
-    // Interleaved queries: all in flight together, in shuffled order.
-    const jobs = users.flatMap((u) => Array.from({ length: queriesPerUser }, (_, i) => ({ u, i })));
+  const runPhase = async (phase: 1 | 2): Promise<DemoRow[]> => {
+    const jobs = users.flatMap((u) => Array.from({ length: queriesPerUser / 2 }, (_, i) => ({ u, i: i + (phase - 1) * (queriesPerUser / 2) })));
     jobs.sort(() => Math.random() - 0.5);
-    return await Promise.all(
+    return Promise.all(
       jobs.map(async ({ u, i }) => {
-        const res = await call(u.token, '/query', { prompt: `query ${i} from user ${u.name}` });
+        const key = u.key;
+        const prompt = `query ${i} from user ${u.name}`;
+        const res = await call(u.token, '/query', { prompt });
         const ran = `${String(res['provider'])}/${String(res['model'])}`;
         const expected = `${u.provider}/${u.model}`;
-        const answeredBy = String(res['answer']).startsWith(`[${expected}]`);
+        // The wire server's own record of this query's call: key and model as they reached it.
+        const onWire: WireCall | undefined = wire.calls.find((c) => c.prompt === prompt);
+        const wireOk = onWire !== undefined && onWire.label === u.wire && onWire.model === u.model && onWire.keyHash === keyFingerprint(key);
         // The user's own MCP server's tools, as listed through their own MCP client.
         const listed = (await call(u.token, '/mcp/tools')) as { server: unknown; tools: { name: string }[] };
         const tools = listed.tools.map((t) => t.name);
@@ -96,19 +117,37 @@ export async function runDemo(queriesPerUser = 8): Promise<DemoRow[]> {
           && sameList([...tools].sort(), ownTools.toSorted()) && sameList([...(res['tools'] as string[])].sort(), ownTools.toSorted());
         return {
           user: u.name,
+          phase,
           query: i,
           expected,
           ran,
-          ok: ran === expected && answeredBy && res['user'] === u.uuid && toolsOk,
+          key: maskKey(key),
+          keyOnWire: onWire?.keyMasked ?? '(no call)',
+          modelOnWire: onWire === undefined ? '(no call)' : `${onWire.label}/${onWire.model}`,
+          ok: ran === expected && wireOk && res['user'] === u.uuid && toolsOk && !JSON.stringify(res).includes(key),
           mcpServer: String(listed.server),
           tools,
         };
       }),
     );
+  };
+
+  try {
+    // The users configure at the same moment, each with their own key.
+    await Promise.all(users.map((u) => call(u.token, '/configure', {
+      provider: u.provider, model: u.model, mcpServerName: u.mcpServerName, llmCredentials: { apiKey: u.key },
+    })));
+    const before = await runPhase(1);
+    // A rotates their key; once acknowledged, every later call must carry the new one.
+    const a = users[0]!;
+    a.key = newKey('AIza');
+    await call(a.token, '/configure', { llmCredentials: { apiKey: a.key } });
+    const after = await runPhase(2);
+    return [...before, ...after];
   } finally {
     server.close();
     await store.close();
-    await mcp.close();
+    await Promise.all([mcp.close(), wire.close()]);
     rmSync(dataDir, { recursive: true, force: true });
     demoProcesses.started = stdioCounters.started - started;
     demoProcesses.ended = stdioCounters.exited - ended;
@@ -121,11 +160,14 @@ function sameList(a: readonly string[] | undefined, b: readonly string[]): boole
 
 function printTable(rows: DemoRow[]): void {
   const sorted = [...rows].sort((a, b) => a.user.localeCompare(b.user) || a.query - b.query);
-  console.log('user  query  configured                    ran on                        MCP tools seen                     ok');
+  console.log('user  query  configured                 user\'s key   key on the wire   model on the wire         MCP tools seen                     ok');
   for (const r of sorted) {
     const all = r.tools ?? [];
     const tools = `${r.mcpServer ?? '-'}: ${all.slice(0, 2).join(', ')}${all.length > 2 ? ` +${all.length - 2}` : ''}`;
-    console.log(`${r.user.padEnd(6)}${String(r.query).padEnd(7)}${r.expected.padEnd(30)}${r.ran.padEnd(30)}${tools.padEnd(35)}${r.ok ? 'yes' : 'CROSS-TALK'}`);
+    console.log(
+      `${r.user.padEnd(6)}${String(r.query).padEnd(7)}${r.expected.padEnd(27)}${r.key.padEnd(13)}${r.keyOnWire.padEnd(18)}` +
+        `${r.modelOnWire.padEnd(26)}${tools.padEnd(35)}${r.ok ? 'yes' : 'NO'}`,
+    );
   }
 }
 
@@ -134,7 +176,12 @@ if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
     (rows) => {
       printTable(rows);
       const bad = rows.filter((r) => !r.ok).length;
-      console.log(bad === 0 ? `\n${rows.length} queries, 0 cross-user answers.` : `\n${bad} of ${rows.length} queries ran on another user's configuration!`);
+      const rotated = rows.filter((r) => r.user === 'A' && r.phase === 2).length;
+      console.log(
+        bad === 0
+          ? `\n${rows.length} queries, each on its user's own key and model; user A rotated their key and all ${rotated} later calls carried the new one.`
+          : `\n${bad} of ${rows.length} queries reached the wire with another key or model!`,
+      );
       console.log(`stdio MCP processes: ${demoProcesses.started} started, ${demoProcesses.ended} ended.`);
       const leftover = demoProcesses.started !== demoProcesses.ended;
       if (leftover) console.log('A stdio MCP process was left running!');

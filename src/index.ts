@@ -33,6 +33,7 @@ export {
   getUserField,
   getUserFriendliDetails,
   getUserLastAccess,
+  getUserLlmCredentials,
   getUserLlmInstance,
   getUserMcpClient,
   getUserMcpServerId,
@@ -46,6 +47,7 @@ export {
   setUserAzureDeploymentDetails,
   setUserField,
   setUserFriendliDetails,
+  setUserLlmCredentials,
   setUserLlmInstance,
   setUserMcpClient,
   setUserMcpServerId,
@@ -79,13 +81,21 @@ export {
   type LegacyAppState,
 } from './compat/legacy.js';
 export { redactContext } from './context/redact.js';
-export { type AzureDeploymentDetails, type ConfigField, type ContextPatch, type FriendliDetails, type LlmInstance, type McpClient, type ResourceName, type UserConfig, type UserContextFields, type UserContextTypes, type UserResourceValues, type UserRuntimeContext } from './context/types.js';
+export { DEFAULT_DEPENDS_ON, SECRET_FIELD_NAMES } from './context/fields.js';
+export { type AzureDeploymentDetails, type ConfigField, type ContextPatch, type FriendliDetails, type LlmCredentials, type LlmInstance, type McpClient, type ResourceName, type UserConfig, type UserContextFields, type UserContextTypes, type UserResourceValues, type UserRuntimeContext } from './context/types.js';
 export { TokenVerifier, type GetKey, type TokenOptions, type VerifiedToken } from './auth/token.js';
 export type { KeyInput, KeyLease } from './auth/keys.js';
 export { UUID_PATTERN, MAX_USER_ID_LENGTH, type UserIdPolicy } from './auth/user-id.js';
 export type { Scope } from './store/scope.js';
 export {
   AuthError,
+  BaseUrlNotAllowedError,
+  InvalidProviderSettingsError,
+  LlmClientClosedError,
+  LlmConfigurationError,
+  MissingCredentialsError,
+  ModelNotAllowedError,
+  ProviderNotAllowedError,
   RequestError,
   type UserContextErrorCode,
   ConfigurationConflictError,

@@ -9,7 +9,8 @@ import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createApp } from '../examples/app.js';
+import { createApp, createStore } from '../examples/app.js';
+import { fakeLlmResources } from './support/fake-llm.js';
 import { generateSecret, mintToken } from '../examples/tokens.js';
 import type { ContextStore } from '../src/index.js';
 
@@ -41,7 +42,7 @@ describe.skipIf(!HAVE_CHROMIUM && !IN_CI)('admin dashboard in Chromium', () => {
   beforeAll(async () => {
     if (!HAVE_CHROMIUM) throw new Error(`Chromium is required in CI but missing at ${CHROMIUM}; .ci/run installs it with apt-get.`);
     mkdirSync(ARTIFACTS, { recursive: true });
-    const created = createApp({ secret, admin: { refreshInterval: 1000 }, storeOptions: { ttl: 30 * 60_000 } });
+    const created = createApp({ secret, admin: { refreshInterval: 1000 }, store: createStore({ ttl: 30 * 60_000, resources: fakeLlmResources() }) });
     store = created.store;
     server = created.app.listen(0, '127.0.0.1');
     await new Promise<void>((resolve) => server.once('listening', resolve));

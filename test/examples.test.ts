@@ -2,11 +2,21 @@ import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import type { Server } from 'node:http';
 import request from 'supertest';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createApp } from '../examples/app.js';
+import { exampleLlmRegistry } from '../examples/providers/registry.js';
+import { keyFingerprint, startWireServer, type WireServer } from '../examples/providers/wire-server.js';
 import { generateSecret, mintToken } from '../examples/tokens.js';
 import { demoProcesses, runDemo } from '../examples/two-users.js';
 import type { ContextStore } from '../src/index.js';
+
+let wire: WireServer;
+beforeAll(async () => {
+  wire = await startWireServer();
+});
+afterAll(async () => {
+  await wire.close();
+});
 
 const open: Array<{ server: Server; store: ContextStore }> = [];
 afterEach(async () => {
@@ -18,17 +28,26 @@ afterEach(async () => {
 
 function start() {
   const secret = generateSecret();
-  const { app, store } = createApp({ secret });
+  const { app, store } = createApp({ secret, llms: exampleLlmRegistry(wire.url) });
   const server = app.listen(0, '127.0.0.1');
   open.push({ server, store });
   return { secret, server, store };
 }
 
 describe('examples/two-users.ts', () => {
-  it('runs every user on their own provider/model and MCP server (one over stdio) with zero cross-talk', async () => {
+  it('runs every user on their own provider/model, key and MCP server (one over stdio), on real SDK clients, with zero cross-talk', async () => {
     const rows = await runDemo(12);
     expect(rows).toHaveLength(36);
     expect(rows.filter((r) => !r.ok)).toEqual([]);
+    expect(new Set(rows.filter((r) => r.user === 'A').map((r) => r.modelOnWire))).toEqual(new Set(['google/gemini-2.5-flash']));
+    expect(new Set(rows.filter((r) => r.user === 'B').map((r) => r.modelOnWire))).toEqual(new Set(['anthropic/claude-3-5-haiku']));
+    expect(new Set(rows.filter((r) => r.user === 'C').map((r) => r.modelOnWire))).toEqual(new Set(['openai/gpt-4o-mini']));
+    // A's rotation: one key before, another after; B's key never changed.
+    const aKeys = (phase: number) => new Set(rows.filter((r) => r.user === 'A' && r.phase === phase).map((r) => r.keyOnWire));
+    expect(aKeys(1).size).toBe(1);
+    expect(aKeys(2).size).toBe(1);
+    expect([...aKeys(1)][0]).not.toBe([...aKeys(2)][0]);
+    expect(new Set(rows.filter((r) => r.user === 'B').map((r) => r.keyOnWire)).size).toBe(1);
     expect(new Set(rows.filter((r) => r.user === 'A').map((r) => r.ran))).toEqual(new Set(['Google/gemini-2.5-flash']));
     expect(new Set(rows.filter((r) => r.user === 'B').map((r) => r.ran))).toEqual(new Set(['Anthropic/claude-3-5-haiku']));
     expect(new Set(rows.filter((r) => r.user === 'C').map((r) => r.mcpServer))).toEqual(new Set(['memory']));
@@ -42,21 +61,25 @@ describe('examples/app.ts', () => {
     const { secret, server } = start();
     const user = randomUUID();
     const auth = { authorization: `Bearer ${mintToken(secret, user)}` };
+    const apiKey = `az-${randomUUID()}`;
     const configured = await request(server).post('/configure').set(auth)
-      .send({ provider: 'Azure', model: 'gpt-4o', azureDeploymentDetails: { endpoint: 'https://x', apiKey: 'sk-secret-123' } });
+      .send({ provider: 'Azure', model: 'gpt-4o-prod', azureDeploymentDetails: { apiVersion: '2024-10-21', apiKey } });
     expect(configured.status).toBe(200);
     expect(configured.body.user).toBe(user);
-    expect(JSON.stringify(configured.body)).not.toContain('sk-secret-123');
+    expect(JSON.stringify(configured.body)).not.toContain(apiKey);
 
     const answered = await request(server).post('/query').set(auth).send({ prompt: 'top five customers' });
     expect(answered.status).toBe(200);
-    expect(answered.body).toMatchObject({ user, provider: 'Azure', model: 'gpt-4o' });
-    expect(answered.body.answer).toMatch(/^\[Azure\/gpt-4o\]/);
+    expect(answered.body).toMatchObject({ user, provider: 'Azure', model: 'gpt-4o-prod' });
+    // Answered by the wire server, on the Azure deployment, with this user's key.
+    expect(answered.body.answer).toMatch(new RegExp(`^\\[azure/gpt-4o-prod key:${keyFingerprint(apiKey)}\\] answered 3 words`));
+    expect(answered.text).not.toContain(apiKey);
 
     const me = await request(server).get('/me/context').set(auth);
     expect(me.status).toBe(200);
-    expect(me.body).toMatchObject({ userUuid: user, provider: 'Azure', model: 'gpt-4o', llmInstance: '[live]' });
+    expect(me.body).toMatchObject({ userUuid: user, provider: 'Azure', model: 'gpt-4o-prod', llmInstance: '[live]' });
     expect(me.body.azureDeploymentDetails.apiKey).toBe('[redacted]');
+    expect(me.text).not.toContain(apiKey);
   });
 
   it('answers bad input with a JSON error that says how to fix it', async () => {
@@ -69,6 +92,11 @@ describe('examples/app.ts', () => {
       [() => request(server).post('/configure').set(auth).send({ provider: 'Google', colour: 'red' }), 400, 'invalid_configuration'],
       [() => request(server).post('/configure').set(auth).send({ model: 42 }), 400, 'invalid_configuration'],
       [() => request(server).post('/configure').set(auth).send({}), 400, 'invalid_configuration'],
+      [() => request(server).post('/configure').set(auth).send({ provider: 'Google', model: 'gemini-2.5-flash' }), 400, 'missing_credentials'],
+      [() => request(server).post('/configure').set(auth).send({ provider: 'Google', model: 'gpt-9', llmCredentials: { apiKey: 'k-123456789' } }), 400, 'model_not_allowed'],
+      [() => request(server).post('/configure').set(auth).send({ provider: 'Amazon', model: 'amazon.nova-lite-v1:0', llmCredentials: { apiKey: 'k-123456789' } }), 400, 'invalid_provider_settings'],
+      [() => request(server).post('/configure').set(auth).send({ provider: 'Azure', model: 'gpt-4o-prod', azureDeploymentDetails: { endpoint: 'http://169.254.169.254/' }, llmCredentials: { apiKey: 'k-123456789' } }), 400, 'base_url_not_allowed'],
+      [() => request(server).post('/configure').set(auth).send({ provider: 'Google', model: 'gemini-2.5-flash', llmCredentials: { key: 'k' } }), 400, 'invalid_configuration'],
       [() => request(server).post('/configure').set(auth).set('content-type', 'application/json').send('{"provider":'), 400, 'invalid_json'],
       [() => request(server).post('/configure').set(auth).set('content-type', 'text/plain').send('provider=Google'), 415, 'unsupported_media_type'],
       [() => request(server).post('/configure').set(auth).send({ model: 'x'.repeat(70_000) }), 413, 'payload_too_large'],
@@ -107,14 +135,20 @@ describe('examples/server.ts', () => {
       const tokens = [...out.matchAll(/\((\S+)\): (\S+)/g)].map((m) => ({ user: m[1]!, token: m[2]! }));
       expect(tokens).toHaveLength(2);
       for (const [i, { user, token }] of tokens.entries()) {
-        const provider = i === 0 ? 'Google' : 'Anthropic';
+        const [provider, model] = i === 0 ? ['Google', 'gemini-2.5-flash'] : ['Anthropic', 'claude-3-5-haiku'];
+        const headers = { authorization: `Bearer ${token}`, 'content-type': 'application/json' };
+        const apiKey = `key-${randomUUID()}`;
         const res = await fetch(`${url}/configure`, {
           method: 'POST',
-          headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
-          body: JSON.stringify({ provider, model: `m-${i}` }),
+          headers,
+          body: JSON.stringify({ provider, model, llmCredentials: { apiKey } }),
         });
         expect(res.status).toBe(200);
         expect(((await res.json()) as { user: string }).user).toBe(user);
+        // A real SDK client, on the server's local wire server, with this user's key.
+        const query = await fetch(`${url}/query`, { method: 'POST', headers, body: JSON.stringify({ prompt: 'hello' }) });
+        expect(query.status).toBe(200);
+        expect(((await query.json()) as { answer: string }).answer).toContain(`key:${keyFingerprint(apiKey)}`);
       }
     } finally {
       child.kill('SIGTERM');

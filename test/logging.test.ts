@@ -4,7 +4,8 @@ import Koa from 'koa';
 import pino from 'pino';
 import request from 'supertest';
 import { afterEach, describe, expect, it } from 'vitest';
-import { createApp, createLogger } from '../examples/app.js';
+import { createApp, createLogger, createStore } from '../examples/app.js';
+import { fakeLlmResources } from './support/fake-llm.js';
 import { generateSecret, mintToken } from '../examples/tokens.js';
 import {
   ContextStore,
@@ -110,7 +111,7 @@ describe('example server logs', () => {
   it('every line written while handling a request carries the user, and the provider/model that user configured', async () => {
     const { lines, stream } = capture();
     const secret = generateSecret();
-    const { app, store } = createApp({ secret, logger: createLogger({ level: 'info' }, stream) });
+    const { app, store } = createApp({ secret, logger: createLogger({ level: 'info' }, stream), store: createStore({ resources: fakeLlmResources() }) });
     stores.push(store);
     const server = app.callback();
     const users = [

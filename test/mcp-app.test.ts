@@ -10,11 +10,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createApp } from '../examples/app.js';
+import { createApp, createStore } from '../examples/app.js';
 import { MEMORY_TOOLS, memoryServer } from '../examples/mcp-servers.js';
 import { generateSecret, mintToken } from '../examples/tokens.js';
 import { runAsUser, type ContextStore } from '../src/index.js';
-import { getUserMcpConnection } from '../src/mcp.js';
+import { getUserMcpConnection, type McpServerDefinition } from '../src/mcp.js';
+import { fakeLlmResources } from './support/fake-llm.js';
 import { processAlive, until } from './support/mcp-reference.js';
 
 let dataDir: string;
@@ -24,14 +25,13 @@ const secret = generateSecret();
 
 beforeAll(() => {
   dataDir = mkdtempSync(join(tmpdir(), 'kuc-mcp-app-'));
-  const created = createApp({
-    secret,
-    mcpServers: new Map([
-      ['memory', memoryServer(dataDir)],
-      ['broken', { command: join(dataDir, 'no-such-server') }],
-      ['down', 'http://127.0.0.1:43121/mcp'],
-    ]),
-  });
+  const mcpServers = new Map<string, McpServerDefinition>([
+    ['memory', memoryServer(dataDir)],
+    ['broken', { command: join(dataDir, 'no-such-server') }],
+    ['down', 'http://127.0.0.1:43121/mcp'],
+  ]);
+  // MCP failures only: the in-process fake LLM (the app on real SDK clients is test/examples/ai-app.test.ts).
+  const created = createApp({ secret, mcpServers, store: createStore({ resources: fakeLlmResources() }, mcpServers) });
   store = created.store;
   server = created.app.listen(0, '127.0.0.1');
 });

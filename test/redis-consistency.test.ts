@@ -12,7 +12,7 @@ import type { AddressInfo } from 'node:net';
 import type { Redis } from 'ioredis';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { createApp, createSharedStore } from '../examples/app.js';
-import { FakeLlmClient, createFakeLlm } from '../examples/agent/llm.js';
+import { FakeLlmClient, createFakeLlm, fakeLlmResources } from './support/fake-llm.js';
 import { generateSecret, mintToken } from '../examples/tokens.js';
 import {
   ConfigurationConflictError,
@@ -59,7 +59,7 @@ describe.skipIf(!available)('RedisContextStore consistency', () => {
   const redis = (): Redis => (admin ??= adminClient());
 
   async function makeStore(options: Partial<RedisContextStoreOptions> = {}): Promise<RedisContextStore> {
-    const store = createSharedStore({ redis: REDIS_URL, keyPrefix: prefix, encryptionKey, ...options });
+    const store = createSharedStore({ redis: REDIS_URL, keyPrefix: prefix, encryptionKey, resources: fakeLlmResources(), ...options });
     open.push(store);
     expect(await store.whenReady(5_000)).toBe(true);
     return store;

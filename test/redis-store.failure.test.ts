@@ -9,6 +9,7 @@ import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, describe, expect, it } from 'vitest';
 import { createApp, createSharedStore } from '../examples/app.js';
+import { fakeLlmResources } from './support/fake-llm.js';
 import { generateSecret, mintToken } from '../examples/tokens.js';
 import type { RedisContextStore } from '../src/redis.js';
 import { OwnRedisServer, adminClient, requireRedisServerBinary, runPrefix, sleep } from './helpers/redis.js';
@@ -33,7 +34,7 @@ describe.skipIf(!available)('RedisContextStore with Redis failing', () => {
     const encryptionKey = randomBytes(32);
     const [a, b] = await Promise.all(
       [0, 1].map(async () => {
-        const store = createSharedStore({ redis: redis!.url, keyPrefix, encryptionKey, commandTimeout: 5_000 });
+        const store = createSharedStore({ redis: redis!.url, keyPrefix, encryptionKey, commandTimeout: 5_000, resources: fakeLlmResources() });
         stores.push(store);
         expect(await store.whenReady(5_000)).toBe(true);
         const { app } = createApp({ secret, store });

@@ -8,7 +8,7 @@ import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Redis } from 'ioredis';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import { FakeLlmClient } from '../examples/agent/llm.js';
+import { FakeLlmClient, fakeLlmResources } from './support/fake-llm.js';
 import { PROVIDERS, createApp, createSharedStore } from '../examples/app.js';
 import { generateSecret, mintToken } from '../examples/tokens.js';
 import {
@@ -63,7 +63,7 @@ describe.skipIf(!available)('RedisContextStore', () => {
   }
 
   async function makeStore(options: Partial<RedisContextStoreOptions> = {}): Promise<RedisContextStore> {
-    const store = createSharedStore({ redis: REDIS_URL, keyPrefix: prefix, encryptionKey, ...options });
+    const store = createSharedStore({ redis: REDIS_URL, keyPrefix: prefix, encryptionKey, resources: fakeLlmResources(), ...options });
     open.push(store);
     expect(await store.whenReady(5_000)).toBe(true);
     return store;

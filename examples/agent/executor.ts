@@ -4,7 +4,7 @@
  * built for exactly that configuration.
  */
 import { getRequestSignal, getUserLlmInstance, getUserModel, getUserProvider } from '../../src/index.js';
-import { FakeLlmClient, delay } from './llm.js';
+import { agentLlm, delay } from './llm.js';
 import type { Plan } from './planner.js';
 
 export interface Execution {
@@ -17,8 +17,8 @@ export class MismatchError extends Error {}
 
 export async function execute(prompt: string, plan: Plan): Promise<Execution> {
   await delay(Math.random() * 5);
-  const llm = getUserLlmInstance();
-  if (!(llm instanceof FakeLlmClient)) throw new MismatchError('no LLM client for this user; POST /configure first');
+  const llm = agentLlm(await getUserLlmInstance());
+  if (llm === null) throw new MismatchError('no LLM client for this user; POST /configure first');
   const provider = getUserProvider();
   const model = getUserModel();
   if (llm.provider !== provider || llm.model !== model || plan.provider !== provider || plan.model !== model) {

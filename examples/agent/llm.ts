@@ -1,70 +1,49 @@
 /**
- * An in-process fake LLM client: LLM providers cannot be reached from here,
- * so the examples use this stand-in. It is built for one provider/model and
- * says so in every answer, which is what lets the demo prove that the client
- * that ran matches the configuration that was recorded.
+ * What the example agent needs from an LLM client, and the adapter from the
+ * user's `UserLlm` (built by the koa-user-context/ai registry on the real AI
+ * SDK) to it. Calls pass the request's abort signal, so a client that
+ * disconnects stops the provider's stream.
  */
-import type { UserConfig } from '../../src/index.js';
+import { UserLlm } from '../../src/ai.js';
 
-export class FakeLlmClient {
+export interface AgentLlm {
   readonly provider: string;
   readonly model: string;
-  closed = false;
-  calls = 0;
-  /** Calls stopped by their abort signal (the HTTP client went away). */
-  aborted = 0;
-
-  constructor(provider: string, model: string) {
-    this.provider = provider;
-    this.model = model;
-  }
-
-  async complete(prompt: string, signal?: AbortSignal): Promise<string> {
-    if (this.closed) throw new Error(`FakeLlmClient ${this.provider}/${this.model} used after close()`);
-    this.calls++;
-    try {
-      await delay(2 + Math.random() * 8, signal);
-    } catch (error) {
-      this.aborted++;
-      throw error;
-    }
-    return `[${this.provider}/${this.model}] ${summarise(prompt)}`;
-  }
-
-  /**
-   * Streams the answer word by word (one token every few ms), like a
-   * provider's streaming API. Stops when `signal` aborts.
-   */
-  async *stream(prompt: string, signal?: AbortSignal): AsyncGenerator<string, void, undefined> {
-    if (this.closed) throw new Error(`FakeLlmClient ${this.provider}/${this.model} used after close()`);
-    this.calls++;
-    const words = [`[${this.provider}/${this.model}]`, ...prompt.trim().split(/\s+/).filter(Boolean)];
-    for (const word of words) {
-      try {
-        await delay(1 + Math.random() * 4, signal);
-      } catch (error) {
-        this.aborted++;
-        throw error;
-      }
-      if (this.closed) throw new Error(`FakeLlmClient ${this.provider}/${this.model} closed while streaming`);
-      yield word;
-    }
-  }
-
-  async close(): Promise<void> {
-    this.closed = true;
-  }
+  complete(prompt: string, signal?: AbortSignal): Promise<string>;
+  stream(prompt: string, signal?: AbortSignal): AsyncIterable<string>;
 }
 
-/** The store's `resources.llmInstance.create`: one client per configuration. */
-export function createFakeLlm(config: UserConfig): FakeLlmClient | null {
-  if (config.provider === null || config.model === null) return null;
-  return new FakeLlmClient(config.provider, config.model);
+/**
+ * The agent's view of `getUserLlmInstance()`: a `UserLlm` is adapted; a value
+ * already shaped like an `AgentLlm` (a unit test's in-process fake) is used
+ * as it is; anything else is `null`.
+ */
+export function agentLlm(value: unknown): AgentLlm | null {
+  if (UserLlm.is(value)) {
+    return {
+      provider: value.provider,
+      model: value.model,
+      complete: async (prompt, signal) => (await value.generateText({ prompt, ...(signal ? { abortSignal: signal } : {}) })).text,
+      stream: (prompt, signal) => streamWords(value, prompt, signal),
+    };
+  }
+  const v = value as Partial<AgentLlm> | null;
+  return v !== null && typeof v === 'object' && typeof v.provider === 'string' && typeof v.model === 'string'
+    && typeof v.complete === 'function' && typeof v.stream === 'function' ? (v as AgentLlm) : null;
 }
 
-function summarise(prompt: string): string {
-  const words = prompt.trim().split(/\s+/).filter(Boolean);
-  return `answered ${words.length} word${words.length === 1 ? '' : 's'}: "${words.slice(0, 8).join(' ')}"`;
+/**
+ * The provider's text deltas. A provider error ends the stream with that
+ * error (the AI SDK would only log it and end quietly); an abort throws the
+ * signal's reason.
+ */
+async function* streamWords(llm: UserLlm, prompt: string, signal: AbortSignal | undefined): AsyncGenerator<string> {
+  const result = llm.streamText({ prompt, ...(signal ? { abortSignal: signal } : {}), onError: () => {} });
+  for await (const part of result.fullStream) {
+    if (part.type === 'text-delta' && part.text !== '') yield part.text;
+    else if (part.type === 'error') throw part.error;
+  }
+  signal?.throwIfAborted();
 }
 
 export function delay(ms: number, signal?: AbortSignal): Promise<void> {

@@ -100,6 +100,14 @@ export const setUserModelProviderInProfile = fieldSetter('modelProviderInProfile
 export const getUserServerConfigs = fieldGetter('serverConfigs');
 /** Sets the server configurations (drops the MCP client). */
 export const setUserServerConfigs = fieldSetter('serverConfigs');
+/**
+ * The current user's LLM credentials, in clear: for building a client in
+ * this process only. Never put them in a response or a log line
+ * (`redactContext` redacts the field).
+ */
+export const getUserLlmCredentials = fieldGetter('llmCredentials');
+/** Sets the current user's LLM credentials; the next request's LLM client is built with them. */
+export const setUserLlmCredentials = fieldSetter('llmCredentials');
 
 /**
  * The LLM client of the current (or given) user, always the one built for the

@@ -84,6 +84,7 @@ export const BUILTIN_FIELDS = Object.freeze({
     accessor: 'UserServerConfigs',
     secret: 'pattern',
   },
+  llmCredentials: { default: null, usedBy: 'llmInstance', legacy: null, accessor: 'UserLlmCredentials', secret: 'whole' },
 } as const satisfies { readonly [K in keyof BuiltinFields]-?: FieldSpec<BuiltinFields[K]> });
 
 /** The seed's global names of the fields that `object` held, each with its field's type. */

@@ -26,6 +26,35 @@ export interface FriendliDetails {
 }
 
 /**
+ * A user's own credentials for their LLM provider. Secret as a whole: the
+ * Redis store encrypts it at rest by default, and every view that leaves the
+ * process (HTTP responses through `redactContext`, the admin API, logs,
+ * events, errors) shows `"[redacted]"` in its place. Changing it rebuilds the
+ * user's LLM client for the next request.
+ */
+export interface LlmCredentials {
+  /** An API key (OpenAI, Anthropic, Google, Azure, Friendli; a Bedrock API key). */
+  apiKey?: string;
+  /** AWS access key id (Amazon Bedrock), with `secretAccessKey`. */
+  accessKeyId?: string;
+  /** AWS secret access key (Amazon Bedrock). */
+  secretAccessKey?: string;
+  /** AWS session token (Amazon Bedrock, temporary credentials). */
+  sessionToken?: string;
+  /**
+   * A reference the app resolves to credentials (a vault path, a secret id)
+   * instead of the key itself; see `resolveCredentials` of `koa-user-context/ai`.
+   */
+  ref?: string;
+  /**
+   * The provider these credentials belong to. When set, a configuration on
+   * another provider (a profile override such as `{ provider: 'Anthropic' }`)
+   * does not get them: a key is never sent to a provider it was not made for.
+   */
+  provider?: string;
+}
+
+/**
  * The configuration fields of a user's context. Every field is plain data.
  *
  * Apps add typed fields of their own by declaration merging:
@@ -50,6 +79,8 @@ export interface BuiltinFields {
   friendliDetails: Readonly<FriendliDetails> | null;
   modelProviderInProfile: string | null;
   serverConfigs: Readonly<Record<string, unknown>>;
+  /** The user's own LLM provider credentials (secret as a whole). */
+  llmCredentials: Readonly<LlmCredentials> | null;
 }
 
 /**

@@ -2,8 +2,8 @@ import { randomUUID } from 'node:crypto';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createApp } from '../../examples/app.js';
-import { FakeLlmClient } from '../../examples/agent/llm.js';
+import { createApp, createStore } from '../../examples/app.js';
+import { FakeLlmClient, fakeLlmResources } from '../support/fake-llm.js';
 import { EXAMPLE_SERVERS, startExampleServers } from '../../examples/mcp-servers.js';
 import { generateSecret, mintToken } from '../../examples/tokens.js';
 import type { ContextStore } from '../../src/index.js';
@@ -53,13 +53,13 @@ function parseSse(text: string): SseEvent[] {
 
 beforeAll(async () => {
   servers = await startExampleServers();
-  const created = createApp({
-    secret,
-    mcpServers: new Map([
-      ['warehouse', servers.warehouse.url],
-      ['crm', servers.crm.url],
-    ]),
-  });
+  const mcpServers = new Map([
+    ['warehouse', servers.warehouse.url],
+    ['crm', servers.crm.url],
+  ]);
+  // The app's mechanics (sessions, profiles, MCP, SSE) on the in-process fake
+  // LLM; test/examples/ai-app.test.ts runs it on real SDK clients.
+  const created = createApp({ secret, mcpServers, store: createStore({ resources: fakeLlmResources() }, mcpServers) });
   store = created.store;
   server = created.app.listen(0, '127.0.0.1');
   await new Promise<void>((resolve) => server.once('listening', resolve));

@@ -66,7 +66,11 @@ describe('package.json exports ↔ src entries', () => {
 });
 
 describe('package.json dependencies', () => {
-  const OPTIONAL_PEERS = ['@modelcontextprotocol/sdk', '@types/koa', 'ioredis', 'jwks-rsa', 'prom-client'];
+  const OPTIONAL_PEERS = [
+    '@modelcontextprotocol/sdk', '@types/koa', 'ioredis', 'jwks-rsa', 'prom-client',
+    // koa-user-context/ai: the AI SDK and the provider packages an app passes in
+    'ai', '@ai-sdk/openai', '@ai-sdk/anthropic', '@ai-sdk/google', '@ai-sdk/openai-compatible', '@ai-sdk/azure', '@ai-sdk/amazon-bedrock',
+  ];
 
   it('depends only on what the root entry loads (and the types its declarations use)', () => {
     expect(Object.keys(pkg.dependencies).sort()).toEqual(['@types/jsonwebtoken', 'jsonwebtoken', 'koa-unless', 'lru-cache', 'ms']);

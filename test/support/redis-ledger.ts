@@ -21,7 +21,7 @@ import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Cluster, Redis } from 'ioredis';
 import { PROVIDERS, createApp, createSharedStore } from '../../examples/app.js';
-import { FakeLlmClient, createFakeLlm } from '../../examples/agent/llm.js';
+import { FakeLlmClient, createFakeLlm } from './fake-llm.js';
 import { mintToken } from '../../examples/tokens.js';
 import type { UserConfig } from '../../src/index.js';
 import type { RedisConsistency, RedisContextStore, RedisContextStoreOptions } from '../../src/redis.js';
