@@ -18,7 +18,7 @@ describe('unknown options', () => {
 
   it('RedisContextStore takes its own options and the in-memory ones, and refuses others', () => {
     expect(() => new RedisContextStore({ redis: 'redis://127.0.0.1:1', keyPrefx: 'a:', secretFields: [] } as never)).toThrow(
-      /unknown option "keyPrefx"; did you mean "keyPrefix"\?/,
+      /new RedisContextStore\(options\): unknown option "keyPrefx"; did you mean "keyPrefix"\?/,
     );
   });
 });

@@ -212,8 +212,8 @@ export interface StoreSettings {
  * the unknown-option check; `cls` is the class being constructed, whose
  * static `extraOptions` (a subclass's own options) are accepted too.
  */
-export function resolveStoreOptions(options: ContextStoreOptions, cls: { extraOptions?: readonly string[] }): StoreSettings {
-  checkStoreOptions(options, cls.extraOptions ?? []);
+export function resolveStoreOptions(options: ContextStoreOptions, cls: { name: string; extraOptions?: readonly string[] }): StoreSettings {
+  checkStoreOptions(options, cls.extraOptions ?? [], `new ${cls.name}(options)`);
   const {
     max = 10_000,
     ttl = 86_400_000,
