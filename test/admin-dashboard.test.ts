@@ -14,6 +14,9 @@ import { fakeLlmResources } from './support/fake-llm.js';
 import { generateSecret, mintToken } from '../examples/tokens.js';
 import type { ContextStore } from '../src/index.js';
 
+/** How long the page may take to react (a wait, not a timing assertion): generous, the CI machine is shared. */
+const WAIT = { timeout: 15_000 } as const;
+
 const CHROMIUM = process.env['CHROMIUM_PATH'] ?? '/usr/bin/chromium';
 const HAVE_CHROMIUM = existsSync(CHROMIUM);
 const IN_CI = process.env['CI'] === 'true' || process.env['CI'] === '1';
@@ -95,7 +98,7 @@ describe.skipIf(!HAVE_CHROMIUM && !IN_CI)('admin dashboard in Chromium', () => {
     const page = await open({ width: 1280, height: 720 });
 
     // Signed out: the token form, nothing else.
-    await expect.poll(() => page.locator('#signin').isVisible()).toBe(true);
+    await expect.poll(() => page.locator('#signin').isVisible(), WAIT).toBe(true);
     expect(await page.locator('#app').isVisible()).toBe(false);
     await page.fill('#token', adminToken);
     await page.click('#signin button[type=submit]');
@@ -115,17 +118,17 @@ describe.skipIf(!HAVE_CHROMIUM && !IN_CI)('admin dashboard in Chromium', () => {
     const countdown = row(page, bob.id).locator('td.countdown');
     expect(await countdown.textContent()).toMatch(/^(29|30)m \d+s$/);
     const first = await countdown.textContent();
-    await expect.poll(() => countdown.textContent(), { timeout: 5000 }).not.toBe(first);
+    await expect.poll(() => countdown.textContent(), WAIT).not.toBe(first);
     // The table refreshes itself: a user configured now appears without a reload.
     const carol = { id: randomUUID(), provider: 'OpenAI', model: 'gpt-4o-mini' };
     await configure(carol);
-    await row(page, carol.id).waitFor({ timeout: 5000 });
+    await row(page, carol.id).waitFor(WAIT);
     expect(await row(page, carol.id).locator('td.model').textContent()).toBe('gpt-4o-mini');
     await page.screenshot({ path: new URL('dashboard.png', ARTIFACTS).pathname, fullPage: true });
 
     // Evict Alice: a confirmation first; cancelling keeps her.
     await row(page, alice.id).locator('button.evict').click();
-    await expect.poll(() => page.locator('#confirm').isVisible()).toBe(true);
+    await expect.poll(() => page.locator('#confirm').isVisible(), WAIT).toBe(true);
     expect(await page.locator('#confirm-user').textContent()).toBe(alice.id);
     await page.click('#confirm-cancel');
     expect(store.has(alice.id)).toBe(true);
@@ -139,7 +142,7 @@ describe.skipIf(!HAVE_CHROMIUM && !IN_CI)('admin dashboard in Chromium', () => {
 
     // Filtering to nothing shows the empty state.
     await page.fill('#q', 'no-such-provider');
-    await expect.poll(() => page.locator('#empty').isVisible()).toBe(true);
+    await expect.poll(() => page.locator('#empty').isVisible(), WAIT).toBe(true);
     expect(await page.locator('#empty').textContent()).toContain('No active context matches');
     await page.fill('#q', 'anthropic');
     await row(page, bob.id).waitFor();
@@ -184,10 +187,10 @@ describe.skipIf(!HAVE_CHROMIUM && !IN_CI)('admin dashboard in Chromium', () => {
     await row(page, bob.id).waitFor();
     await page.route(`${base}/admin/contexts**`, (route) => route.abort('connectionrefused'));
     const error = page.locator('#error');
-    await expect.poll(() => error.getAttribute('data-code'), { timeout: 5000 }).toBe('network');
+    await expect.poll(() => error.getAttribute('data-code'), WAIT).toBe('network');
     expect(await error.textContent()).toMatch(/^Cannot reach the server/);
     await page.unroute(`${base}/admin/contexts**`);
-    await expect.poll(() => error.isVisible(), { timeout: 5000 }).toBe(false);
+    await expect.poll(() => error.isVisible(), WAIT).toBe(false);
     await row(page, bob.id).waitFor();
   });
 });
