@@ -160,13 +160,17 @@ function sameList(a: readonly string[] | undefined, b: readonly string[]): boole
 
 function printTable(rows: DemoRow[]): void {
   const sorted = [...rows].sort((a, b) => a.user.localeCompare(b.user) || a.query - b.query);
-  console.log('user  query  configured                 user\'s key   key on the wire   model on the wire         MCP tools seen                     ok');
+  const col = (text: string, width: number): string => `${text} `.padEnd(width);
+  console.log(
+    `${col('user', 6)}${col('query', 7)}${col('configured', 28)}${col("user's key", 13)}${col('key on the wire', 18)}` +
+      `${col('model on the wire', 29)}${col('MCP tools seen', 46)}ok`,
+  );
   for (const r of sorted) {
     const all = r.tools ?? [];
     const tools = `${r.mcpServer ?? '-'}: ${all.slice(0, 2).join(', ')}${all.length > 2 ? ` +${all.length - 2}` : ''}`;
     console.log(
-      `${r.user.padEnd(6)}${String(r.query).padEnd(7)}${r.expected.padEnd(27)}${r.key.padEnd(13)}${r.keyOnWire.padEnd(18)}` +
-        `${r.modelOnWire.padEnd(26)}${tools.padEnd(35)}${r.ok ? 'yes' : 'NO'}`,
+      `${col(r.user, 6)}${col(String(r.query), 7)}${col(r.expected, 28)}${col(r.key, 13)}${col(r.keyOnWire, 18)}` +
+        `${col(r.modelOnWire, 29)}${col(tools, 46)}${r.ok ? 'yes' : 'NO'}`,
     );
   }
 }
