@@ -9,6 +9,7 @@
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPError } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { ErrorCode, McpError, type Tool } from '@modelcontextprotocol/sdk/types.js';
+import { McpConnectError } from '../../errors.js';
 import { rejectUnknownOptions } from '../../options.js';
 
 /** One live connection (an MCP session, or a stdio child) as the pool holds it. */
@@ -28,6 +29,25 @@ export interface McpLink {
   onDead: ((reason: string) => void) | undefined;
   /** Ends the session / the child. Idempotent. */
   close(): Promise<void>;
+}
+
+/**
+ * Connects a new link within `timeout` ms, or closes it and rejects with an
+ * `McpConnectError` whose message is `failure(reason)` (what failed and how to
+ * fix it). Every transport opens its links through this.
+ */
+export async function connectOrClose<L extends McpLink & { connect(timeout: number): Promise<void> }>(
+  link: L,
+  timeout: number,
+  failure: (reason: string) => string,
+): Promise<L> {
+  try {
+    await link.connect(timeout);
+  } catch (cause) {
+    await link.close();
+    throw new McpConnectError(failure(cause instanceof Error ? cause.message : String(cause)), { cause });
+  }
+  return link;
 }
 
 /** What an error of a call says about the link it ran on. */

@@ -8,8 +8,7 @@
  */
 import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
-import { McpConnectError } from '../../errors.js';
-import { LinkState, newClient, type McpLink } from './health.js';
+import { LinkState, connectOrClose, newClient, type McpLink } from './health.js';
 import type { ResolvedTarget } from './targets.js';
 
 /** What opening a link needs besides its target. */
@@ -78,18 +77,9 @@ class HttpLink extends LinkState implements McpLink {
 }
 
 /** Opens one MCP session to `target`; rejects with `McpConnectError`. */
-export async function openHttpLink(target: Extract<ResolvedTarget, { kind: 'http' }>, ctx: OpenContext): Promise<McpLink> {
-  const link = new HttpLink(target, ctx);
-  try {
-    await link.connect(ctx.connectTimeout);
-  } catch (cause) {
-    await link.close();
-    const reason = cause instanceof Error ? cause.message : String(cause);
-    throw new McpConnectError(
-      `Could not connect user ${ctx.userUuid} to MCP server "${target.name}" at ${target.url.href}: ${reason}. ` +
-        'Check that the server is running and speaks Streamable HTTP.',
-      { cause },
-    );
-  }
-  return link;
+export function openHttpLink(target: Extract<ResolvedTarget, { kind: 'http' }>, ctx: OpenContext): Promise<McpLink> {
+  return connectOrClose(new HttpLink(target, ctx), ctx.connectTimeout, (reason) =>
+    `Could not connect user ${ctx.userUuid} to MCP server "${target.name}" at ${target.url.href}: ${reason}. ` +
+      'Check that the server is running and speaks Streamable HTTP.',
+  );
 }

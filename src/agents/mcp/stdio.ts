@@ -11,9 +11,8 @@
 import { createInterface } from 'node:readline';
 import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
-import { McpConnectError } from '../../errors.js';
 import type { OpenContext } from './http.js';
-import { LinkState, newClient, type McpLink } from './health.js';
+import { LinkState, connectOrClose, newClient, type McpLink } from './health.js';
 import type { ResolvedTarget } from './targets.js';
 
 /** Where a stdio server's stderr lines go. */
@@ -164,18 +163,9 @@ class StdioLink extends LinkState implements McpLink {
 }
 
 /** Starts the child of `target` and initialises MCP with it; rejects with `McpConnectError`. */
-export async function openStdioLink(target: Extract<ResolvedTarget, { kind: 'stdio' }>, ctx: StdioOpenContext): Promise<McpLink> {
-  const link = new StdioLink(target, ctx);
-  try {
-    await link.connect(ctx.connectTimeout);
-  } catch (cause) {
-    await link.close();
-    const reason = cause instanceof Error ? cause.message : String(cause);
-    throw new McpConnectError(
-      `Could not start MCP server "${target.name}" (${target.command}) for user ${ctx.userUuid}: ${reason}. ` +
-        'Check the command, its arguments and working directory in the server registry; its stderr is in the log.',
-      { cause },
-    );
-  }
-  return link;
+export function openStdioLink(target: Extract<ResolvedTarget, { kind: 'stdio' }>, ctx: StdioOpenContext): Promise<McpLink> {
+  return connectOrClose(new StdioLink(target, ctx), ctx.connectTimeout, (reason) =>
+    `Could not start MCP server "${target.name}" (${target.command}) for user ${ctx.userUuid}: ${reason}. ` +
+      'Check the command, its arguments and working directory in the server registry; its stderr is in the log.',
+  );
 }
