@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { isKind, stamp } from './brand.js';
 
 /** Every `code` an error of this library can have. */
 export type UserContextErrorCode =
@@ -42,9 +43,6 @@ export type UserContextErrorCode =
   | 'ERR_INVALID_PROVIDER_SETTINGS'
   | 'ERR_LLM_CLIENT_CLOSED';
 
-/** Where an error records the codes of its class and its ancestors (shared by every copy of the package). */
-const KINDS = Symbol.for('koa-user-context.error-kinds.v1');
-
 /**
  * Base class of every error thrown by koa-user-context.
  *
@@ -62,16 +60,11 @@ export class UserContextError extends Error {
     super(message, options);
     this.name = new.target.name;
     this.code = (new.target as typeof UserContextError).code;
-    const kinds: string[] = [];
-    for (let c = new.target as Partial<typeof UserContextError>; c?.code !== undefined; c = Object.getPrototypeOf(c)) {
-      if (!kinds.includes(c.code)) kinds.push(c.code);
-    }
-    Object.defineProperty(this, KINDS, { value: Object.freeze(kinds) });
+    stamp(this, new.target, 'code');
   }
 
   static override [Symbol.hasInstance](value: unknown): boolean {
-    const kinds = (value as { [KINDS]?: readonly string[] } | null | undefined)?.[KINDS];
-    return kinds !== undefined && kinds.includes(this.code);
+    return isKind(value, this.code);
   }
 }
 
