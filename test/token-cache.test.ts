@@ -1,11 +1,12 @@
 /** The verified-token cache and key resolution with getKey. */
 import { randomUUID } from 'node:crypto';
 import jwt from 'jsonwebtoken';
+import Koa from 'koa';
 import request from 'supertest';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { ContextStore, userContext, type GetKey, type UserContextOptions } from '../src/index.js';
 import { buildApp, expectAuthError } from './support/app.js';
-import { RSA, SECRET, nowSec, signHs, signRs, tokenFor } from './support/tokens.js';
+import { RSA, SECRET, b64url, nowSec, signHs, signRs, tokenFor } from './support/tokens.js';
 
 let store: ContextStore;
 beforeEach(() => {
@@ -72,6 +73,51 @@ describe('token cache', () => {
     const { mw, get } = server({ tokenCache: { max: 2 } });
     for (let i = 0; i < 5; i++) expect((await get(tokenFor(randomUUID()))).status).toBe(200);
     expect(mw.tokenCacheSize).toBe(2);
+  });
+
+  it('a token that shares a cached token\'s signature (its cache key) but not its payload is verified in full and refused', async () => {
+    const verify = vi.spyOn(jwt, 'verify');
+    const { mw, get } = server();
+    const victim = randomUUID();
+    const token = tokenFor(victim);
+    expect((await get(token)).status).toBe(200);
+    // Same header and signature, another user's payload: the cache key (the
+    // signature's tail) matches the cached entry, the token does not.
+    const [header, , signature] = token.split('.');
+    const forged = `${header}.${b64url({ sub: randomUUID(), exp: nowSec() + 3_600 })}.${signature}`;
+    expectAuthError(await get(forged), 401, 'invalid_token');
+    expect(verify).toHaveBeenCalledTimes(2);
+    // The forged token neither evicted nor replaced the victim's entry.
+    const again = await get(token);
+    expect(again.status).toBe(200);
+    expect(again.body.user).toBe(victim);
+    expect(verify).toHaveBeenCalledTimes(2);
+    expect(mw.tokenCacheSize).toBe(1);
+  });
+
+  it('gives every request its own mutable copy of the cached claims', async () => {
+    const seen: Record<string, unknown>[] = [];
+    const app = new Koa();
+    app.use(userContext({ store, algorithms: ['HS256'], secret: SECRET }));
+    app.use((ctx) => {
+      const user = ctx.state['user'] as Record<string, unknown>;
+      seen.push({ ...user });
+      user['role'] = 'added-by-the-app';
+      user['sub'] = 'overwritten-by-the-app';
+      ctx.body = { ok: true };
+    });
+    const handler = app.callback();
+    const id = randomUUID();
+    const token = tokenFor(id, { scope: 'read' });
+    for (let i = 0; i < 3; i++) {
+      expect((await request(handler).get('/whoami').set('Authorization', `Bearer ${token}`)).status).toBe(200);
+    }
+    expect(seen).toHaveLength(3);
+    for (const claims of seen) {
+      expect(claims['sub']).toBe(id);
+      expect(claims['scope']).toBe('read');
+      expect(claims).not.toHaveProperty('role');
+    }
   });
 
   it('tokenCache: false verifies every request', async () => {

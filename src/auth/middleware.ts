@@ -22,7 +22,7 @@ import type { ContextStore } from '../store/store.js';
 import { checkOptionNames } from './options.js';
 import { renderFailure, type RenderOptions } from './render.js';
 import { checkRevocation, type IsRevoked } from './revocation.js';
-import { TokenVerifier, type TokenOptions } from './token.js';
+import { mutableClaims, TokenVerifier, type TokenOptions } from './token.js';
 import { subjectOf } from './user-id.js';
 
 /**
@@ -135,6 +135,8 @@ export interface UserContextMiddleware {
 
 interface Identity {
   readonly claims: Readonly<Record<string, unknown>>;
+  /** Set when the claims are `ctx.state[upstreamClaims]` (not verified here, not frozen). */
+  readonly upstream?: true;
   readonly userUuid: string;
   readonly clientId?: string | undefined;
 }
@@ -231,7 +233,7 @@ export function userContext(options: UserContextOptions): UserContextMiddleware 
 
   function fromUpstream(state: unknown): Identity {
     const claims = state as Record<string, unknown>;
-    return { claims, userUuid: subjectOf(claims, subjectClaim, numericSubject, store.parseUserId, 'upstream claims') };
+    return { claims, upstream: true, userUuid: subjectOf(claims, subjectClaim, numericSubject, store.parseUserId, 'upstream claims') };
   }
 
   /** Identity from claims verified upstream, if configured and present. */
@@ -301,8 +303,9 @@ export function userContext(options: UserContextOptions): UserContextMiddleware 
   function enterScope(ctx: Context, next: Next, identity: Identity | undefined, token: string | undefined): Promise<void> {
     if (identity === undefined) return Promise.resolve(next());
     // Verified claims are frozen (they are shared by the cache and the scope):
-    // the app gets its own copy to add fields to.
-    ctx.state[stateKey] = Object.isFrozen(identity.claims) ? { ...identity.claims } : identity.claims;
+    // the app gets its own copy to add fields to. Upstream claims are the
+    // app's own object already.
+    ctx.state[stateKey] = identity.upstream === true ? identity.claims : mutableClaims(identity.claims);
     ctx.state['userUuid'] = identity.userUuid;
     if (identity.clientId !== undefined) ctx.state['clientId'] = identity.clientId;
     if (tokenKey !== undefined) ctx.state[tokenKey] = token;

@@ -232,7 +232,13 @@ export class TokenVerifier {
   verify(token: string): VerifiedToken | Promise<VerifiedToken> {
     const cache = this.#cache;
     if (cache !== undefined) {
-      const hit = cache.get(token);
+      const key = cacheKey(token);
+      let hit = cache.get(key);
+      // The key is only the signature's tail: the entry is this token's only
+      // if the whole token is equal. Another token with the same tail (never
+      // a validly signed one in practice) is simply not cached: it is
+      // verified in full, and it does not evict the entry it collided with.
+      if (hit !== undefined && hit.token !== token) hit = undefined;
       // `expired`: the token was cached but is past its exp / maxAge (an entry
       // past tokenCache.maxTtl counts as absent, as lru-cache's TTL had it).
       let expired = false;
@@ -244,7 +250,7 @@ export class TokenVerifier {
           if (this.#events?.listening) this.#events.emit('tokenCacheHit', { userUuid: hit.verified.userUuid });
           return hit.verified;
         }
-        cache.delete(token);
+        cache.delete(key);
         expired = fresh;
       }
       if (this.#events?.listening) this.#events.emit('tokenCacheMiss', { expired });
@@ -342,6 +348,10 @@ export class TokenVerifier {
     }
     const userUuid = this.#subjectOf(claims);
     const clientId = typeof claims['client_id'] === 'string' ? claims['client_id'] : typeof claims.azp === 'string' ? claims.azp : undefined;
+    // The claims are frozen (the cache, the scope and every request share
+    // them); the unfrozen twin is only ever spread into each request's own
+    // `ctx.state.user` (spreading a frozen object takes V8's slow path).
+    mutableTwins.set(claims, { ...claims });
     const verified: VerifiedToken = Object.freeze({ claims: Object.freeze(claims), userUuid, expiresAt, clientId });
     if (this.#cache !== undefined) {
       let validUntil = expiresAt;
@@ -350,7 +360,7 @@ export class TokenVerifier {
       }
       const cachedAt = Date.now();
       const ttl = Math.min(this.#maxTtl, validUntil - cachedAt, lease === undefined ? Infinity : lease.validUntil - cachedAt);
-      if (ttl >= 1) this.#cache.set(token, { verified, validUntil, cachedAt, ttl: Math.floor(ttl), lease });
+      if (ttl >= 1) this.#cache.set(cacheKey(token), { token, verified, validUntil, cachedAt, ttl: Math.floor(ttl), lease });
     }
     return verified;
   }
@@ -365,8 +375,36 @@ function isLease(value: unknown): value is KeyLease {
     !Array.isArray(value) && 'validUntil' in value && 'key' in value;
 }
 
+/** Verified (frozen) claims → an unfrozen copy of them, never handed out itself. */
+const mutableTwins = new WeakMap<object, Readonly<Record<string, unknown>>>();
+
+/**
+ * A new, mutable copy of verified claims (for `ctx.state.user`), made from
+ * their unfrozen twin when they came from this module: the same own
+ * enumerable properties as `{ ...claims }`, without V8's slow path for
+ * spreading a frozen object.
+ */
+export function mutableClaims(claims: Readonly<Record<string, unknown>>): Record<string, unknown> {
+  return { ...(mutableTwins.get(claims) ?? claims) };
+}
+
+/**
+ * Characters of a token that key the cache: the end of its signature. A
+ * request's token is a fresh string, so the key is hashed on every lookup;
+ * hashing 24 characters instead of the whole token (hundreds) is most of a
+ * cache hit's cost. The entry holds the whole token and a hit requires it to
+ * be equal, so the key only has to spread the entries, never to identify one.
+ */
+const CACHE_KEY_LENGTH = 24;
+
+function cacheKey(token: string): string {
+  return token.length <= CACHE_KEY_LENGTH ? token : token.slice(-CACHE_KEY_LENGTH);
+}
+
 /** A cache entry: the verified token and when it stops being servable. */
 interface CachedToken {
+  /** The whole token: a lookup by {@link cacheKey} hits only when it is equal. */
+  readonly token: string;
   readonly verified: VerifiedToken;
   /** ms since the epoch: `exp`, or `iat + maxAge` when that is earlier. */
   readonly validUntil: number;
