@@ -19,7 +19,7 @@
  */
 import { randomBytes, randomUUID } from 'node:crypto';
 import { Cluster } from 'ioredis';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { generateSecret } from '../examples/tokens.js';
 import { configureUser, getUserModel, runAsUser } from '../src/index.js';
 import { RedisContextStore, type RedisConsistency } from '../src/redis.js';
@@ -201,10 +201,19 @@ describe.skipIf(!available)('RedisContextStore on a 3-master Redis Cluster', () 
         ];
         for (const [kind, loses, fault] of steps) {
           await sleep(700 + Math.random() * 400);
+          const lossesBefore = instances.map((i) => i.store.readiness().subscriptionLosses);
           const start = Date.now();
           await fault();
           const end = Date.now();
           faults.push({ kind, start, end, loses, partial: loses, recoveryMs: await measureRecovery(instances, secret, end) });
+          if (loses) {
+            // The restarted master kept its address and the subscriber may sit on another master: only its
+            // changed run_id tells the instances that the contexts they cached from it may be gone.
+            await vi.waitFor(
+              () => expect(instances.map((i, k) => i.store.readiness().subscriptionLosses > lossesBefore[k]!)).toEqual(instances.map(() => true)),
+              { timeout: 5 * HEARTBEAT_MS },
+            );
+          }
         }
         await sleep(600);
       } finally {

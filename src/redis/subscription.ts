@@ -14,7 +14,14 @@
  * before is read again. Two misses in a row re-subscribe on a fresh
  * connection (on a Cluster: to another master).
  *
- * The heartbeat round also measures the Redis clocks used to fence writes.
+ * The heartbeat round also measures the Redis clocks used to fence writes,
+ * and reads each node's `run_id`: a node that restarted (its data possibly
+ * lost: a Cluster master restarted empty) or another server now behind the
+ * same address makes the subscription unconfirmed as well, so contexts cached
+ * from the server that was there before are read again. Without this, a
+ * master that comes back within two intervals, or that the client drops from
+ * its node list while it is down, would go unnoticed until
+ * `revalidateInterval`.
  *
  * @internal
  * @module
@@ -61,7 +68,9 @@ export class Subscription {
   #misses = 0;
   #timer: NodeJS.Timeout | undefined;
   #closed = false;
-  /** Times the subscription was lost (disconnection or a missed heartbeat). */
+  /** The `run_id` each node answered last: a change is a restarted or replaced server. */
+  readonly #runIds = new Map<string, string>();
+  /** Times the subscription was lost (disconnection, a missed heartbeat, a restarted node). */
   losses = 0;
 
   constructor(options: SubscriptionOptions) {
@@ -217,6 +226,30 @@ export class Subscription {
     for (const [name, node] of nodes) {
       node.publish(this.#o.channel, `${this.#o.instanceId} hb ${round}:${name}`).catch(() => {});
     }
+    void this.#checkIdentities(nodes);
+  }
+
+  /** Reads every node's `run_id`; one that changed since the last round distrusts the near-cache. */
+  async #checkIdentities(nodes: ReadonlyMap<string, Redis>): Promise<void> {
+    const replies = await Promise.all(
+      [...nodes].map(async ([name, node]) => [name, runIdOf(String(await node.call('INFO', 'server')))] as const),
+    ).catch(() => undefined);
+    if (replies === undefined || this.#closed) return;
+    const changed: string[] = [];
+    for (const [name, runId] of replies) {
+      if (runId === undefined) continue;
+      const before = this.#runIds.get(name);
+      if (before !== undefined && before !== runId) changed.push(name);
+      this.#runIds.set(name, runId);
+    }
+    if (changed.length === 0) return;
+    warnOnce(
+      'KUC_REDIS_NODE_RESTARTED',
+      `Redis at ${changed.join(', ')} restarted or was replaced (its run_id changed), so data it held may be gone; ` +
+        'near-cached contexts are read again before they are trusted.',
+    );
+    this.#deactivate();
+    this.#confirmFrom = this.#round + 1;
   }
 
   #heard(body: string): void {
@@ -231,6 +264,11 @@ export class Subscription {
       this.#active = true;
     }
   }
+}
+
+/** The `run_id` line of an `INFO server` reply. */
+function runIdOf(info: string): string | undefined {
+  return /^run_id:([0-9a-f]+)\s*$/m.exec(info)?.[1];
 }
 
 export async function quit(client: RedisClient | undefined): Promise<void> {
