@@ -350,8 +350,9 @@ export class TokenVerifier {
     const clientId = typeof claims['client_id'] === 'string' ? claims['client_id'] : typeof claims.azp === 'string' ? claims.azp : undefined;
     // The claims are frozen (the cache, the scope and every request share
     // them); the unfrozen twin is only ever spread into each request's own
-    // `ctx.state.user` (spreading a frozen object takes V8's slow path).
-    mutableTwins.set(claims, { ...claims });
+    // `ctx.state.user` (spreading a frozen object takes V8's slow path). Only
+    // worth making when the claims are cached and so copied again and again.
+    if (this.#cache !== undefined) mutableTwins.set(claims, { ...claims });
     const verified: VerifiedToken = Object.freeze({ claims: Object.freeze(claims), userUuid, expiresAt, clientId });
     if (this.#cache !== undefined) {
       let validUntil = expiresAt;
