@@ -1,35 +1,41 @@
 /**
  * Per-request accounting of each contender, in counts rather than seconds (so
- * it is repeatable on a busy machine): async resources Node creates per
- * request, by type (PROMISE, TickObject, …), and heap bytes allocated per
- * request (from V8's allocation counter when the runtime has one, else the
- * growth of the used heap with the GC held off by a large young generation).
- * Each contender runs in its own child process; the figures are differences
- * from bare Koa, so the client's own work cancels out.
+ * it repeats exactly on a busy machine): the async resources Node creates per
+ * request, by type (PROMISE, TickObject, …), and the heap bytes allocated per
+ * request. Each contender runs in its own child process with a client in the
+ * same process; the figures that matter are differences between contenders,
+ * in which the client's own share cancels out.
  *
- *   npx tsx bench/accounting.ts [--requests 2000] [--out docs/benchmarks-accounting.md]
+ * Bytes: the growth of the used heap over windows of {@link WINDOW} requests
+ * in which no GC ran (the child has a young generation large enough for a
+ * window; a GC observer discards the windows that saw one); the median over
+ * those windows. Allocation is deterministic, so the windows agree to the byte
+ * or two.
+ *
+ * Run by bench/run.ts, or alone:
+ *   npx tsx bench/accounting.ts [--requests 2000] [--only id,id]
  */
 import { createHook } from 'node:async_hooks';
 import { spawnSync } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
-import { request, Agent } from 'node:http';
+import { Agent, request } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { PerformanceObserver } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
-import { getHeapStatistics } from 'node:v8';
 import { CONTENDERS, cleanups } from './contenders.js';
 import { makeFixtures } from './fixtures.js';
 
-interface Account {
+export interface Account {
   id: string;
   requests: number;
+  /** Async resources created per request, by type (client and server together). */
   resources: Record<string, number>;
-  /** Heap bytes allocated per request, or `null` when a GC ran during the window (then the growth is not the allocation). */
+  /** Heap bytes allocated per request (client and server together), or `null` if every window saw a GC. */
   bytes: number | null;
-  cpuMicros: number;
 }
 
 const ROUTE = '/whoami';
+/** Requests per allocation window. */
+const WINDOW = 100;
 
 async function measure(id: string, requests: number): Promise<Account> {
   const contender = CONTENDERS.find((c) => c.id === id);
@@ -41,65 +47,79 @@ async function measure(id: string, requests: number): Promise<Account> {
   const { port } = server.address() as AddressInfo;
   const agent = new Agent({ keepAlive: true, maxSockets: 1 });
   const tokens = contender.tokens === 'rs' ? fixtures.rsTokens : fixtures.hsTokens;
+  const headers = tokens.map((token) => ({ authorization: `Bearer ${token}` }));
   const get = (i: number): Promise<number> =>
     new Promise((resolve, reject) => {
-      const req = request(
-        { host: '127.0.0.1', port, path: ROUTE, agent, headers: { authorization: `Bearer ${tokens[i % tokens.length]!}` } },
-        (res) => {
-          res.resume();
-          res.on('end', () => resolve(res.statusCode ?? 0));
-        },
-      );
+      const req = request({ host: '127.0.0.1', port, path: ROUTE, agent, headers: headers[i % headers.length] }, (res) => {
+        res.resume();
+        res.on('end', () => resolve(res.statusCode ?? 0));
+      });
       req.on('error', reject);
       req.end();
     });
-  // Warm up: every token verified and cached, every context loaded, JIT settled.
+  // Warm-up: every token verified and cached, every context loaded, the JIT settled.
   for (let i = 0; i < 2_000; i++) if ((await get(i)) !== 200) throw new Error(`${id}: warm-up request ${i} failed`);
-  const counts: Record<string, number> = {};
-  const hook = createHook({
-    init(_id, type) {
-      counts[type] = (counts[type] ?? 0) + 1;
-    },
-  });
-  // Allocation: the used heap's growth over a window with no GC (the child runs
-  // with a young generation large enough for it; a GC observer tells if one ran).
+
   let gcs = 0;
   const gcObserver = new PerformanceObserver((list) => (gcs += list.getEntries().length));
   gcObserver.observe({ entryTypes: ['gc'] });
-  const heap0 = getHeapStatistics().used_heap_size;
-  for (let i = 0; i < requests; i++) await get(i);
-  const heap1 = getHeapStatistics().used_heap_size;
-  await new Promise((r) => setImmediate(r));
+  const windows: number[] = [];
+  for (let w = 0; w < Math.max(1, Math.floor(requests / WINDOW)); w++) {
+    // Let the previous window's GC observer entries arrive before reading the count.
+    await new Promise((resolve) => setImmediate(resolve));
+    const seen = gcs;
+    const before = process.memoryUsage().heapUsed;
+    for (let i = 0; i < WINDOW; i++) await get(w * WINDOW + i);
+    const after = process.memoryUsage().heapUsed;
+    await new Promise((resolve) => setImmediate(resolve));
+    if (gcs === seen) windows.push((after - before) / WINDOW);
+  }
   gcObserver.disconnect();
-  const bytes = gcs === 0 ? (heap1 - heap0) / requests : null;
-  const cpu0 = process.cpuUsage();
+
+  const counts: Record<string, number> = {};
+  const hook = createHook({
+    init(_asyncId, type) {
+      counts[type] = (counts[type] ?? 0) + 1;
+    },
+  });
   hook.enable();
   for (let i = 0; i < requests; i++) await get(i);
   hook.disable();
-  const cpu = process.cpuUsage(cpu0);
   agent.destroy();
   await new Promise<void>((resolve) => server.close(() => resolve()));
   for (const cleanup of cleanups) await cleanup();
   const resources: Record<string, number> = {};
   for (const [type, n] of Object.entries(counts)) resources[type] = n / requests;
-  return { id, requests, resources, bytes, cpuMicros: (cpu.user + cpu.system) / requests };
+  return { id, requests, resources, bytes: windows.length === 0 ? null : median(windows) };
 }
 
-function table(accounts: Account[]): string {
-  const base = accounts.find((a) => a.id === 'bare-koa')!;
-  const types = [...new Set(accounts.flatMap((a) => Object.keys(a.resources)))].sort();
-  const fmt = (n: number): string => (Math.abs(n) < 0.005 ? '0' : n.toFixed(2));
-  const lines = [
-    `| contender | ${types.join(' | ')} | total async resources | above bare Koa | heap bytes / request | above bare Koa |`,
-    `|---|${types.map(() => '---:').join('|')}|---:|---:|---:|---:|`,
-  ];
-  const total = (a: Account): number => Object.values(a.resources).reduce((s, n) => s + n, 0);
-  for (const a of accounts) {
-    const bytes = a.bytes === null ? 'GC ran' : String(Math.round(a.bytes));
-    const above = a.bytes === null || base.bytes === null ? '—' : String(Math.round(a.bytes - base.bytes));
-    lines.push(`| ${a.id} | ${types.map((t) => fmt(a.resources[t] ?? 0)).join(' | ')} | ${fmt(total(a))} | ${fmt(total(a) - total(base))} | ${bytes} | ${above} |`);
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
+
+/** Total async resources per request. */
+export function totalResources(account: Account): number {
+  return Object.values(account.resources).reduce((sum, n) => sum + n, 0);
+}
+
+/** Measures each contender in its own child process (one at a time). Failures are reported and skipped. */
+export function measureAccounts(ids: readonly string[], requests: number, log: (line: string) => void): Account[] {
+  const accounts: Account[] = [];
+  for (const id of ids) {
+    const child = spawnSync(
+      process.execPath,
+      ['--max-semi-space-size=64', '--import', 'tsx', fileURLToPath(import.meta.url), '--child', id, '--requests', String(requests)],
+      { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], timeout: 300_000, env: { ...process.env, NODE_ENV: 'production' } },
+    );
+    if (child.status !== 0) {
+      log(`accounting: ${id} failed (exit ${String(child.status)}); left out`);
+      continue;
+    }
+    accounts.push(JSON.parse(child.stdout.trim().split('\n').at(-1)!) as Account);
   }
-  return lines.join('\n');
+  return accounts;
 }
 
 const argv = process.argv.slice(2);
@@ -108,39 +128,15 @@ const arg = (name: string): string | undefined => {
   return i >= 0 ? argv[i + 1] : undefined;
 };
 
-if (arg('--child') !== undefined) {
-  const account = await measure(arg('--child')!, Number(arg('--requests') ?? 2000));
-  process.stdout.write(JSON.stringify(account) + '\n');
-  process.exit(0);
-} else {
+if (process.argv[1] === fileURLToPath(import.meta.url)) {
   const requests = Number(arg('--requests') ?? 2000);
-  const ids = (arg('--only')?.split(',') ?? ['bare-koa', 'koa-als', 'kuc-hs256-cache', 'kuc-hs256-nocache', 'kuc-rs256-nocache', 'kuc-redis-warm']);
-  const accounts: Account[] = [];
-  for (const id of ids) {
-    const child = spawnSync(process.execPath, ['--max-semi-space-size=512', '--import', 'tsx', fileURLToPath(import.meta.url), '--child', id, '--requests', String(requests)], {
-      encoding: 'utf8',
-      stdio: ['ignore', 'pipe', 'inherit'],
-      timeout: 300_000,
-    });
-    if (child.status !== 0) {
-      console.error(`${id}: failed (exit ${String(child.status)}); skipped`);
-      continue;
-    }
-    accounts.push(JSON.parse(child.stdout.trim().split('\n').at(-1)!) as Account);
-    console.error(`${id}: done`);
+  if (arg('--child') !== undefined) {
+    const account = await measure(arg('--child')!, requests);
+    process.stdout.write(JSON.stringify(account) + '\n');
+    process.exit(0);
   }
-  const md = [
-    '# Per-request accounting',
-    '',
-    `Generated by \`npx tsx bench/accounting.ts\` (${requests} sequential keep-alive requests per contender after 2 000 warm-up requests, ` +
-      `Node ${process.version}). Async resources are counted with an \`async_hooks\` init hook over the whole process, so the ` +
-      'client side is included and cancels out in the "above bare Koa" column. These are counts, not timings: they do not ' +
-      'depend on how busy the machine is.',
-    '',
-    table(accounts),
-    '',
-  ].join('\n');
-  const out = arg('--out');
-  if (out !== undefined) writeFileSync(out, md);
-  process.stdout.write(md);
+  const ids = arg('--only')?.split(',') ?? CONTENDERS.filter((c) => c.unavailable === undefined).map((c) => c.id);
+  for (const a of measureAccounts(ids, requests, console.error)) {
+    console.log(`${a.id.padEnd(20)} async resources ${totalResources(a).toFixed(2)} (${Object.entries(a.resources).map(([t, n]) => `${t} ${n.toFixed(2)}`).join(', ')}), heap ${a.bytes === null ? 'GC in every window' : `${Math.round(a.bytes)} B`} per request`);
+  }
 }

@@ -33,6 +33,11 @@ export interface Contender {
   description: string;
   /** Why it cannot run here, or `undefined` when it can. Checked in the parent. */
   unavailable?: () => Promise<string | undefined>;
+  /**
+   * Measured only in the in-process ladder (bench/ladder.ts) and the accounting,
+   * not in the HTTP rounds, unless `--only` names it.
+   */
+  ladderOnly?: true;
   /** Builds the app (in the server child). */
   build: (fixtures: ServerFixtures) => Promise<Koa>;
 }
@@ -93,6 +98,26 @@ function route(readUser: () => string, readProvider: () => string | null): Koa.M
   };
 }
 
+/**
+ * Runs the rest of the chain and reacts once it has settled, as a scope that
+ * is closed afterwards must: one promise per request (the `step-*` rows).
+ */
+function closedAfter(run: () => unknown, onSettled: () => void): Promise<unknown> {
+  return Promise.resolve(run()).then(onSettled, (error: unknown) => {
+    onSettled();
+    throw error;
+  });
+}
+
+/** The Bearer token's verified identity from a warm TokenVerifier cache (the `step-*` rows). */
+function cachedIdentity(ctx: Koa.Context, verifier: InstanceType<Library['TokenVerifier']>): { userUuid: string; claims: Readonly<Record<string, unknown>> } {
+  const header = ctx.req.headers.authorization;
+  if (header === undefined || !header.startsWith('Bearer ')) return ctx.throw(401);
+  const verified = verifier.verify(header.slice(7));
+  if (verified instanceof Promise) throw new Error('the token cache missed; the step rows measure cache hits');
+  return verified;
+}
+
 async function newKoa(): Promise<Koa> {
   const app = new Koa();
   app.silent = true;
@@ -146,6 +171,78 @@ export const CONTENDERS: readonly Contender[] = [
         return als.run(contexts.get(first)!, next);
       });
       app.use(route(() => als.getStore()!.userUuid, () => als.getStore()!.provider));
+      return app;
+    },
+  },
+  {
+    id: 'step-close',
+    ladderOnly: true,
+    label: 'ALS + closing reaction',
+    tokens: 'hs',
+    anonymous: true,
+    description:
+      'koa-als plus the one thing any scope that is closed after the request needs: a reaction on the rest of the ' +
+      'chain (one promise per request) that closes it.',
+    async build(fixtures) {
+      const als = new AsyncLocalStorage<{ userUuid: string; provider: string }>();
+      const context = { userUuid: fixtures.users[0]!, provider: providerOf(0) };
+      let open = 0;
+      const app = await newKoa();
+      app.use(function enter(_ctx, next) {
+        open++;
+        return closedAfter(() => als.run(context, next), () => void open--);
+      });
+      app.use(route(() => als.getStore()!.userUuid, () => als.getStore()!.provider));
+      return app;
+    },
+  },
+  {
+    id: 'step-token',
+    ladderOnly: true,
+    label: 'ALS + closing reaction + token cache hit',
+    tokens: 'hs',
+    description:
+      "step-close plus reading the Bearer token and a hit in the library's own TokenVerifier cache; the ALS value is " +
+      "the verified user's object from a Map.",
+    async build(fixtures) {
+      const kuc = await library();
+      const verifier = new kuc.TokenVerifier({ secret: fixtures.hsSecret, algorithms: ['HS256'] }, new kuc.ContextStore({ max: 1 }).parseUserId);
+      const contexts = new Map(fixtures.users.map((userUuid, i) => [userUuid, { userUuid, provider: providerOf(i) }]));
+      const als = new AsyncLocalStorage<{ userUuid: string; provider: string }>();
+      let open = 0;
+      const app = await newKoa();
+      app.use(function enter(ctx, next) {
+        const { userUuid } = cachedIdentity(ctx, verifier);
+        open++;
+        return closedAfter(() => als.run(contexts.get(userUuid)!, next), () => void open--);
+      });
+      app.use(route(() => als.getStore()!.userUuid, () => als.getStore()!.provider));
+      return app;
+    },
+  },
+  {
+    id: 'step-scope',
+    ladderOnly: true,
+    label: 'token cache hit + runAsUser (store, scope)',
+    tokens: 'hs',
+    description:
+      "step-token, but the user's scope comes from the library: runAsUser() looks the context up in the ContextStore " +
+      '(sliding TTL), opens a leased Scope in its AsyncLocalStorage and closes it after the chain; the route reads ' +
+      'getUserProvider(). What remains to the full middleware is its own per-request work.',
+    async build(fixtures) {
+      const kuc = await library();
+      const store = new kuc.ContextStore({ max: 10_000 });
+      kuc.setDefaultStore(store);
+      for (const [i, user] of fixtures.users.entries()) {
+        await kuc.configureUser({ provider: providerOf(i), model: 'bench-model' }, user);
+      }
+      const verifier = new kuc.TokenVerifier({ secret: fixtures.hsSecret, algorithms: ['HS256'] }, store.parseUserId);
+      const app = await newKoa();
+      app.use(function enter(ctx, next) {
+        const { userUuid, claims } = cachedIdentity(ctx, verifier);
+        return kuc.runAsUser(userUuid, next, { store, claims });
+      });
+      app.use(route(() => kuc.currentUserUuid()!, () => kuc.getUserProvider()));
       return app;
     },
   },

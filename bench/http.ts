@@ -6,7 +6,7 @@
  * rounds and its ratio is the median of its per-round ratios to the baseline
  * measured in the same round.
  */
-import { fork, type ChildProcess } from 'node:child_process';
+import { fork, spawnSync, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import autocannon from 'autocannon';
 import type { Contender } from './contenders.js';
@@ -20,8 +20,15 @@ export interface HttpOptions {
   /** Seconds per contender per round. */
   duration: number;
   rounds: number;
+  /**
+   * Rounds in which each contender runs at the same time as the baseline, both
+   * servers on the same CPU (0: none). See {@link PairedResult}.
+   */
+  pairedRounds: number;
   /** Extra node flags for the server children (e.g. --cpu-prof). */
   serverExecArgv: string[];
+  /** CPU the server children are pinned to (with `taskset`; the caller pins itself elsewhere). */
+  serverCpu?: number | undefined;
   log: (line: string) => void;
 }
 
@@ -61,6 +68,28 @@ export interface ContenderResult {
    */
   cpuRatio: number;
   rounds: RoundSample[];
+  /** The paired measurement against the baseline (absent for the baseline itself, or with no paired rounds). */
+  paired?: PairedResult;
+}
+
+/**
+ * The contender and the baseline loaded at the same time, their servers pinned
+ * to the same CPU: the scheduler shares that CPU between them, so both see
+ * exactly the same machine (a neighbour slowing the CPU slows both), and the
+ * ratio of their throughputs is the ratio of their costs per request. On a
+ * shared machine whose speed drifts by tens of percent from second to second
+ * this is far steadier than comparing runs taken one after the other.
+ */
+export interface PairedResult {
+  /** Median over paired rounds of (contender's req/s ÷ baseline's req/s, same window). */
+  ratio: number;
+  ratioMin: number;
+  ratioMax: number;
+  /** Median over paired rounds of (baseline's CPU/request ÷ contender's, same window). */
+  cpuRatio: number;
+  /** Median over paired rounds of (contender's CPU/request − baseline's), µs. */
+  cpuMicrosAbove: number;
+  rounds: { contender: RoundSample; baseline: RoundSample }[];
 }
 
 interface Running {
@@ -71,13 +100,17 @@ interface Running {
 
 const SERVER = fileURLToPath(new URL('./server.ts', import.meta.url));
 
-function startServer(contender: Contender, fixtures: LoadFixtures, execArgv: string[]): Promise<Running> {
+function startServer(contender: Contender, fixtures: LoadFixtures, execArgv: string[], cpu: number | undefined): Promise<Running> {
   const { hsSecret, rsPublicKey, users } = fixtures;
   const child = fork(SERVER, [contender.id], {
     execArgv: ['--import', 'tsx', ...execArgv],
     env: { ...process.env, NODE_ENV: 'production', [FIXTURES_ENV]: JSON.stringify({ hsSecret, rsPublicKey, users }) },
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   });
+  if (cpu !== undefined) {
+    const pinned = spawnSync('taskset', ['-a', '-cp', String(cpu), String(child.pid)], { encoding: 'utf8' });
+    if (pinned.status !== 0) throw new Error(`taskset could not pin ${contender.id} to CPU ${cpu}: ${pinned.stderr || pinned.error?.message}`);
+  }
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`${contender.id}: server did not start within 60 s`)), 60_000);
     child.once('exit', (code) => {
@@ -168,6 +201,24 @@ async function measured(run: Running, fixtures: LoadFixtures, connections: numbe
   return sample(round, loaded, after.micros - before.micros, after.userMicros - before.userMicros);
 }
 
+/** Loads two servers at the same time for `seconds`; each one's sample covers the same window. */
+async function measuredTogether(
+  a: Running,
+  b: Running,
+  fixtures: LoadFixtures,
+  connections: number,
+  seconds: number,
+  round: number,
+): Promise<[RoundSample, RoundSample]> {
+  const [a0, b0] = await Promise.all([cpuOf(a), cpuOf(b)]);
+  const [la, lb] = await Promise.all([load(a, fixtures, connections, seconds), load(b, fixtures, connections, seconds)]);
+  const [a1, b1] = await Promise.all([cpuOf(a), cpuOf(b)]);
+  return [
+    sample(round, la, a1.micros - a0.micros, a1.userMicros - a0.userMicros),
+    sample(round, lb, b1.micros - b0.micros, b1.userMicros - b0.userMicros),
+  ];
+}
+
 function sample(round: number, { result, latencies }: Load, cpuMicros: number, userMicros: number): RoundSample {
   const ok = result['2xx'];
   return {
@@ -180,6 +231,18 @@ function sample(round: number, { result, latencies }: Load, cpuMicros: number, u
     errors: result.errors + result.timeouts,
     cpuMicrosPerRequest: cpuMicros / Math.max(1, result.requests.total),
     userCpuMicrosPerRequest: userMicros / Math.max(1, result.requests.total),
+  };
+}
+
+function pairedResult(rounds: { contender: RoundSample; baseline: RoundSample }[]): PairedResult {
+  const ratios = rounds.map((r) => r.contender.requestsPerSec / r.baseline.requestsPerSec);
+  return {
+    ratio: median(ratios),
+    ratioMin: Math.min(...ratios),
+    ratioMax: Math.max(...ratios),
+    cpuRatio: median(rounds.map((r) => r.baseline.cpuMicrosPerRequest / r.contender.cpuMicrosPerRequest)),
+    cpuMicrosAbove: median(rounds.map((r) => r.contender.cpuMicrosPerRequest - r.baseline.cpuMicrosPerRequest)),
+    rounds,
   };
 }
 
@@ -200,7 +263,7 @@ export async function runHttp(
   const running: Running[] = [];
   try {
     // Start servers one at a time: tsx's first load is CPU-heavy.
-    for (const contender of contenders) running.push(await startServer(contender, fixtures, options.serverExecArgv));
+    for (const contender of contenders) running.push(await startServer(contender, fixtures, options.serverExecArgv, options.serverCpu));
     for (const run of running) await checkServer(run, fixtures);
     log(`servers up: ${running.map((r) => r.contender.id).join(', ')}`);
     if (options.warmup > 0) {
@@ -223,6 +286,23 @@ export async function runHttp(
       }
       log(`round ${round + 1}/${options.rounds}: ${line.join(' · ')} req/s`);
     }
+    const paired = new Map<string, { contender: RoundSample; baseline: RoundSample }[]>();
+    const baseRun = running.find((r) => r.contender.id === baselineId)!;
+    const others = running.filter((r) => r !== baseRun);
+    for (let round = 0; round < options.pairedRounds; round++) {
+      const line: string[] = [];
+      for (const run of others.map((_, i) => others[(i + round) % others.length]!)) {
+        // Half the connections each, so the load generator's work is the same as in a solo round.
+        const half = Math.max(1, Math.floor(options.connections / 2));
+        const [c, b] = await measuredTogether(run, baseRun, fixtures, half, options.duration, round);
+        if (c.non2xx + c.errors + b.non2xx + b.errors > 0) {
+          throw new Error(`${run.contender.id} paired with ${baselineId}: non-2xx responses or errors in paired round ${round + 1}`);
+        }
+        (paired.get(run.contender.id) ?? paired.set(run.contender.id, []).get(run.contender.id)!).push({ contender: c, baseline: b });
+        line.push(`${run.contender.id} ${(c.requestsPerSec / b.requestsPerSec * 100).toFixed(1)} %`);
+      }
+      log(`paired round ${round + 1}/${options.pairedRounds} (req/s vs ${baselineId} at the same time): ${line.join(' · ')}`);
+    }
     const base = samples.get(baselineId)!;
     return running.map(({ contender }) => {
       const rounds = samples.get(contender.id)!;
@@ -242,6 +322,7 @@ export async function runHttp(
         userCpuMicrosPerRequest: median(rounds.map((s) => s.userCpuMicrosPerRequest)),
         cpuRatio: median(cpuRatios),
         rounds,
+        ...(paired.has(contender.id) ? { paired: pairedResult(paired.get(contender.id)!) } : {}),
       };
     });
   } finally {

@@ -3,7 +3,7 @@
  * Run by bench/run.ts in its own process: `node --import tsx --expose-gc
  * bench/micro.ts [--smoke] --json <file>`.
  */
-import { randomBytes, randomUUID } from 'node:crypto';
+import { createPublicKey, createSecretKey, generateKeyPairSync, randomBytes, randomUUID, verify as cryptoVerify, createHmac, timingSafeEqual } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import jwt from 'jsonwebtoken';
 import { do_not_optimize, measure } from 'mitata';
@@ -61,6 +61,37 @@ await record('run-as-user', 'runAsUser(user, fn) (sync fn)', () => runAsUser(use
 await record('token-cache-hit', 'TokenVerifier#verify(), token-cache hit', () => do_not_optimize(verifier.verify(token)));
 await record('context-lookup', 'context lookup: getUserProvider(userUuid)', () => do_not_optimize(getUserProvider(user)));
 await record('store-lookup', 'store.currentGeneration(userUuid)', () => do_not_optimize(store.currentGeneration(user)));
+
+// The cold path (no token cache), split into what the signature check costs
+// and what is not the signature: jsonwebtoken's decoding and claim checks,
+// then this library's own checks (shape, subject, freezing).
+const rsa = generateKeyPairSync('rsa', { modulusLength: 2048 });
+const rsPublic = createPublicKey(rsa.publicKey.export({ type: 'spki', format: 'pem' }));
+const rsToken = jwt.sign({ sub: user }, rsa.privateKey, { algorithm: 'RS256', expiresIn: '2h' });
+const [rsHead, rsBody, rsSig] = rsToken.split('.') as [string, string, string];
+const rsInput = Buffer.from(`${rsHead}.${rsBody}`);
+const rsSignature = Buffer.from(rsSig, 'base64url');
+const rsVerifier = new TokenVerifier({ secret: rsPublic, algorithms: ['RS256'], tokenCache: false }, store.parseUserId);
+const hsKey = createSecretKey(Buffer.from(secret));
+const [hsHead, hsBody, hsSig] = token.split('.') as [string, string, string];
+const hsInput = Buffer.from(`${hsHead}.${hsBody}`);
+const hsSignature = Buffer.from(hsSig, 'base64url');
+const hsVerifier = new TokenVerifier({ secret, algorithms: ['HS256'], tokenCache: false }, store.parseUserId);
+await record('rs256-signature', 'RS256 signature check alone (crypto.verify)', () =>
+  do_not_optimize(cryptoVerify('RSA-SHA256', rsInput, rsPublic, rsSignature)),
+);
+await record('rs256-jsonwebtoken', 'RS256 jsonwebtoken.verify (signature + decode + claims)', () =>
+  do_not_optimize(jwt.verify(rsToken, rsPublic, { algorithms: ['RS256'], complete: true })),
+);
+await record('rs256-verifier', 'RS256 TokenVerifier#verify, no token cache', () => do_not_optimize(rsVerifier.verify(rsToken)));
+await record('hs256-signature', 'HS256 signature check alone (HMAC + compare)', () =>
+  do_not_optimize(timingSafeEqual(createHmac('sha256', hsKey).update(hsInput).digest(), hsSignature)),
+);
+await record('hs256-jsonwebtoken', 'HS256 jsonwebtoken.verify (signature + decode + claims)', () =>
+  do_not_optimize(jwt.verify(token, hsKey, { algorithms: ['HS256'], complete: true })),
+);
+await record('hs256-verifier', 'HS256 TokenVerifier#verify, no token cache', () => do_not_optimize(hsVerifier.verify(token)));
+
 let flip = 0;
 await record('configure', 'configureUser({ model }, userUuid)', () =>
   configureUser({ model: (flip ^= 1) === 1 ? 'model-a' : 'model-b' }, user),

@@ -6,14 +6,16 @@
  * `npm run bench -- --help` for the options. `--smoke` runs everything for
  * about a second each and writes into a temporary directory (or `--out`).
  */
-import { spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, release, tmpdir, totalmem, type } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { BASELINE_ID, CONTENDERS, LIB_ENV, type Contender } from './contenders.js';
 import { makeFixtures } from './fixtures.js';
+import { measureAccounts, type Account } from './accounting.js';
+import { LADDER_IDS, type LadderResult } from './ladder.js';
 import { runHttp, type ContenderResult } from './http.js';
 import type { MemoryResult } from './memory.js';
 import type { MicroResult } from './micro.js';
@@ -24,15 +26,21 @@ const HELP = `npm run bench -- [options]
   --out <dir>          write results.json, benchmarks.md, benchmarks.svg there
                        (default: bench/results.json, docs/benchmarks.md, docs/benchmarks.svg)
   --only <ids>         comma-separated contender ids (the baseline "${BASELINE_ID}" is always added)
-  --rounds <n>         alternating rounds (default 8)
+  --rounds <n>         alternating solo rounds (default 8)
+  --paired-rounds <n>  rounds of each contender at the same time as bare Koa, on one CPU (default 8; 0: none)
   --duration <s>       seconds per contender per round (default 4)
   --warmup <s>         warm-up seconds per contender (default 3)
   --connections <n>    autocannon connections (default 50)
   --memory-users <n>   users streamed through the store (default 1000000)
-  --no-micro, --no-memory, --no-http   skip a part
+  --ladder-rounds <n>  rounds of the in-process ladder from the ALS floor to the middleware (default 150)
+  --accounting-requests <n>  requests per contender counted for async resources and heap bytes (default 2000)
+  --no-micro, --no-memory, --no-http, --no-accounting, --no-ladder   skip a part
   --profile <dir>      run the servers with --cpu-prof, profiles written to <dir>
                        (summarise one with: npx tsx bench/profile-summary.ts <file>)
-  --lib <module>       benchmark this build of the library instead of src/ (e.g. dist/esm/index.js after npm run build)
+  --no-pin             do not pin (default with ≥ 2 CPUs: the load generator on CPU 0, the servers on CPU 1, with taskset)
+  --lib <module>       the library module the HTTP contenders import (default: dist/esm/index.js, the built
+                       package, which \`npm run bench\` builds first)
+  --src                import the TypeScript sources (src/, through tsx) instead
 contenders: ${CONTENDERS.map((c) => c.id).join(', ')}`;
 
 const { values } = parseArgs({
@@ -41,13 +49,20 @@ const { values } = parseArgs({
     out: { type: 'string' },
     only: { type: 'string' },
     rounds: { type: 'string' },
+    'paired-rounds': { type: 'string' },
     duration: { type: 'string' },
     warmup: { type: 'string' },
     connections: { type: 'string' },
     'memory-users': { type: 'string' },
     'no-micro': { type: 'boolean', default: false },
+    'no-accounting': { type: 'boolean', default: false },
+    'no-ladder': { type: 'boolean', default: false },
+    'ladder-rounds': { type: 'string' },
+    'accounting-requests': { type: 'string' },
+    src: { type: 'boolean', default: false },
     'no-memory': { type: 'boolean', default: false },
     'no-http': { type: 'boolean', default: false },
+    'no-pin': { type: 'boolean', default: false },
     profile: { type: 'string' },
     lib: { type: 'string' },
     help: { type: 'boolean', default: false },
@@ -69,8 +84,11 @@ function count(name: string, raw: string | undefined, fallback: number, min: num
 }
 
 const smoke = values.smoke;
-const rounds = Math.floor(count('rounds', values.rounds, smoke ? 1 : 8, 1));
-const duration = count('duration', values.duration, smoke ? 1 : 4, 0.5);
+const rounds = Math.floor(count('rounds', values.rounds, smoke ? 1 : 4, 1));
+const pairedRounds = Math.floor(count('paired-rounds', values['paired-rounds'], smoke ? 1 : 8, 0));
+const duration = count('duration', values.duration, smoke ? 1 : 3, 0.5);
+const ladderRounds = Math.floor(count('ladder-rounds', values['ladder-rounds'], smoke ? 4 : 150, 1));
+const accountingRequests = Math.floor(count('accounting-requests', values['accounting-requests'], smoke ? 200 : 2_000, 100));
 const warmup = count('warmup', values.warmup, smoke ? 0.5 : 3, 0);
 const connections = Math.floor(count('connections', values.connections, 50, 1));
 const memoryUsers = Math.floor(count('memory-users', values['memory-users'], smoke ? 20_000 : 1_000_000, 1));
@@ -83,7 +101,7 @@ const paths =
     ? { json: join(root, 'bench/results.json'), md: join(root, 'docs/benchmarks.md'), svg: join(root, 'docs/benchmarks.svg') }
     : { json: join(outDir, 'results.json'), md: join(outDir, 'benchmarks.md'), svg: join(outDir, 'benchmarks.svg') };
 
-let selected: Contender[] = [...CONTENDERS];
+let selected: Contender[] = CONTENDERS.filter((c) => c.ladderOnly !== true);
 if (values.only !== undefined) {
   const ids = new Set([BASELINE_ID, ...values.only.split(',').map((s) => s.trim()).filter(Boolean)]);
   for (const id of ids) {
@@ -96,11 +114,17 @@ if (values.only !== undefined) {
 }
 
 const log = (line: string): void => console.log(`[bench] ${line}`);
-if (values.lib !== undefined) {
-  // Inherited by the server children (fork passes process.env on).
-  process.env[LIB_ENV] = values.lib;
-  log(`library under test: ${values.lib}`);
+const builtLibrary = join(root, 'dist/esm/index.js');
+const library = values.src ? undefined : (values.lib ?? builtLibrary);
+if (library !== undefined) {
+  if (!existsSync(library)) {
+    console.error(`${library} does not exist: run \`npm run build\` first (\`npm run bench\` does), or pass --src`);
+    process.exit(2);
+  }
+  // Inherited by the server and accounting children (fork passes process.env on).
+  process.env[LIB_ENV] = library;
 }
+log(`library under test: ${library ?? 'src/ (TypeScript sources through tsx)'}`);
 const machine = {
   cpu: cpus()[0]?.model.trim() ?? 'unknown',
   cores: cpus().length,
@@ -120,6 +144,21 @@ function runChild(script: string, args: string[]): Promise<void> {
     child.once('exit', (code) => (code === 0 ? resolve() : reject(new Error(`${script} exited with code ${String(code)}`))));
   });
 }
+
+/**
+ * On a machine with two or more CPUs, the load generator (this process) and
+ * the servers get a CPU each: otherwise they compete for the same cores and the
+ * ratios swing with the scheduler rather than with the code.
+ */
+function pinning(): { serverCpu: number | undefined; note: string } {
+  if (values['no-pin']) return { serverCpu: undefined, note: 'not pinned (--no-pin)' };
+  if (cpus().length < 2) return { serverCpu: undefined, note: 'not pinned (one CPU)' };
+  const self = spawnSync('taskset', ['-a', '-cp', '0', String(process.pid)], { encoding: 'utf8' });
+  if (self.status !== 0) return { serverCpu: undefined, note: `not pinned (taskset: ${self.stderr?.trim() || self.error?.message})` };
+  return { serverCpu: 1, note: 'load generator pinned to CPU 0, servers to CPU 1 (taskset)' };
+}
+const pin = values['no-http'] ? { serverCpu: undefined, note: 'no HTTP run' } : pinning();
+log(pin.note);
 
 const scratch = mkdtempSync(join(tmpdir(), 'kuc-bench-scratch-'));
 
@@ -142,7 +181,24 @@ if (!values['no-http']) {
     serverExecArgv.push('--cpu-prof', `--cpu-prof-dir=${values.profile}`);
   }
   log(`HTTP: ${runnable.length} contenders, ${connections} connections, ${warmup} s warm-up, ${rounds} × ${duration} s rounds`);
-  http = await runHttp(runnable, BASELINE_ID, makeFixtures(100), { connections, warmup, duration, rounds, serverExecArgv, log });
+  http = await runHttp(runnable, BASELINE_ID, makeFixtures(100), { connections, warmup, duration, rounds, pairedRounds, serverExecArgv, serverCpu: pin.serverCpu, log });
+}
+
+// --- ladder ---------------------------------------------------------------
+let ladder: LadderResult | null = null;
+if (!values['no-ladder']) {
+  log(`ladder: ${LADDER_IDS.join(' → ')} in one process, ${ladderRounds} interleaved rounds`);
+  const file = join(scratch, 'ladder.json');
+  await runChild('./ladder.ts', ['--json', file, '--rounds', String(ladderRounds)]);
+  ladder = JSON.parse(readFileSync(file, 'utf8')) as LadderResult;
+}
+
+// --- accounting -----------------------------------------------------------
+let accounting: Account[] = [];
+if (!values['no-accounting']) {
+  const ids = [...new Set([...http.map((c) => c.id), ...(values['no-ladder'] ? [] : [BASELINE_ID, ...LADDER_IDS])])];
+  log(`accounting: async resources and heap bytes per request, ${accountingRequests} requests per contender`);
+  accounting = measureAccounts(ids, accountingRequests, log);
 }
 
 // --- micro --------------------------------------------------------------
@@ -170,19 +226,23 @@ function median(xs: number[]): number {
   const m = s.length >> 1;
   return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 }
-/** Median over rounds of a's req/s ÷ b's req/s in the same round. */
-function relative(a: string, b: string): number | undefined {
+/**
+ * a's throughput ÷ b's, and the CPU-bound ratio: from the paired rounds (each
+ * against bare Koa at the same time, so a ÷ b is the ratio of their ratios),
+ * else from the solo rounds.
+ */
+function relative(a: string, b: string): { ratio: number; cpu: number; paired: boolean } | undefined {
   const x = byId.get(a);
   const y = byId.get(b);
   if (x === undefined || y === undefined) return undefined;
-  return median(x.rounds.map((s, i) => s.requestsPerSec / y.rounds[i]!.requestsPerSec));
-}
-/** Median over rounds of b's server CPU per request ÷ a's (the CPU-bound throughput ratio). */
-function relativeCpu(a: string, b: string): number | undefined {
-  const x = byId.get(a);
-  const y = byId.get(b);
-  if (x === undefined || y === undefined) return undefined;
-  return median(x.rounds.map((s, i) => y.rounds[i]!.cpuMicrosPerRequest / s.cpuMicrosPerRequest));
+  const px = a === BASELINE_ID ? { ratio: 1, cpuRatio: 1 } : x.paired;
+  const py = b === BASELINE_ID ? { ratio: 1, cpuRatio: 1 } : y.paired;
+  if (px !== undefined && py !== undefined) return { ratio: px.ratio / py.ratio, cpu: px.cpuRatio / py.cpuRatio, paired: true };
+  return {
+    ratio: median(x.rounds.map((s, i) => s.requestsPerSec / y.rounds[i]!.requestsPerSec)),
+    cpu: median(x.rounds.map((s, i) => y.rounds[i]!.cpuMicrosPerRequest / s.cpuMicrosPerRequest)),
+    paired: false,
+  };
 }
 function ratioTarget(name: string, id: string, goal: number, against = BASELINE_ID, times = false): Target {
   const r = relative(id, against);
@@ -192,13 +252,18 @@ function ratioTarget(name: string, id: string, goal: number, against = BASELINE_
     const reason = skipped.find((s) => s.id === id)?.reason ?? `${id} or ${against} was not measured in this run`;
     return { name, goal: goalText, measured: `not measured: ${reason}`, met: null };
   }
-  const cpu = relativeCpu(id, against)!;
-  return { name, goal: goalText, measured: `${format(r)} (CPU-bound: ${format(cpu)})`, met: r >= goal };
+  return {
+    name,
+    goal: goalText,
+    measured: `${format(r.ratio)} (CPU-bound: ${format(r.cpu)}${r.paired ? '' : '; solo rounds'})`,
+    met: r.ratio >= goal && r.cpu >= goal,
+  };
 }
 const targets: Target[] = [
   ratioTarget('HS256 + token cache vs bare Koa', 'kuc-hs256-cache', 0.9),
   ratioTarget('HS256 + token cache vs koa-jwt + Map + ALS', 'kuc-hs256-cache', 15, 'koa-jwt', true),
   ratioTarget('HS256, no token cache, vs bare Koa', 'kuc-hs256-nocache', 0.4),
+  ratioTarget('Redis store (warm) vs in-memory', 'kuc-redis-warm', 0.95, 'kuc-hs256-cache'),
 ];
 const gup = micro.find((m) => m.id === 'get-user-provider');
 targets.push(
@@ -221,7 +286,6 @@ targets.push(
         met: memory.growthAfterAllBytes <= 64 * 2 ** 20,
       },
 );
-targets.push(ratioTarget('Redis store (warm) vs in-memory', 'kuc-redis-warm', 0.85, 'kuc-hs256-cache'));
 
 const results: Results = {
   version: 1,
@@ -234,11 +298,15 @@ const results: Results = {
     warmupSeconds: warmup,
     durationSeconds: duration,
     rounds,
-    library: values.lib ?? 'src/ (TypeScript sources through tsx)',
+    pairedRounds,
+    library: library === undefined ? 'src/ (TypeScript sources through tsx)' : library === builtLibrary ? 'dist/esm/index.js (the built package)' : library,
+    pinning: pin.note,
   },
   baseline: BASELINE_ID,
   http,
   skipped,
+  accounting,
+  ladder,
   micro,
   memory,
   targets,
