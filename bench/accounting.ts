@@ -23,6 +23,7 @@ import { PerformanceObserver } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { CONTENDERS, cleanups } from './contenders.js';
 import { makeFixtures } from './fixtures.js';
+import { median } from './stats.js';
 
 export interface Account {
   id: string;
@@ -91,12 +92,6 @@ async function measure(id: string, requests: number): Promise<Account> {
   const resources: Record<string, number> = {};
   for (const [type, n] of Object.entries(counts)) resources[type] = n / requests;
   return { id, requests, resources, bytes: windows.length === 0 ? null : median(windows) };
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 }
 
 /** Total async resources per request. */

@@ -12,6 +12,7 @@ import autocannon from 'autocannon';
 import type { Contender } from './contenders.js';
 import { FIXTURES_ENV, providerOf, type LoadFixtures } from './fixtures.js';
 import type { ServerMessage } from './server.js';
+import { median } from './stats.js';
 
 export interface HttpOptions {
   connections: number;
@@ -244,12 +245,6 @@ function pairedResult(rounds: { contender: RoundSample; baseline: RoundSample }[
     cpuMicrosAbove: median(rounds.map((r) => r.contender.cpuMicrosPerRequest - r.baseline.cpuMicrosPerRequest)),
     rounds,
   };
-}
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = sorted.length >> 1;
-  return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
 }
 
 export async function runHttp(

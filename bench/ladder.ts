@@ -21,6 +21,7 @@ import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { CONTENDERS, cleanups } from './contenders.js';
 import { makeFixtures } from './fixtures.js';
+import { quantile } from './stats.js';
 
 /** The rows, in order; each adds one piece of work to the one before. */
 export const LADDER_IDS = ['koa-als', 'step-close', 'step-token', 'step-scope', 'kuc-hs256-cache'] as const;
@@ -90,10 +91,6 @@ async function main(): Promise<void> {
     }
   }
   const floor = samples.get('koa-als')!;
-  const quantile = (xs: number[], q: number): number => {
-    const sorted = [...xs].sort((a, b) => a - b);
-    return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!;
-  };
   const result: LadderResult = {
     batch: BATCH,
     rounds,

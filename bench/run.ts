@@ -20,6 +20,7 @@ import { runHttp, type ContenderResult } from './http.js';
 import type { MemoryResult } from './memory.js';
 import type { MicroResult } from './micro.js';
 import { consoleTable, markdown, svgChart, type Results, type Target } from './report.js';
+import { median } from './stats.js';
 
 const HELP = `npm run bench -- [options]
   --smoke              ~1 s per contender, tiny micro/memory runs; writes to a temp dir unless --out
@@ -221,11 +222,6 @@ if (!values['no-memory']) {
 
 // --- targets ------------------------------------------------------------
 const byId = new Map(http.map((c) => [c.id, c]));
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-}
 /**
  * a's throughput ÷ b's, and the CPU-bound ratio: from the paired rounds (each
  * against bare Koa at the same time, so a ÷ b is the ratio of their ratios),
