@@ -149,15 +149,8 @@ export function svgChart(results: Results): string {
   return parts.join('\n');
 }
 
-/** The rungs from bare Koa to the middleware: each adds one piece of its work. */
-const LADDER: readonly { id: string; adds: string }[] = [
-  { id: 'bare-koa', adds: 'Koa, HTTP, the route (the ceiling)' },
-  { id: 'koa-als', adds: 'AsyncLocalStorage.run around the rest of the chain (the floor of any ALS-based context)' },
-  { id: 'step-close', adds: 'a reaction on the rest of the chain to close the scope afterwards (one promise)' },
-  { id: 'step-token', adds: 'reading the Bearer token and a hit in the verified-token cache' },
-  { id: 'step-scope', adds: 'the store lookup (sliding TTL) and a leased Scope, through runAsUser(); reads through getUserProvider()' },
-  { id: 'kuc-hs256-cache', adds: "the middleware's own work: ctx.state (a copy of the claims, userUuid), checks of its options" },
-];
+/** What the first row of the term-by-term table is; the ladder's steps carry their own. */
+const CEILING = 'Koa, HTTP, the route (the ceiling)';
 
 /** The gap to bare Koa, term by term: the floor from the paired rounds, each step above it from the ladder, with the counts. */
 function termByTerm(results: Results): string[] {
@@ -192,7 +185,7 @@ function termByTerm(results: Results): string[] {
     '| row | adds | CPU/request above the row before | CPU/request above the floor (quartiles) | promises | async resources | heap bytes |',
     '|---|---|---:|---:|---:|---:|---:|',
   ];
-  const adds = new Map(LADDER.map((l) => [l.id, l.adds]));
+
   ids.forEach((id, i) => {
     const a = accounts.get(id);
     const step = ladder.steps.find((s) => s.id === id);
@@ -217,7 +210,7 @@ function termByTerm(results: Results): string[] {
             signed(delta(resources, id, ids[i - 1]!), 2),
             signed(delta((x) => x?.bytes, id, ids[i - 1]!), 0),
           ];
-    lines.push(`| ${label(id)} | ${adds.get(id) ?? ''} | ${above} | ${total} | ${counts.join(' | ')} |`);
+    lines.push(`| ${label(id)} | ${i === 0 ? CEILING : step!.adds} | ${above} | ${total} | ${counts.join(' | ')} |`);
   });
   const full = ladder.steps.at(-1)!;
   lines.push(
