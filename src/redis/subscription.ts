@@ -149,6 +149,12 @@ export class Subscription {
     }
   }
 
+  /** Deactivates until every node's heartbeat sent from the next round on has come back. */
+  #unconfirm(): void {
+    this.#deactivate();
+    this.#confirmFrom = this.#round + 1;
+  }
+
   /**
    * Every interval: checks that each round sent at least two intervals ago
    * came back through every node (rounds overlap, so a slow event loop
@@ -175,8 +181,7 @@ export class Subscription {
           'near-cached contexts are read again before they are trusted, and the store re-subscribes.',
       );
       // Not trusted any more, until every node's heartbeat sent from now on comes back.
-      this.#deactivate();
-      this.#confirmFrom = this.#round + 1;
+      this.#unconfirm();
       this.#sentAt.clear();
       this.#nodesOf.clear();
     }
@@ -205,8 +210,7 @@ export class Subscription {
     if (client.status !== 'ready') {
       this.#sentAt.clear();
       this.#nodesOf.clear();
-      this.#deactivate();
-      this.#confirmFrom = this.#round + 1;
+      this.#unconfirm();
       return;
     }
     const nodes = masters(client);
@@ -248,8 +252,7 @@ export class Subscription {
       `Redis at ${changed.join(', ')} restarted or was replaced (its run_id changed), so data it held may be gone; ` +
         'near-cached contexts are read again before they are trusted.',
     );
-    this.#deactivate();
-    this.#confirmFrom = this.#round + 1;
+    this.#unconfirm();
   }
 
   #heard(body: string): void {
