@@ -11,6 +11,11 @@ export {
   type EvictionReason,
   type ResourceSpec,
   type UserEntry,
+  type CommitInfo,
+  type ContextPersistence,
+  type DeleteInfo,
+  type LoadInfo,
+  type LoadedContext,
 } from './store/store.js';
 export { getDefaultStore, setDefaultStore } from './store/default-store.js';
 export {
@@ -99,7 +104,9 @@ export {
   RequestError,
   type UserContextErrorCode,
   ConfigurationConflictError,
+  ContextLoadError,
   ContextNotLoadedError,
+  ContextSaveError,
   ContextStoreUnavailableError,
   ClientDisconnectedError,
   InvalidContextValueError,

@@ -16,9 +16,11 @@
  */
 import { randomUUID } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
-import { splitPatch } from '../context/values.js';
+import { mergeConfig, splitPatch } from '../context/values.js';
 import type { ContextPatch, ResourceName } from '../context/types.js';
-import { ConfigurationConflictError, ContextNotLoadedError, ContextStoreUnavailableError, StoreClosedError } from '../errors.js';
+import {
+  ConfigurationConflictError, ContextLoadError, ContextNotLoadedError, ContextStoreUnavailableError, StoreClosedError,
+} from '../errors.js';
 import type { Generation } from '../store/generation.js';
 import type { Scope } from '../store/scope.js';
 import { ContextStore } from '../store/store.js';
@@ -49,6 +51,10 @@ interface Fresh {
 const NO_RESOURCES: ReadonlyMap<ResourceName, unknown> = new Map();
 const NO_FIELDS: ReadonlyMap<string, unknown> = new Map();
 const CONFLICT_ATTEMPTS = 3;
+/** Attempts of a saved write (`persistence.onCommit`) whose version another instance moved meanwhile. */
+const SAVED_ATTEMPTS = 5;
+
+type Claims = Readonly<Record<string, unknown>> | undefined;
 
 /**
  * A {@link ContextStore} whose configurations live in Redis, shared by every
@@ -157,7 +163,7 @@ export class RedisContextStore extends ContextStore {
       // Deleting an entry while it loads (an invalidation) must not fail the
       // requests waiting for it: they get the result, which is not cached.
       ignoreFetchAbort: true,
-      fetchMethod: (userUuid) => this.#load(userUuid),
+      fetchMethod: (userUuid, _stale, { context }) => this.#load(userUuid, context as Claims),
     });
     this.#outdated = new LRUCache<string, number>({ max: this.max });
   }
@@ -262,7 +268,14 @@ export class RedisContextStore extends ContextStore {
     if (userUuid === null) return super.write(null, patch, scope);
     if (this.closed) throw new StoreClosedError('The context store is closed; it cannot store configurations any more.');
     const { fields, resources } = splitPatch(patch);
-    return fields.size === 0 ? this.#writeLocal(userUuid, resources, scope) : this.#writeShared(userUuid, fields, resources, scope);
+    if (fields.size === 0) return this.#writeLocal(userUuid, resources, scope);
+    const persistence = this.persistence;
+    if (persistence?.saves === true) return persistence.serialize(userUuid, () => this.#writeSaved(userUuid, fields, resources, scope));
+    // A user not in Redis is loaded (from the app's loader) before a write merges into it.
+    if (persistence?.loads === true && this.#freshEntry(userUuid, false) === undefined) {
+      return this.#whenLoaded(userUuid, () => undefined, scope?.claims).then(() => this.#writeShared(userUuid, fields, resources, scope));
+    }
+    return this.#writeShared(userUuid, fields, resources, scope);
   }
 
   /**
@@ -274,6 +287,21 @@ export class RedisContextStore extends ContextStore {
    */
   override async deleteContext(userUuid: string): Promise<boolean> {
     if (this.closed) throw new StoreClosedError('The context store is closed; it cannot delete contexts any more.');
+    const persistence = this.persistence;
+    if (persistence === undefined) return this.#deleteShared(userUuid);
+    return persistence.serialize(userUuid, async () => {
+      let saved: boolean | undefined;
+      try {
+        saved = await persistence.remove(userUuid);
+      } catch (error) {
+        await this.#dropEverywhere(userUuid);
+        throw error;
+      }
+      return (await this.#deleteShared(userUuid)) || saved === true;
+    });
+  }
+
+  async #deleteShared(userUuid: string): Promise<boolean> {
     const reply = await this.#runner.run(DELETE, this.keyOf(userUuid), (deadline) => [this.#channel, this.instanceId, userUuid, deadline]);
     this.#stats.deletes++;
     // A local entry on the defaults (version 0) is no stored context.
@@ -316,7 +344,7 @@ export class RedisContextStore extends ContextStore {
   }
 
   async #loadAndOpen(userUuid: string, claims: Readonly<Record<string, unknown>> | undefined): Promise<Scope> {
-    return this.#whenLoaded(userUuid, () => super.openScope(userUuid, claims));
+    return this.#whenLoaded(userUuid, () => super.openScope(userUuid, claims), claims);
   }
 
   /**
@@ -325,12 +353,14 @@ export class RedisContextStore extends ContextStore {
    * here: `then` runs on the cached one if `consistency` is `'available'`
    * and no invalidation said it is outdated; otherwise the error.
    */
-  async #whenLoaded<T>(userUuid: string, then: () => T): Promise<T> {
+  async #whenLoaded<T>(userUuid: string, then: () => T, claims?: Claims): Promise<T> {
     for (let attempt = 0; attempt < 3; attempt++) {
       try {
-        await this.#fresh.fetch(userUuid, { forceRefresh: true });
+        await this.#fresh.fetch(userUuid, { forceRefresh: true, context: claims });
       } catch (error) {
         if (!(error instanceof ContextStoreUnavailableError)) throw error;
+        // The app's loader failed: a user who has no context in Redis is never served the defaults.
+        if (error instanceof ContextLoadError) throw error;
         // Strict, nothing cached, or what is cached is known to be outdated: 503.
         if (this.consistency === 'strict' || this.peekGeneration(userUuid) === undefined || this.#outdated.has(userUuid)) {
           throw error;
@@ -349,15 +379,37 @@ export class RedisContextStore extends ContextStore {
     throw new ContextStoreUnavailableError('The context could not be kept in the near-cache (it is full); retry shortly.');
   }
 
-  async #load(userUuid: string): Promise<Fresh> {
-    const tick = ++this.#tick;
+  async #load(userUuid: string, claims: Claims): Promise<Fresh> {
+    let tick = ++this.#tick;
     const epoch = this.#subscription.epoch;
     const checkedAt = localNow();
     this.#stats.loads++;
     const reply = await this.#runner.run(LOAD, this.keyOf(userUuid), () => [String(Date.now()), String(this.#redisTtl)]);
-    const { version, fields } = this.#decode(userUuid, reply);
+    let { version, fields } = this.#decode(userUuid, reply);
+    if (version === 0 && this.persistence?.loads === true) ({ version, fields, tick } = await this.#seed(userUuid, claims));
     this.#adopt(userUuid, fields, version, tick, NO_RESOURCES, undefined);
     return { tick, epoch, checkedAt, touchedAt: Date.now() };
+  }
+
+  /**
+   * A user with no context in Redis: the app's loader reads the saved one
+   * (single flight here), and it is stored in Redis unless another instance
+   * stored one first (then that one is used).
+   */
+  async #seed(userUuid: string, claims: Claims): Promise<{ version: number; fields: Map<string, unknown>; tick: number }> {
+    const loaded = await this.persistence!.load(userUuid, claims, () => {});
+    const encoded = this.#codec.encode(userUuid, loaded);
+    const tick = ++this.#tick;
+    let reply: unknown;
+    try {
+      reply = await this.#runner.run(COMMIT, this.keyOf(userUuid), (deadline) => [
+        String(Date.now()), String(this.#redisTtl), this.#channel, this.instanceId, userUuid, deadline, '0', ...encoded,
+      ]);
+    } catch (error) {
+      if (!(error instanceof VersionMoved)) throw error;
+      reply = await this.#runner.run(LOAD, this.keyOf(userUuid), () => [String(Date.now()), String(this.#redisTtl)]);
+    }
+    return { ...this.#decode(userUuid, reply), tick };
   }
 
   async #writeShared(
@@ -415,6 +467,67 @@ export class RedisContextStore extends ContextStore {
       return gen;
     };
     return this.#freshEntry(userUuid, true) !== undefined ? apply() : this.#whenLoaded(userUuid, apply);
+  }
+
+  /**
+   * A write with `persistence.onCommit`: merged into the user's current
+   * configuration, saved by the hook, then stored in Redis only if Redis
+   * still holds the version it was merged into (otherwise merged, saved and
+   * stored again on the newer one). A failed save stores nothing and drops
+   * the user everywhere, so the next request reads the database.
+   */
+  async #writeSaved(
+    userUuid: string,
+    fields: Map<string, unknown>,
+    resources: Map<ResourceName, unknown>,
+    scope: Scope | undefined,
+  ): Promise<Generation> {
+    const encoded = this.#codec.encode(userUuid, fields);
+    const guarded = resources.size > 0 && scope !== undefined && scope.open && scope.userUuid === userUuid;
+    for (let attempt = 0; ; attempt++) {
+      const base = attempt === 0 && this.#freshEntry(userUuid, true) !== undefined
+        ? this.peekGeneration(userUuid)!
+        : await this.#whenLoaded(userUuid, () => this.peekGeneration(userUuid)!, scope?.claims);
+      if (guarded) this.#conflictCheck(scope, base, fields, resources);
+      const { config, changed } = mergeConfig(base.config, fields, base.config);
+      try {
+        await this.persistence!.save(userUuid, config, base.version + 1, changed);
+      } catch (error) {
+        await this.#dropEverywhere(userUuid);
+        throw error;
+      }
+      const tick = ++this.#tick;
+      let reply: unknown;
+      try {
+        reply = await this.#runner.run(COMMIT, this.keyOf(userUuid), (deadline) => [
+          String(Date.now()), String(this.#redisTtl), this.#channel, this.instanceId, userUuid, deadline, String(base.version), ...encoded,
+        ]);
+      } catch (error) {
+        if (!(error instanceof VersionMoved)) {
+          // Saved in the database but not stored in Redis: drop the copies so the database's answer is read next.
+          await this.#dropEverywhere(userUuid);
+          throw error;
+        }
+        if (attempt + 1 < SAVED_ATTEMPTS) continue;
+        this.#stats.conflicts++;
+        await this.#dropEverywhere(userUuid);
+        throw new ConfigurationConflictError(
+          "The configuration kept changing on other instances while this write was being saved; retry the request.",
+        );
+      }
+      this.#stats.commits++;
+      const stored = this.#decode(userUuid, reply);
+      return this.#adopt(userUuid, stored.fields, stored.version, tick, resources, scope);
+    }
+  }
+
+  /** After a failed save: the user's copies in Redis and here go (best effort), so the next request reads the app's database. */
+  async #dropEverywhere(userUuid: string): Promise<void> {
+    try {
+      await this.#deleteShared(userUuid);
+    } catch {
+      this.#dropLocal(userUuid);
+    }
   }
 
   #conflictCheck(scope: Scope, current: Generation, fields: ReadonlyMap<string, unknown>, resources: ReadonlyMap<ResourceName, unknown>): void {
