@@ -9,12 +9,13 @@ import { LRUCache } from 'lru-cache';
 import { BUILTIN_DEFAULTS } from '../context/fields.js';
 import type { ContextPatch, ResourceName, UserConfig, UserRuntimeContext } from '../context/types.js';
 import { mergeConfig, splitPatch } from '../context/values.js';
-import { ContextNotLoadedError, StoreClosedError } from '../errors.js';
+import { StoreClosedError } from '../errors.js';
 import { createUserIdParser } from '../auth/user-id.js';
 import { isKind, stamp } from '../brand.js';
 import type { ContextEvents } from './events.js';
 import { Generation, viewOf, type GenerationOwner } from './generation.js';
 import { OpenScopes } from './open-scopes.js';
+import { Loader } from './loader.js';
 import type { Persistence } from './persistence.js';
 import {
   buildDefaults,
@@ -68,7 +69,7 @@ export class ContextStore implements GenerationOwner {
   readonly #resources: ResourcePolicy;
   readonly #mirror: boolean;
   readonly #onEvict: ContextStoreOptions['onEvict'];
-  readonly #persistence: Persistence | undefined;
+  readonly #loader: Loader | undefined;
   readonly #global: UserEntry;
   readonly #open = new OpenScopes();
   #pendingReason: EvictionReason | undefined;
@@ -91,7 +92,12 @@ export class ContextStore implements GenerationOwner {
     this.#mirror = settings.mirror;
     this.#onEvict = options.onEvict;
     this.events = settings.events;
-    this.#persistence = settings.persistence;
+    this.#loader = settings.persistence && new Loader(settings.persistence, {
+      cached: (id) => this.#cache.has(id), closing: () => this.#closing !== undefined, touch: (id) => this.#touch(id).current,
+      commit: (id, patch, scope) => this.#commit(id, patch, scope), drop: (id, reason) => this.#deleteWith(id, reason),
+      checkBase: (...args) => this.#resources.checkBase(...args),
+      install: (id, fields, version, resources, scope) => this.install(id, fields, version, resources, true, scope),
+    });
     this.#resources = new ResourcePolicy(options, this.events);
     this.#cache = new LRUCache<string, UserEntry>({
       max,
@@ -147,21 +153,20 @@ export class ContextStore implements GenerationOwner {
     if (this.#closing !== undefined) {
       throw new StoreClosedError('The context store is closed; no new user scope can start. Create a new store.');
     }
-    this.#requireLoaded(userUuid);
+    this.#loader?.requireLoaded(userUuid);
     return this.#open.add(new Scope(this, this.#touch(userUuid), claims, this.#open.unlink));
   }
 
   /**
    * Opens a scope like {@link openScope}, but may load the context first: a
    * shared store (Redis) returns a promise when the user's context is not in
-   * its near-cache, and so does a store with a `persistence.load` for a user
-   * not cached (one call of the loader, shared by the user's concurrent
-   * requests). Otherwise the scope itself, so callers await only when they
-   * get a promise. The middleware, `runAsUser` and `bindToCurrentUser` open
-   * scopes through this method.
+   * its near-cache, and so does a `persistence.load` for a user not cached.
+   * Otherwise the scope itself, so callers await only when they get a
+   * promise. The middleware, `runAsUser` and `bindToCurrentUser` open scopes
+   * through this method.
    */
   acquireScope(userUuid: string, claims?: Readonly<Record<string, unknown>>): Scope | Promise<Scope> {
-    if (this.#cold(userUuid)) return this.#loadFor(userUuid, claims).then(() => this.acquireScope(userUuid, claims));
+    if (this.#loader?.cold(userUuid) === true) return this.#loader.load(userUuid, claims).then(() => this.acquireScope(userUuid, claims));
     return this.openScope(userUuid, claims);
   }
 
@@ -169,16 +174,12 @@ export class ContextStore implements GenerationOwner {
    * Applies a patch like {@link commit}, but may have to store it first: a
    * shared store returns a promise settled once the write is stored (and
    * rejected, with nothing applied, when it cannot be). The in-memory store
-   * commits synchronously, unless it has a `persistence`: then a user's
-   * write loads the user first if needed, and is applied once
-   * `persistence.onCommit` has saved the configuration it produces (a user's
-   * writes one at a time, in order). The helpers (`configureUser`, `set*`)
-   * write through this method.
+   * commits synchronously (with a `persistence`, once `onCommit` has saved
+   * it). The helpers (`configureUser`, `set*`) write through this method.
    */
   write(userUuid: string | null, patch: ContextPatch, scope?: Scope): Generation | Promise<Generation> {
-    const persistence = this.#persistence;
-    if (userUuid === null || persistence === undefined) return this.#commit(userUuid, patch, scope);
-    return persistence.serialize(userUuid, () => this.#writeSaved(persistence, userUuid, patch, scope));
+    if (userUuid === null || this.#loader === undefined) return this.#commit(userUuid, patch, scope);
+    return this.#loader.write(userUuid, patch, scope);
   }
 
   /**
@@ -214,13 +215,9 @@ export class ContextStore implements GenerationOwner {
     return this.#global.current;
   }
 
-  /**
-   * The user's current generation; creates the context if needed and
-   * refreshes it. With a `persistence.load`, a user not cached throws
-   * `ContextNotLoadedError` (read inside a request or `await runAsUser()`).
-   */
+  /** The user's current generation; creates the context if needed (not with a loader) and refreshes it. */
   currentGeneration(userUuid: string): Generation {
-    this.#requireLoaded(userUuid);
+    this.#loader?.requireLoaded(userUuid);
     return this.#touch(userUuid).current;
   }
 
@@ -228,17 +225,10 @@ export class ContextStore implements GenerationOwner {
    * Applies a patch as one atomic step and returns the new generation. With a
    * scope, the scope moves to the new generation (its own writes are visible
    * to it) and other scopes keep their snapshot. `userUuid` `null` targets the
-   * process-wide context. A store with a `persistence` commits a user's
-   * patch with {@link write} only (it awaits the hooks): here it throws
-   * `ContextNotLoadedError`.
+   * process-wide context (a user's, with a `persistence`: use {@link write}).
    */
   commit(userUuid: string | null, patch: ContextPatch, scope?: Scope): Generation {
-    if (userUuid !== null && this.#persistence !== undefined) {
-      throw new ContextNotLoadedError(
-        'A store with options.persistence saves a user configuration before applying it, which cannot be done synchronously; ' +
-          'use configureUser() / the setters, or await store.write(userUuid, patch).',
-      );
-    }
+    if (userUuid !== null) this.#loader?.refuseSyncCommit();
     return this.#commit(userUuid, patch, scope);
   }
 
@@ -285,7 +275,7 @@ export class ContextStore implements GenerationOwner {
 
   /** Hook for shared stores: the app's database behind the store, if any (`options.persistence`). @internal */
   protected get persistence(): Persistence | undefined {
-    return this.#persistence;
+    return this.#loader?.persistence;
   }
 
   /** Hook for shared stores: the user's current local generation, without creating or refreshing it. @internal */
@@ -368,24 +358,12 @@ export class ContextStore implements GenerationOwner {
   /**
    * Deletes a user's context wherever it is kept: here, the entry (as
    * {@link evict}); in a shared store, the stored context and every
-   * instance's copy; with `persistence.onDelete`, in the app's database
-   * first (awaited). Resolves whether a context was there. The admin API's
+   * instance's copy; with `persistence.onDelete`, the database's first.
+   * Resolves whether a context was there. The admin API's
    * `DELETE /admin/contexts/:uuid` calls it.
    */
   deleteContext(userUuid: string): boolean | Promise<boolean> {
-    const persistence = this.#persistence;
-    if (persistence === undefined) return this.evict(userUuid, 'manual');
-    return persistence.serialize(userUuid, async () => {
-      let saved: boolean | undefined;
-      let local = false;
-      try {
-        saved = await persistence.remove(userUuid);
-      } finally {
-        // Deleted or not in the database, the next request reads it there again.
-        local = this.#deleteWith(userUuid, 'manual');
-      }
-      return saved === true || local;
-    });
+    return this.#loader === undefined ? this.evict(userUuid, 'manual') : this.#loader.delete(userUuid);
   }
 
   /**
@@ -434,7 +412,7 @@ export class ContextStore implements GenerationOwner {
 
   async #close(timeout: number): Promise<void> {
     if (this.#sweep !== undefined) clearInterval(this.#sweep);
-    this.#persistence?.close();
+    this.#loader?.persistence.close();
     await this.#open.drain(timeout);
     this.#open.closeAll();
     this.#pendingReason = 'closed';
@@ -442,50 +420,6 @@ export class ContextStore implements GenerationOwner {
     this.#pendingReason = undefined;
     this.#global.current.retire();
     await this.#resources.settled();
-  }
-
-  /** Whether the user must be loaded before being served: a loader is set and the user is not cached. */
-  #cold(userUuid: string): boolean {
-    return this.#persistence?.loads === true && !this.#cache.has(userUuid) && this.#closing === undefined;
-  }
-
-  #requireLoaded(userUuid: string): void {
-    if (!this.#cold(userUuid)) return;
-    throw new ContextNotLoadedError(
-      `The context of user ${userUuid} is not cached, and this store loads it with persistence.load first. Read it inside a ` +
-        'request, or in `await runAsUser(userUuid, fn)`, which load it.',
-    );
-  }
-
-  /** Loads a user not cached (single flight) and installs the saved fields over the defaults. */
-  #loadFor(userUuid: string, claims: Readonly<Record<string, unknown>> | undefined): Promise<unknown> {
-    return this.#persistence!.load(userUuid, claims, (fields) => {
-      if (this.#closing !== undefined) throw new StoreClosedError('The context store is closed; no new user scope can start.');
-      if (!this.#cache.has(userUuid)) this.install(userUuid, fields, 0, new Map(), true);
-    });
-  }
-
-  /**
-   * A user's write with a persistence: on the loaded context, saved by
-   * `onCommit` (the whole configuration it produces) before it is applied.
-   * A failed save applies nothing and drops the cached context, so the next
-   * request reads what the database holds.
-   */
-  async #writeSaved(persistence: Persistence, userUuid: string, patch: ContextPatch, scope: Scope | undefined): Promise<Generation> {
-    const { fields, resources } = splitPatch(patch);
-    while (this.#cold(userUuid)) await this.#loadFor(userUuid, scope?.claims);
-    const base = this.#touch(userUuid).current;
-    if (!persistence.saves || fields.size === 0) return this.#commit(userUuid, patch, scope);
-    if (resources.size > 0 && scope !== undefined) this.#resources.checkBase(base, fields, resources, scope);
-    const { config, changed } = mergeConfig(base.config, fields, base.config);
-    try {
-      await persistence.save(userUuid, config, base.version + 1, changed);
-    } catch (error) {
-      this.#deleteWith(userUuid, 'unsaved');
-      throw error;
-    }
-    if (this.#closing !== undefined) throw new StoreClosedError('The context store closed while the write was being saved; it was saved but not applied here.');
-    return this.install(userUuid, new Map(Object.entries(config)), base.version + 1, resources, true, scope);
   }
 
   #newEntry(userUuid: string): UserEntry {
