@@ -278,3 +278,53 @@ describe('persistence options', () => {
     expect(() => store.commit(randomUUID(), { model: 'x' })).toThrow(ContextNotLoadedError);
   });
 });
+
+describe.runIf(redisUp)('persistence on two Redis instances sharing one database', () => {
+  async function pair(db: Db): Promise<[RedisContextStore, RedisContextStore]> {
+    const keyPrefix = `${prefix}${randomUUID()}:`;
+    const encryptionKey = randomBytes(32);
+    const make = (): RedisContextStore => {
+      const store = new RedisContextStore({ persistence: db.persistence(), redis: REDIS_URL, keyPrefix, encryptionKey });
+      stores.push(store);
+      return store;
+    };
+    const both: [RedisContextStore, RedisContextStore] = [make(), make()];
+    for (const s of both) expect(await s.whenReady(5000)).toBe(true);
+    return both;
+  }
+
+  it('a cold user hit on both instances at once is loaded at most once per instance and both serve the saved choice', async () => {
+    const db = new Db();
+    db.maxDelay = 20;
+    const [a, b] = await pair(db);
+    const users = Array.from({ length: 10 }, () => randomUUID());
+    users.forEach((u, i) => db.rows.set(u, { config: { provider: 'Google', model: `saved-${i}` }, version: 1 }));
+    const reads = await Promise.all(users.flatMap((u) => [a, b, a, b].map((store) => runAsUser(u, async () => ({ u, m: getUserModel() }), { store }))));
+    for (const { u, m } of reads) expect(m).toBe(`saved-${users.indexOf(u)}`);
+    for (const u of users) expect(db.loadsOf.get(u)).toBeLessThanOrEqual(2);
+  });
+
+  it('concurrent writes of one user on both instances leave the database, Redis and both instances on the same last write', async () => {
+    const db = new Db();
+    db.maxDelay = 5;
+    const [a, b] = await pair(db);
+    const user = randomUUID();
+    const acked: string[] = [];
+    await Promise.all(Array.from({ length: 16 }, async (_, i) => {
+      await randomDelay(10);
+      const store = i % 2 === 0 ? a : b;
+      const model = `w-${i}`;
+      try {
+        await runAsUser(user, () => configureUser({ provider: 'Google', model }), { store });
+        acked.push(model);
+      } catch (error) {
+        // Only a write that kept losing the race may be refused, with nothing applied.
+        expect((error as { code?: string }).code).toBe('ERR_CONFIGURATION_CONFLICT');
+      }
+    }));
+    expect(acked.length).toBeGreaterThan(0);
+    const row = db.rows.get(user)!.config['model'];
+    expect(acked).toContain(row);
+    for (const store of [a, b]) expect(await runAsUser(user, async () => getUserModel(), { store })).toBe(row);
+  });
+});

@@ -270,7 +270,7 @@ export class RedisContextStore extends ContextStore {
     const { fields, resources } = splitPatch(patch);
     if (fields.size === 0) return this.#writeLocal(userUuid, resources, scope);
     const persistence = this.persistence;
-    if (persistence?.saves === true) return persistence.serialize(userUuid, () => this.#writeSaved(userUuid, fields, resources, scope));
+    if (persistence?.saves === true) return persistence.serialize(userUuid, () => this.#writeShared(userUuid, fields, resources, scope));
     // A user not in Redis is loaded (from the app's loader) before a write merges into it.
     if (persistence?.loads === true && this.#freshEntry(userUuid, false) === undefined) {
       return this.#whenLoaded(userUuid, () => undefined, scope?.claims).then(() => this.#writeShared(userUuid, fields, resources, scope));
@@ -384,8 +384,7 @@ export class RedisContextStore extends ContextStore {
     const epoch = this.#subscription.epoch;
     const checkedAt = localNow();
     this.#stats.loads++;
-    const reply = await this.#runner.run(LOAD, this.keyOf(userUuid), () => [String(Date.now()), String(this.#redisTtl)]);
-    let { version, fields } = this.#decode(userUuid, reply);
+    let { version, fields } = this.#decode(userUuid, await this.#loadScript(userUuid));
     if (version === 0 && this.persistence?.loads === true) ({ version, fields, tick } = await this.#seed(userUuid, claims));
     this.#adopt(userUuid, fields, version, tick, NO_RESOURCES, undefined);
     return { tick, epoch, checkedAt, touchedAt: Date.now() };
@@ -402,12 +401,10 @@ export class RedisContextStore extends ContextStore {
     const tick = ++this.#tick;
     let reply: unknown;
     try {
-      reply = await this.#runner.run(COMMIT, this.keyOf(userUuid), (deadline) => [
-        String(Date.now()), String(this.#redisTtl), this.#channel, this.instanceId, userUuid, deadline, '0', ...encoded,
-      ]);
+      reply = await this.#commitScript(userUuid, encoded, '0');
     } catch (error) {
       if (!(error instanceof VersionMoved)) throw error;
-      reply = await this.#runner.run(LOAD, this.keyOf(userUuid), () => [String(Date.now()), String(this.#redisTtl)]);
+      reply = await this.#loadScript(userUuid);
     }
     return { ...this.#decode(userUuid, reply), tick };
   }
@@ -423,37 +420,78 @@ export class RedisContextStore extends ContextStore {
     // Redis still holds that version, or a newer one that leaves the client's
     // fields as they were (checked here, then retried on that version).
     const guarded = resources.size > 0 && scope !== undefined && scope.open && scope.userUuid === userUuid;
-    let expected = guarded ? String(scope.gen.version) : '';
+    // With persistence.onCommit, what is saved is merged into a version, and stored only on that version.
+    const saving = this.persistence?.saves === true;
+    let base = saving ? await this.#current(userUuid, scope?.claims) : undefined;
+    let expected = base !== undefined ? String(base.version) : guarded ? String(scope.gen.version) : '';
     for (let attempt = 0; ; attempt++) {
+      if (base !== undefined) {
+        if (guarded) this.#conflictCheck(scope, base, fields, resources);
+        await this.#save(userUuid, base, fields);
+      }
       const tick = ++this.#tick;
       let reply: unknown;
       try {
-        reply = await this.#runner.run(COMMIT, this.keyOf(userUuid), (deadline) => [
-          String(Date.now()),
-          String(this.#redisTtl),
-          this.#channel,
-          this.instanceId,
-          userUuid,
-          deadline,
-          expected,
-          ...encoded,
-        ]);
+        reply = await this.#commitScript(userUuid, encoded, expected);
       } catch (error) {
-        if (!(error instanceof VersionMoved) || !guarded) throw error;
-        const current = await this.#whenLoaded(userUuid, () => this.peekGeneration(userUuid)!);
-        this.#conflictCheck(scope, current, fields, resources);
-        if (attempt + 1 >= CONFLICT_ATTEMPTS) {
+        // Saved but not stored: drop the copies, so the database's answer is what is read next.
+        if (!(error instanceof VersionMoved) && saving) await this.#dropEverywhere(userUuid);
+        if (!(error instanceof VersionMoved) || (!guarded && !saving)) throw error;
+        const current = await this.#whenLoaded(userUuid, () => this.peekGeneration(userUuid)!, scope?.claims);
+        // (A saved write checks it at the top of the next round, against the version it merges into.)
+        if (guarded && !saving) this.#conflictCheck(scope, current, fields, resources);
+        if (attempt + 1 >= (saving ? SAVED_ATTEMPTS : CONFLICT_ATTEMPTS)) {
           this.#stats.conflicts++;
+          if (saving) await this.#dropEverywhere(userUuid);
           throw new ConfigurationConflictError(
             'The configuration kept changing while this write was being stored; nothing was applied. Retry the request.',
           );
         }
         expected = String(current.version);
+        if (saving) base = current;
         continue;
       }
       this.#stats.commits++;
       const stored = this.#decode(userUuid, reply);
       return this.#adopt(userUuid, stored.fields, stored.version, tick, resources, scope);
+    }
+  }
+
+  /** The COMMIT script: `fields` (encoded) stored as one step if Redis holds version `expected` (`''`: any); the whole hash after it. */
+  #commitScript(userUuid: string, encoded: readonly string[], expected: string): Promise<unknown> {
+    return this.#runner.run(COMMIT, this.keyOf(userUuid), (deadline) => [
+      String(Date.now()), String(this.#redisTtl), this.#channel, this.instanceId, userUuid, deadline, expected, ...encoded,
+    ]);
+  }
+
+  /** The LOAD script: the user's hash (TTL and last access refreshed). */
+  #loadScript(userUuid: string): Promise<unknown> {
+    return this.#runner.run(LOAD, this.keyOf(userUuid), () => [String(Date.now()), String(this.#redisTtl)]);
+  }
+
+  /** The user's current generation here: the near-cache's if it may be served, else read from Redis (loaded if needed). */
+  async #current(userUuid: string, claims: Claims): Promise<Generation> {
+    if (this.#freshEntry(userUuid, true) !== undefined) return this.peekGeneration(userUuid)!;
+    return this.#whenLoaded(userUuid, () => this.peekGeneration(userUuid)!, claims);
+  }
+
+  /** `persistence.onCommit` for `fields` merged into `base`; a failure stores nothing and drops the user everywhere. */
+  async #save(userUuid: string, base: Generation, fields: ReadonlyMap<string, unknown>): Promise<void> {
+    const { config, changed } = mergeConfig(base.config, fields, base.config);
+    try {
+      await this.persistence!.save(userUuid, config, base.version + 1, changed);
+    } catch (error) {
+      await this.#dropEverywhere(userUuid);
+      throw error;
+    }
+  }
+
+  /** After a failed save: the user's copies in Redis and here go (best effort), so the next request reads the app's database. */
+  async #dropEverywhere(userUuid: string): Promise<void> {
+    try {
+      await this.#deleteShared(userUuid);
+    } catch {
+      this.#dropLocal(userUuid);
     }
   }
 
@@ -467,67 +505,6 @@ export class RedisContextStore extends ContextStore {
       return gen;
     };
     return this.#freshEntry(userUuid, true) !== undefined ? apply() : this.#whenLoaded(userUuid, apply);
-  }
-
-  /**
-   * A write with `persistence.onCommit`: merged into the user's current
-   * configuration, saved by the hook, then stored in Redis only if Redis
-   * still holds the version it was merged into (otherwise merged, saved and
-   * stored again on the newer one). A failed save stores nothing and drops
-   * the user everywhere, so the next request reads the database.
-   */
-  async #writeSaved(
-    userUuid: string,
-    fields: Map<string, unknown>,
-    resources: Map<ResourceName, unknown>,
-    scope: Scope | undefined,
-  ): Promise<Generation> {
-    const encoded = this.#codec.encode(userUuid, fields);
-    const guarded = resources.size > 0 && scope !== undefined && scope.open && scope.userUuid === userUuid;
-    for (let attempt = 0; ; attempt++) {
-      const base = attempt === 0 && this.#freshEntry(userUuid, true) !== undefined
-        ? this.peekGeneration(userUuid)!
-        : await this.#whenLoaded(userUuid, () => this.peekGeneration(userUuid)!, scope?.claims);
-      if (guarded) this.#conflictCheck(scope, base, fields, resources);
-      const { config, changed } = mergeConfig(base.config, fields, base.config);
-      try {
-        await this.persistence!.save(userUuid, config, base.version + 1, changed);
-      } catch (error) {
-        await this.#dropEverywhere(userUuid);
-        throw error;
-      }
-      const tick = ++this.#tick;
-      let reply: unknown;
-      try {
-        reply = await this.#runner.run(COMMIT, this.keyOf(userUuid), (deadline) => [
-          String(Date.now()), String(this.#redisTtl), this.#channel, this.instanceId, userUuid, deadline, String(base.version), ...encoded,
-        ]);
-      } catch (error) {
-        if (!(error instanceof VersionMoved)) {
-          // Saved in the database but not stored in Redis: drop the copies so the database's answer is read next.
-          await this.#dropEverywhere(userUuid);
-          throw error;
-        }
-        if (attempt + 1 < SAVED_ATTEMPTS) continue;
-        this.#stats.conflicts++;
-        await this.#dropEverywhere(userUuid);
-        throw new ConfigurationConflictError(
-          "The configuration kept changing on other instances while this write was being saved; retry the request.",
-        );
-      }
-      this.#stats.commits++;
-      const stored = this.#decode(userUuid, reply);
-      return this.#adopt(userUuid, stored.fields, stored.version, tick, resources, scope);
-    }
-  }
-
-  /** After a failed save: the user's copies in Redis and here go (best effort), so the next request reads the app's database. */
-  async #dropEverywhere(userUuid: string): Promise<void> {
-    try {
-      await this.#deleteShared(userUuid);
-    } catch {
-      this.#dropLocal(userUuid);
-    }
   }
 
   #conflictCheck(scope: Scope, current: Generation, fields: ReadonlyMap<string, unknown>, resources: ReadonlyMap<ResourceName, unknown>): void {
