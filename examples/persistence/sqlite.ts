@@ -10,26 +10,17 @@ import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { checkTablePrefix, type ChoiceRow, type ChoiceTable } from './choices.js';
 
-/** The part of node:sqlite's DatabaseSync used here (typed locally: the types ship with @types/node ≥ 22). */
-interface Database {
-  exec(sql: string): void;
-  prepare(sql: string): Statement;
-  close(): void;
-}
-interface Statement {
-  run(...params: (string | number | null)[]): { changes: number | bigint };
-  get(...params: (string | number | null)[]): Record<string, unknown> | undefined;
-}
+type DatabaseSync = import('node:sqlite').DatabaseSync;
 
 /** Whether this Node has node:sqlite. */
 export async function sqliteAvailable(): Promise<boolean> {
   return (await loadSqlite()) !== undefined;
 }
 
-async function loadSqlite(): Promise<(new (path: string) => Database) | undefined> {
-  const name = 'node:sqlite';
+/** node:sqlite, loaded on first use: on a Node without it (before 22.13) the example runs without a database. */
+async function loadSqlite(): Promise<(new (path: string) => DatabaseSync) | undefined> {
   try {
-    return ((await import(name)) as { DatabaseSync: new (path: string) => Database }).DatabaseSync;
+    return (await import('node:sqlite')).DatabaseSync;
   } catch {
     return undefined;
   }
