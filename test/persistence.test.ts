@@ -116,6 +116,13 @@ describe.each(KINDS)('persistence on the %s store', (kind) => {
       // Warm: no further load.
       await query(server.url, user);
       expect(db.loads).toBe(1);
+      // 20 more users, 10 concurrent first requests each, all at once: one load per user.
+      const others = Array.from({ length: 20 }, () => randomUUID());
+      others.forEach((u, i) => db.rows.set(u, { config: { provider: 'Google', model: `m-${i}` }, version: 1 }));
+      const burst = await Promise.all(others.flatMap((u) => Array.from({ length: 10 }, () => query(server.url, u).then((a) => ({ u, a })))));
+      for (const { u, a } of burst) expect(a.body['before']).toEqual({ user: u, provider: 'Google', model: `m-${others.indexOf(u)}` });
+      expect(others.map((u) => db.loadsOf.get(u))).toEqual(Array(20).fill(1));
+      expect(db.loads).toBe(21);
     } finally {
       await server.close();
     }
