@@ -228,6 +228,37 @@ describe.each(KINDS)('persistence on the %s store', (kind) => {
     }
   });
 
+  it('shows a write to no request before onCommit has saved it, and acknowledges it only then', async () => {
+    const user = randomUUID();
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    const saved: string[] = [];
+    const persistence: ContextPersistence = {
+      load: () => ({ provider: 'Google', model: 'before' }),
+      onCommit: async (_u, context) => {
+        await gate;
+        saved.push(context.model!);
+      },
+    };
+    const store = kind === 'memory'
+      ? new ContextStore({ persistence })
+      : new RedisContextStore({ persistence, redis: REDIS_URL, keyPrefix: `${prefix}${randomUUID()}:`, encryptionKey: randomBytes(32) });
+    stores.push(store);
+    if (store instanceof RedisContextStore) expect(await store.whenReady(5000)).toBe(true);
+    let acknowledged = false;
+    const writing = Promise.resolve(runAsUser(user, () => configureUser({ model: 'after' }), { store })).then((v) => {
+      acknowledged = true;
+      return v;
+    });
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(await runAsUser(user, async () => getUserModel(), { store })).toBe('before');
+    expect(acknowledged).toBe(false);
+    release();
+    expect((await writing).model).toBe('after');
+    expect(saved).toEqual(['after']);
+    expect(await runAsUser(user, async () => getUserModel(), { store })).toBe('after');
+  });
+
   it('awaits onDelete before deleteContext drops the context; a failing delete is 503 and keeps the saved row', async () => {
     const db = new Db();
     const user = randomUUID();

@@ -412,8 +412,8 @@ export class ContextStore implements GenerationOwner {
 
   async #close(timeout: number): Promise<void> {
     if (this.#sweep !== undefined) clearInterval(this.#sweep);
-    this.#loader?.persistence.close();
     await this.#open.drain(timeout);
+    this.#loader?.persistence.close();
     this.#open.closeAll();
     this.#pendingReason = 'closed';
     this.#cache.clear();
