@@ -99,7 +99,6 @@ describe.each(MATRIX)('a returning user keeps their choice (%s store, %s)', (sto
 
     const first = await startServer(env);
     try {
-      expect(first.output()).toMatch(dbKind === 'postgres' ? /choices saved in PostgreSQL/ : /choices saved in SQLite/);
       await Promise.all(users.map(async (u) => {
         const res = await fetch(`${first.url}/configure`, {
           method: 'POST',
@@ -120,21 +119,6 @@ describe.each(MATRIX)('a returning user keeps their choice (%s store, %s)', (sto
       } finally {
         admin.disconnect();
       }
-    }
-
-    // The database holds every choice, and no key in clear.
-
-
-    const table: ChoiceTable = dbKind === 'postgres' ? await openPostgresChoices(PG_URL, prefix, { max: 1 }) : await openSqliteChoices(sqlitePath, prefix);
-    try {
-      for (const u of users) {
-        const row = await table.read(u.user);
-        expect(row).toMatchObject({ provider: u.provider, model: u.model, mcpServerName: u.mcpServerName });
-        expect(JSON.stringify(row)).not.toContain(u.apiKey);
-        expect(row?.secrets).toMatch(/^v1\./);
-      }
-    } finally {
-      await table.close();
     }
 
     const second = await startServer(env);
@@ -158,8 +142,22 @@ describe.each(MATRIX)('a returning user keeps their choice (%s store, %s)', (sto
       // Someone who never chose starts from the defaults.
       const fresh = await fetch(`${second.url}/me/context`, { headers: { authorization: `Bearer ${mintToken(secret, newcomer)}` } });
       expect(await fresh.json()).toMatchObject({ userUuid: newcomer, provider: null, model: null });
+      expect(second.output()).toMatch(dbKind === 'postgres' ? /choices saved in PostgreSQL/ : /choices saved in SQLite/);
     } finally {
       await stop(second.child);
+    }
+
+    // The database holds every choice, and no key in clear.
+    const table: ChoiceTable = dbKind === 'postgres' ? await openPostgresChoices(PG_URL, prefix, { max: 1 }) : await openSqliteChoices(sqlitePath, prefix);
+    try {
+      for (const u of users) {
+        const row = await table.read(u.user);
+        expect(row).toMatchObject({ provider: u.provider, model: u.model, mcpServerName: u.mcpServerName });
+        expect(JSON.stringify(row)).not.toContain(u.apiKey);
+        expect(row?.secrets).toMatch(/^v1\./);
+      }
+    } finally {
+      await table.close();
     }
   }, 90_000);
 });
