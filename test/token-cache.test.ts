@@ -4,8 +4,8 @@ import jwt from 'jsonwebtoken';
 import Koa from 'koa';
 import request from 'supertest';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { ContextStore, userContext, type GetKey, type UserContextOptions } from '../src/index.js';
-import { buildApp, expectAuthError } from './support/app.js';
+import { ContextStore, currentUserClaims, userContext, type GetKey, type UserContextOptions } from '../src/index.js';
+import { buildApp, expectAuthError, randomDelay } from './support/app.js';
 import { RSA, SECRET, b64url, nowSec, signHs, signRs, tokenFor } from './support/tokens.js';
 
 let store: ContextStore;
@@ -119,6 +119,62 @@ describe('token cache', () => {
       expect(claims).not.toHaveProperty('role');
     }
   });
+
+  for (const tokenCache of [undefined, false] as const) {
+    it(`keeps nested claims per request: a push into ctx.state.user.roles reaches neither the next request nor currentUserClaims() (tokenCache ${tokenCache ?? 'on'})`, async () => {
+      const claims = {
+        roles: ['user'],
+        scope: ['read'],
+        realm_access: { roles: ['offline_access'] },
+        resource_access: { api: { roles: ['read'] } },
+      };
+      const seen: unknown[] = [];
+      const scopeViews: unknown[] = [];
+      const refusals: string[] = [];
+      const app = new Koa();
+      app.use(userContext({ store, algorithms: ['HS256'], secret: SECRET, ...(tokenCache === false ? { tokenCache } : {}) }));
+      app.use(async (ctx) => {
+        const user = ctx.state['user'] as typeof claims;
+        seen.push(structuredClone(user));
+        // The app's own copy, all the way down.
+        user.roles.push('admin');
+        user.scope.push('write');
+        user.realm_access.roles.push('admin');
+        user.resource_access.api.roles.push('write');
+        user.resource_access['api'] = { roles: ['everything'] };
+        await randomDelay(3);
+        const shared = currentUserClaims() as typeof claims;
+        scopeViews.push(structuredClone(shared));
+        // The scope's (and the cache's) claims are frozen at every depth.
+        for (const mutate of [
+          () => shared.roles.push('admin'),
+          () => shared.realm_access.roles.push('admin'),
+          () => { shared.resource_access.api.roles[0] = 'admin'; },
+          () => { (shared.resource_access as Record<string, unknown>)['other'] = {}; },
+        ]) {
+          try {
+            mutate();
+          } catch (error) {
+            refusals.push((error as Error).name);
+          }
+        }
+        ctx.body = { ok: true };
+      });
+      const handler = app.callback();
+      const token = tokenFor(randomUUID(), claims);
+      // Concurrent requests with the same token, then one more after them.
+      const statuses = await Promise.all(
+        Array.from({ length: 4 }, () => request(handler).get('/').set('Authorization', `Bearer ${token}`).then((r) => r.status)),
+      );
+      statuses.push((await request(handler).get('/').set('Authorization', `Bearer ${token}`)).status);
+      expect(statuses).toEqual([200, 200, 200, 200, 200]);
+      expect(seen).toHaveLength(5);
+      for (const user of seen) expect(user).toMatchObject(claims);
+      expect(scopeViews).toHaveLength(5);
+      for (const view of scopeViews) expect(view).toMatchObject(claims);
+      expect(refusals).toEqual(Array.from({ length: 20 }, () => 'TypeError'));
+    });
+  }
 
   it('tokenCache: false verifies every request', async () => {
     const verify = vi.spyOn(jwt, 'verify');
