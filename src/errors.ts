@@ -24,6 +24,7 @@ export type UserContextErrorCode =
   | 'ERR_TOKEN_NOT_ACTIVE'
   | 'ERR_INVALID_SUBJECT'
   | 'ERR_KEY_UNAVAILABLE'
+  | 'ERR_KEY_MISCONFIGURED'
   | 'ERR_TOKEN_REVOKED'
   | 'ERR_INVALID_TOKEN_TYPE'
   | 'ERR_REVOCATION_CHECK_FAILED'
@@ -218,6 +219,20 @@ export class KeyUnavailableError extends AuthError {
 }
 
 /**
+ * `getKey()` (or a `secret` function) returned a key that can never verify a
+ * token: an HMAC secret under 32 bytes, a PEM that is not a public key, a
+ * value that is no key. A server configuration error, not an outage: 500
+ * `key_misconfigured` without `Retry-After` (retrying cannot help), and one
+ * process warning `KUC_KEY_MISCONFIGURED` per cause saying what to fix.
+ */
+export class KeyMisconfiguredError extends AuthError {
+  static override readonly code = 'ERR_KEY_MISCONFIGURED';
+  static override status = 500;
+  static override error = 'key_misconfigured';
+  static override bearerError = undefined;
+}
+
+/**
  * The shared context store (Redis) cannot be reached, or answered with data
  * this instance cannot read: a request whose context is not cached here, or a
  * write, cannot be served now. The middleware answers 503
@@ -375,4 +390,5 @@ const AUTH_ERRORS: ReadonlyArray<typeof AuthError> = [
   TokenNotActiveError,
   InvalidSubjectError,
   KeyUnavailableError,
+  KeyMisconfiguredError,
 ];

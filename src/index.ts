@@ -108,6 +108,7 @@ export {
   InvalidTokenError,
   InvalidTokenTypeError,
   InvalidUserIdError,
+  KeyMisconfiguredError,
   KeyUnavailableError,
   MalformedAuthorizationError,
   McpBackoffError,

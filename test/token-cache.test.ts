@@ -224,7 +224,6 @@ describe('getKey', () => {
   it.each([
     ['throwing', () => { throw new Error(`key server down ${SECRET}`); }],
     ['rejecting', () => Promise.reject(new Error(`key server down ${SECRET}`))],
-    ['returning an unusable key', () => 'short'],
   ])('%s: 503 key_unavailable with Retry-After', async (_name, getKey) => {
     const { mw, get } = server({ getKey: getKey as GetKey });
     const id = randomUUID();
@@ -233,6 +232,43 @@ describe('getKey', () => {
     expect(res.headers['retry-after']).toBe('5');
     expect(store.size).toBe(0);
     expect(mw.tokenCacheSize).toBe(0);
+  });
+
+  it('a key that can never verify is a configuration error: 500 key_misconfigured without Retry-After, one warning per cause with the fix', async () => {
+    const warnings: Error[] = [];
+    const onWarning = (warning: Error): void => {
+      if ((warning as { code?: string }).code === 'KUC_KEY_MISCONFIGURED') warnings.push(warning);
+    };
+    process.on('warning', onWarning);
+    try {
+      // Lengths no other test uses: each is its own cause for the once-per-cause warning.
+      const short = 'a-deployment-mistake'.slice(0, 17);
+      const shortBuffer = Buffer.alloc(23, 7);
+      for (const [key, via] of [[short, 'getKey'], [shortBuffer, 'secret']] as const) {
+        const resolver: GetKey = () => key;
+        const { mw, get } = server(via === 'getKey' ? { getKey: resolver } : { secret: resolver });
+        const answers = await Promise.all(Array.from({ length: 5 }, () => get(tokenFor(randomUUID()))));
+        for (const res of answers) {
+          expectAuthError(res, 500, 'key_misconfigured', [SECRET, short]);
+          expect(res.headers['retry-after']).toBeUndefined();
+          expect(res.headers['www-authenticate']).toBeUndefined();
+        }
+        expect(mw.tokenCacheSize).toBe(0);
+      }
+      await new Promise((resolve) => setImmediate(resolve)); // process warnings are emitted on the next tick
+      expect(warnings.map((w) => w.message)).toEqual([
+        expect.stringMatching(/17 bytes long; HMAC secrets must be at least 32 bytes .*randomBytes\(48\).*500 key_misconfigured/),
+        expect.stringMatching(/23 bytes long; HMAC secrets must be at least 32 bytes/),
+      ]);
+      for (const warning of warnings) expect(warning.message).not.toContain(short);
+    } finally {
+      process.off('warning', onWarning);
+    }
+    // A real outage of the key source stays a 503 the client may retry.
+    const { get } = server({ getKey: () => Promise.reject(new Error('IdP down')) });
+    const outage = await get(tokenFor(randomUUID()));
+    expectAuthError(outage, 503, 'key_unavailable');
+    expect(outage.headers['retry-after']).toBe('5');
   });
 
   describe('with HMAC and RSA algorithms together', () => {

@@ -15,8 +15,10 @@ import {
   AuthError,
   InvalidTokenError,
   InvalidTokenTypeError,
+  KeyMisconfiguredError,
   KeyUnavailableError,
 } from '../errors.js';
+import { warnOnce } from '../warn.js';
 import type { ContextEvents } from '../store/events.js';
 import { subjectOf } from './user-id.js';
 import { ALGORITHMS, isWrongKey, keyFamily, mapJwtError, toKeyObject, unsupportedAlgorithm, type KeyInput, type KeyLease } from './keys.js';
@@ -55,7 +57,9 @@ export interface TokenOptions {
   secret?: KeyInput | readonly KeyInput[] | GetKey;
   /**
    * Resolves the key per token (e.g. by `kid`). Return `null` for an unknown
-   * key (→ 401), throw when no key can be had now (→ 503).
+   * key (→ 401), throw when no key can be had now (→ 503). A key that can
+   * never verify (an HMAC secret under 32 bytes, a bad PEM) is a server
+   * configuration error (→ 500 `key_misconfigured`, one process warning).
    * @default undefined
    */
   getKey?: GetKey;
@@ -299,7 +303,7 @@ export class TokenVerifier {
       try {
         keys.push(this.#resolveKey(input, family));
       } catch (cause) {
-        throw new KeyUnavailableError('options.getKey returned a key that cannot be used.', { cause });
+        throw misconfiguredKey(cause);
       }
     }
     if (keys.length === 0) {
@@ -373,6 +377,25 @@ export class TokenVerifier {
   #subjectOf(claims: JwtPayload): string {
     return subjectOf(claims, this.#subjectClaim, this.#numericSubject, this.#parseUserId, 'token');
   }
+}
+
+/**
+ * The error for a key from `getKey` that can never verify (too short, not a
+ * key): a configuration error (500, no retry), told to the operator once per
+ * cause with the fix; the client's message says nothing of the key.
+ */
+function misconfiguredKey(cause: unknown): KeyMisconfiguredError {
+  const why = cause instanceof Error ? cause.message : String(cause);
+  warnOnce(
+    'KUC_KEY_MISCONFIGURED',
+    `options.getKey (or the options.secret function) returned a key that can never verify a token: ${why}. ` +
+      'Every request whose token needs this key is answered 500 key_misconfigured (without Retry-After) until the key source is fixed.',
+    `KUC_KEY_MISCONFIGURED:${why}`,
+  );
+  return new KeyMisconfiguredError(
+    'The server cannot verify this token: its key is misconfigured on the server (a configuration error, not an outage; retrying will not help).',
+    { cause },
+  );
 }
 
 function isLease(value: unknown): value is KeyLease {
