@@ -34,6 +34,7 @@ export type UserContextErrorCode =
   | 'ERR_MCP_CONNECTION_LOST'
   | 'ERR_MCP_BACKOFF'
   | 'ERR_MCP_POOL_EXHAUSTED'
+  | 'ERR_MCP_INVALID_ANSWER'
   | 'ERR_INVALID_PROFILE'
   | 'ERR_CLIENT_DISCONNECTED'
   | 'ERR_LLM_CONFIGURATION'
@@ -298,6 +299,16 @@ export class McpBackoffError extends McpConnectError {
  */
 export class McpPoolExhaustedError extends McpConnectError {
   static override readonly code = 'ERR_MCP_POOL_EXHAUSTED';
+}
+
+/**
+ * The user's MCP client answered `listTools()` or `callTool()` with something
+ * that is not an MCP answer (a look-alike of the SDK `Client`, or a transport
+ * that mangles answers). The message names the method and the shape that
+ * came back; nothing of it was used.
+ */
+export class McpInvalidAnswerError extends UserContextError {
+  static override readonly code = 'ERR_MCP_INVALID_ANSWER';
 }
 
 /** A profile override given to `runWithProfile()` is not valid. */

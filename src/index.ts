@@ -114,6 +114,7 @@ export {
   McpBackoffError,
   McpConnectError,
   McpConnectionLostError,
+  McpInvalidAnswerError,
   McpPoolExhaustedError,
   MissingTokenError,
   RevocationCheckError,

@@ -11,8 +11,9 @@
  */
 import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import type { CallToolResult, Tool } from '@modelcontextprotocol/sdk/types.js';
-import { McpConnectionLostError } from '../../errors.js';
+import { McpConnectionLostError, McpInvalidAnswerError } from '../../errors.js';
 import { getRequestSignal } from '../../api/request-signal.js';
+import { toolsPage } from './answers.js';
 import { verdictOf, type McpLink } from './health.js';
 import type { McpPool, PoolEntry } from './pool.js';
 import type { ResolvedTarget } from './targets.js';
@@ -178,14 +179,27 @@ export class UserMcpConnection {
   }
 }
 
-/** All pages of `tools/list`. */
-export async function fetchTools(client: Pick<Client, 'listTools'>): Promise<readonly Tool[]> {
+/**
+ * All pages of `tools/list`, each checked ({@link toolsPage}). A cursor the
+ * client gave before ends the listing with an error instead of a loop.
+ */
+export async function fetchTools(client: { listTools(params?: { cursor: string }): Promise<unknown> }): Promise<readonly Tool[]> {
   const tools: Tool[] = [];
+  const seen = new Set<string>();
   let cursor: string | undefined;
   do {
-    const page = await client.listTools(cursor === undefined ? undefined : { cursor });
+    const page = toolsPage(await client.listTools(cursor === undefined ? undefined : { cursor }), cursor);
     tools.push(...page.tools);
     cursor = page.nextCursor;
+    if (cursor !== undefined) {
+      if (seen.has(cursor)) {
+        throw new McpInvalidAnswerError(
+          `The user's MCP client's listTools({ cursor }) gave a nextCursor it gave before (after ${tools.length} tools): ` +
+            'its pages never end. Fix the server or client paging.',
+        );
+      }
+      seen.add(cursor);
+    }
   } while (cursor !== undefined);
   return Object.freeze(tools);
 }
