@@ -1,11 +1,15 @@
 import { randomUUID } from 'node:crypto';
+import Koa from 'koa';
+import request from 'supertest';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { startMcpServer, type RunningMcpServer } from '../examples/mcp-servers.js';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { referenceServerBin } from '../examples/mcp-servers.js';
-import { ContextStore, McpConnectError, McpInvalidAnswerError, configureUser, runAsUser, runWithProfile, setUserMcpClient } from '../src/index.js';
+import { ContextStore, McpConnectError, McpInvalidAnswerError, configureUser, runAsUser, runWithProfile, setUserMcpClient, userContext } from '../src/index.js';
+import { freePort } from './helpers/redis.js';
+import { SECRET, tokenFor } from './support/tokens.js';
 import {
   UserMcpConnection,
   callUserMcpTool,
@@ -303,6 +307,53 @@ describe('per-user MCP clients with two real servers', () => {
       }, { store });
     } finally {
       registry.delete('flaky');
+    }
+  });
+});
+
+describe('credentials in MCP targets never reach an error body', () => {
+  it('a connect failure to a URL with a password and an api_key query answers with both masked', async () => {
+    const port = await freePort();
+    const password = `pw${randomUUID().slice(0, 8)}`;
+    const apiKey = `key${randomUUID().slice(0, 8)}`;
+    const store = new ContextStore({
+      resources: {
+        mcpClient: createMcpClientFactory({
+          resolveServer: (config) =>
+            config.mcpServerName === 'crm'
+              ? { name: 'crm', url: `http://app:${password}@127.0.0.1:${port}/mcp?api_key=${apiKey}&tenant=t1` }
+              : config.mcpServerName === 'broken'
+                ? { name: 'broken', url: `http://app:${password}@[not-a-host/mcp` }
+                : null,
+          connectTimeout: 2000,
+        }),
+      },
+    });
+    stores.push(store);
+    const app = new Koa();
+    app.use(userContext({ store, secret: SECRET, algorithms: ['HS256'] }));
+    app.use(async (ctx) => {
+      await configureUser({ mcpServerName: String(ctx.query['server']) });
+      try {
+        await getUserMcpConnection();
+        ctx.body = { ok: true };
+      } catch (error) {
+        // What an app's error handler sends (examples/app.ts: 502 mcp_unavailable with the message).
+        ctx.status = error instanceof McpConnectError ? 502 : 500;
+        ctx.body = { error: error instanceof McpConnectError ? 'mcp_unavailable' : 'invalid_mcp_target', message: (error as Error).message };
+      }
+    });
+    const handler = app.callback();
+    const token = tokenFor(randomUUID());
+    const down = await request(handler).get('/?server=crm').set('Authorization', `Bearer ${token}`);
+    expect(down.status).toBe(502);
+    expect(down.body.message).toContain(`http://app:[redacted]@127.0.0.1:${port}/mcp?api_key=[redacted]&tenant=t1`);
+    const broken = await request(handler).get('/?server=broken').set('Authorization', `Bearer ${token}`);
+    expect(broken.status).toBe(500);
+    expect(broken.body.message).toContain('http://app:[redacted]@');
+    for (const res of [down, broken]) {
+      expect(res.text).not.toContain(password);
+      expect(res.text).not.toContain(apiKey);
     }
   });
 });

@@ -13,6 +13,7 @@ import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import type { CallToolResult, Tool } from '@modelcontextprotocol/sdk/types.js';
 import { McpConnectionLostError, McpInvalidAnswerError } from '../../errors.js';
 import { getRequestSignal } from '../../api/request-signal.js';
+import { redactText } from '../../context/redact.js';
 import { toolsPage } from './answers.js';
 import { verdictOf, type McpLink } from './health.js';
 import type { McpPool, PoolEntry } from './pool.js';
@@ -163,7 +164,7 @@ export class UserMcpConnection {
         if (attempt === 0 && (verdict === 'not-delivered' || idempotent) && this.#closing === undefined) continue;
         throw new McpConnectionLostError(
           `The connection of user ${this.userUuid} to MCP server "${this.serverName}" broke during the call ` +
-            `(${error instanceof Error ? error.message : String(error)}); it may or may not have run. ` +
+            `(${redactText(error instanceof Error ? error.message : String(error))}); it may or may not have run. ` +
             'The connection is rebuilt on the next call: retry if the tool is safe to repeat.',
           { cause: error, retryAfterMs: 0 },
         );
