@@ -91,9 +91,12 @@ export class UserMcpConnection {
     return this.#run((link) => Promise.resolve(link.client), true);
   }
 
-  /** Connects now (the factory calls it so a bad server fails the first request). */
+  /**
+   * Connects now (the factory calls it so a bad server fails the first
+   * request). Not a use: the new link is kept for this handle's first call.
+   */
   async connect(): Promise<void> {
-    await this.#run(() => Promise.resolve(), true);
+    await this.#run(() => Promise.resolve(), true, true);
   }
 
   /**
@@ -147,7 +150,7 @@ export class UserMcpConnection {
    * once on a new one when the request never reached the server (or when
    * `idempotent`); otherwise the loss is reported.
    */
-  async #run<T>(fn: (link: McpLink) => Promise<T>, idempotent: boolean): Promise<T> {
+  async #run<T>(fn: (link: McpLink) => Promise<T>, idempotent: boolean, connectOnly = false): Promise<T> {
     if (this.#closing !== undefined) throw this.#closedError();
     for (let attempt = 0; ; attempt++) {
       let used: McpLink | undefined;
@@ -155,7 +158,7 @@ export class UserMcpConnection {
         return await this.#pool.use(this.#entry, (link) => {
           used = link;
           return fn(link);
-        });
+        }, connectOnly);
       } catch (error) {
         if (used === undefined) throw error;
         const verdict = verdictOf(error, used);
