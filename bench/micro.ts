@@ -8,7 +8,7 @@ import { writeFileSync } from 'node:fs';
 import jwt from 'jsonwebtoken';
 import { do_not_optimize, measure } from 'mitata';
 import { als } from '../src/store/als.js';
-import { mutableClaims } from '../src/auth/token.js';
+import { mutableClaims } from '../src/auth/claims.js';
 import {
   ContextStore,
   TokenVerifier,

@@ -15,13 +15,14 @@ import {
   AuthError,
   InvalidTokenError,
   InvalidTokenTypeError,
-  KeyMisconfiguredError,
   KeyUnavailableError,
 } from '../errors.js';
-import { warnOnce } from '../warn.js';
 import type { ContextEvents } from '../store/events.js';
 import { subjectOf } from './user-id.js';
-import { ALGORITHMS, isWrongKey, keyFamily, mapJwtError, toKeyObject, unsupportedAlgorithm, type KeyInput, type KeyLease } from './keys.js';
+import { freezeClaims } from './claims.js';
+import {
+  ALGORITHMS, isWrongKey, keyFamily, mapJwtError, misconfiguredKey, toKeyObject, unsupportedAlgorithm, type KeyInput, type KeyLease,
+} from './keys.js';
 
 export type { KeyInput, KeyLease } from './keys.js';
 
@@ -352,16 +353,10 @@ export class TokenVerifier {
     }
     const userUuid = this.#subjectOf(claims);
     const clientId = typeof claims['client_id'] === 'string' ? claims['client_id'] : typeof claims.azp === 'string' ? claims.azp : undefined;
-    // The claims are deep-frozen (the cache, the scope and every request share
-    // them, nested roles and scopes included); the unfrozen twin is only ever
-    // copied into each request's own `ctx.state.user` (spreading a frozen
-    // object takes V8's slow path). Only worth making when the claims are
-    // cached and so copied again and again.
-    if (this.#cache !== undefined) {
-      const copy = copierOf(claims)!;
-      mutableTwins.set(claims, { twin: copy(claims) as Record<string, unknown>, copy });
-    }
-    const verified: VerifiedToken = Object.freeze({ claims: deepFreeze(claims), userUuid, expiresAt, clientId });
+    // Deep-frozen: the cache, the scope and every request share them. The
+    // unfrozen twin that each request's own copy is made from is only worth
+    // making when the claims are cached and so copied again and again.
+    const verified: VerifiedToken = Object.freeze({ claims: freezeClaims(claims, this.#cache !== undefined), userUuid, expiresAt, clientId });
     if (this.#cache !== undefined) {
       let validUntil = expiresAt;
       if (this.#maxAgeMs !== undefined && typeof claims.iat === 'number') {
@@ -379,97 +374,9 @@ export class TokenVerifier {
   }
 }
 
-/**
- * The error for a key from `getKey` that can never verify (too short, not a
- * key): a configuration error (500, no retry), told to the operator once per
- * cause with the fix; the client's message says nothing of the key.
- */
-function misconfiguredKey(cause: unknown): KeyMisconfiguredError {
-  const why = cause instanceof Error ? cause.message : String(cause);
-  warnOnce(
-    'KUC_KEY_MISCONFIGURED',
-    `options.getKey (or the options.secret function) returned a key that can never verify a token: ${why}. ` +
-      'Every request whose token needs this key is answered 500 key_misconfigured (without Retry-After) until the key source is fixed.',
-    `KUC_KEY_MISCONFIGURED:${why}`,
-  );
-  return new KeyMisconfiguredError(
-    'The server cannot verify this token: its key is misconfigured on the server (a configuration error, not an outage; retrying will not help).',
-    { cause },
-  );
-}
-
 function isLease(value: unknown): value is KeyLease {
   return typeof value === 'object' && value !== null && !(value instanceof KeyObject) && !Buffer.isBuffer(value) &&
     !Array.isArray(value) && 'validUntil' in value && 'key' in value;
-}
-
-/**
- * What a request's own copy of cached claims is made from: their unfrozen
- * deep twin and a copier planned once for its shape (flat claims: one
- * spread; nested roles and scopes: a spread or slice per object or array).
- */
-interface ClaimsTwin {
-  readonly twin: Readonly<Record<string, unknown>>;
-  readonly copy: Copier;
-}
-
-/** Verified (frozen) claims → their {@link ClaimsTwin}, never handed out itself. */
-const mutableTwins = new WeakMap<object, ClaimsTwin>();
-
-/**
- * A new, mutable, deep copy of verified claims (for `ctx.state.user`), nested
- * roles and scopes included: the same data as `structuredClone(claims)`. From
- * the claims' unfrozen twin when they came from this module's cache
- * (spreading a frozen object takes V8's slow path).
- */
-export function mutableClaims(claims: Readonly<Record<string, unknown>>): Record<string, unknown> {
-  const twin = mutableTwins.get(claims);
-  if (twin === undefined) return copierOf(claims)!(claims) as Record<string, unknown>;
-  return twin.copy(twin.twin) as Record<string, unknown>;
-}
-
-/** Copies a decoded JSON value of one shape. */
-type Copier = (value: any) => unknown;
-
-const sliceArray: Copier = (value: unknown[]) => value.slice();
-const spreadObject: Copier = (value: object) => ({ ...value });
-
-/**
- * A copier of decoded JSON (a token's payload) of the shape of `value`, or
- * `undefined` for a primitive (kept as it is): a mutable deep copy, which
- * only walks the parts that hold objects or arrays.
- */
-function copierOf(value: unknown): Copier | undefined {
-  if (typeof value !== 'object' || value === null) return undefined;
-  if (Array.isArray(value)) {
-    const items = value.map((item: unknown) => copierOf(item));
-    if (items.every((item) => item === undefined)) return sliceArray;
-    return (array: unknown[]) => array.map((item, i) => (items[i] === undefined ? item : items[i]!(item)));
-  }
-  const nested: Array<[string, Copier]> = [];
-  for (const key of Object.keys(value)) {
-    const copier = copierOf((value as Record<string, unknown>)[key]);
-    if (copier !== undefined) nested.push([key, copier]);
-  }
-  if (nested.length === 0) return spreadObject;
-  return (object: Record<string, unknown>) => {
-    const out: Record<string, unknown> = { ...object };
-    for (const [key, copier] of nested) {
-      const copy = copier(object[key]);
-      // A JSON key "__proto__" is an own property, not the prototype.
-      if (key === '__proto__') Object.defineProperty(out, key, { value: copy, writable: true, enumerable: true, configurable: true });
-      else out[key] = copy;
-    }
-    return out;
-  };
-}
-
-/** Freezes decoded JSON (a token's payload) and everything in it. */
-function deepFreeze<T>(value: T): T {
-  if (typeof value !== 'object' || value === null || Object.isFrozen(value)) return value;
-  Object.freeze(value);
-  for (const key of Object.keys(value)) deepFreeze((value as Record<string, unknown>)[key]);
-  return value;
 }
 
 /**
