@@ -136,6 +136,11 @@ function redactValue(value: unknown, isSecretKey: (key: string) => boolean): unk
   if (value === null || typeof value !== 'object') return value;
   if (Array.isArray(value)) return value.map((v) => redactValue(v, isSecretKey));
   const out: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(value)) out[k] = v != null && isSecretKey(k) ? REDACTED : redactValue(v, isSecretKey);
+  for (const [k, v] of Object.entries(value)) {
+    const shown = v != null && isSecretKey(k) ? REDACTED : redactValue(v, isSecretKey);
+    // An own "__proto__" key (from JSON) stays a key, not the copy's prototype.
+    if (k === '__proto__') Object.defineProperty(out, k, { value: shown, writable: true, enumerable: true, configurable: true });
+    else out[k] = shown;
+  }
   return out;
 }
