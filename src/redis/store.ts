@@ -16,7 +16,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
-import { mergeConfig, splitPatch } from '../context/values.js';
+import { splitPatch } from '../context/values.js';
 import type { ContextPatch, ResourceName } from '../context/types.js';
 import {
   ConfigurationConflictError, ContextLoadError, ContextNotLoadedError, ContextStoreUnavailableError, StoreClosedError,
@@ -28,6 +28,7 @@ import { warnOnce } from '../warn.js';
 import { FieldCodec, toEncryptionKey } from './codec.js';
 import { RedisClock, localNow } from './fence.js';
 import { ScriptRunner, VersionMoved, toUnavailable } from './runner.js';
+import { SharedPersistence, type Claims } from './persisted.js';
 import { DEFAULT_SECRET_FIELDS, REDIS_OPTION_NAMES, checkOptions, type RedisConsistency, type RedisContextStoreOptions } from './options.js';
 import { COMMIT, DELETE, LOAD, TOUCH } from './scripts.js';
 import type { RedisReadiness, RedisStoreStats } from './stats.js';
@@ -54,7 +55,6 @@ const CONFLICT_ATTEMPTS = 3;
 /** Attempts of a saved write (`persistence.onCommit`) whose version another instance moved meanwhile. */
 const SAVED_ATTEMPTS = 5;
 
-type Claims = Readonly<Record<string, unknown>> | undefined;
 
 /**
  * A {@link ContextStore} whose configurations live in Redis, shared by every
@@ -96,6 +96,7 @@ export class RedisContextStore extends ContextStore {
   readonly #refreshInterval: number;
   readonly #revalidateInterval: number;
   readonly #runner: ScriptRunner;
+  readonly #saved: SharedPersistence | undefined;
   readonly #fresh: LRUCache<string, Fresh>;
   /**
    * Users whose local generation an invalidation reported outdated, with the
@@ -166,6 +167,11 @@ export class RedisContextStore extends ContextStore {
       fetchMethod: (userUuid, _stale, { context }) => this.#load(userUuid, context as Claims),
     });
     this.#outdated = new LRUCache<string, number>({ max: this.max });
+    this.#saved = this.persistence && new SharedPersistence(this.persistence, {
+      commit: (userUuid, fields, expected) => this.#commitScript(userUuid, this.#codec.encode(userUuid, fields), expected),
+      read: (userUuid) => this.#loadScript(userUuid), deleteShared: (userUuid) => this.#deleteShared(userUuid),
+      dropLocal: (userUuid) => this.#dropLocal(userUuid),
+    });
   }
 
   /** Counters of Redis reads and writes done by this store. */
@@ -269,7 +275,7 @@ export class RedisContextStore extends ContextStore {
     if (this.closed) throw new StoreClosedError('The context store is closed; it cannot store configurations any more.');
     const { fields, resources } = splitPatch(patch);
     if (fields.size === 0) return this.#writeLocal(userUuid, resources, scope);
-    const persistence = this.persistence;
+    const persistence = this.#saved?.persistence;
     if (persistence?.saves === true) return persistence.serialize(userUuid, () => this.#writeShared(userUuid, fields, resources, scope));
     // A user not in Redis is loaded (from the app's loader) before a write merges into it.
     if (persistence?.loads === true && this.#freshEntry(userUuid, false) === undefined) {
@@ -287,18 +293,7 @@ export class RedisContextStore extends ContextStore {
    */
   override async deleteContext(userUuid: string): Promise<boolean> {
     if (this.closed) throw new StoreClosedError('The context store is closed; it cannot delete contexts any more.');
-    const persistence = this.persistence;
-    if (persistence === undefined) return this.#deleteShared(userUuid);
-    return persistence.serialize(userUuid, async () => {
-      let saved: boolean | undefined;
-      try {
-        saved = await persistence.remove(userUuid);
-      } catch (error) {
-        await this.#dropEverywhere(userUuid);
-        throw error;
-      }
-      return (await this.#deleteShared(userUuid)) || saved === true;
-    });
+    return this.#saved === undefined ? this.#deleteShared(userUuid) : this.#saved.delete(userUuid);
   }
 
   async #deleteShared(userUuid: string): Promise<boolean> {
@@ -385,28 +380,14 @@ export class RedisContextStore extends ContextStore {
     const checkedAt = localNow();
     this.#stats.loads++;
     let { version, fields } = this.#decode(userUuid, await this.#loadScript(userUuid));
-    if (version === 0 && this.persistence?.loads === true) ({ version, fields, tick } = await this.#seed(userUuid, claims));
+    if (version === 0 && this.#saved?.persistence.loads === true) {
+      // Redis has no context for the user: the app's database has the last word.
+      const loaded = await this.#saved.persistence.load(userUuid, claims, () => {});
+      tick = ++this.#tick;
+      ({ version, fields } = this.#decode(userUuid, await this.#saved.seed(userUuid, loaded)));
+    }
     this.#adopt(userUuid, fields, version, tick, NO_RESOURCES, undefined);
     return { tick, epoch, checkedAt, touchedAt: Date.now() };
-  }
-
-  /**
-   * A user with no context in Redis: the app's loader reads the saved one
-   * (single flight here), and it is stored in Redis unless another instance
-   * stored one first (then that one is used).
-   */
-  async #seed(userUuid: string, claims: Claims): Promise<{ version: number; fields: Map<string, unknown>; tick: number }> {
-    const loaded = await this.persistence!.load(userUuid, claims, () => {});
-    const encoded = this.#codec.encode(userUuid, loaded);
-    const tick = ++this.#tick;
-    let reply: unknown;
-    try {
-      reply = await this.#commitScript(userUuid, encoded, '0');
-    } catch (error) {
-      if (!(error instanceof VersionMoved)) throw error;
-      reply = await this.#loadScript(userUuid);
-    }
-    return { ...this.#decode(userUuid, reply), tick };
   }
 
   async #writeShared(
@@ -421,13 +402,13 @@ export class RedisContextStore extends ContextStore {
     // fields as they were (checked here, then retried on that version).
     const guarded = resources.size > 0 && scope !== undefined && scope.open && scope.userUuid === userUuid;
     // With persistence.onCommit, what is saved is merged into a version, and stored only on that version.
-    const saving = this.persistence?.saves === true;
+    const saving = this.#saved?.persistence.saves === true;
     let base = saving ? await this.#current(userUuid, scope?.claims) : undefined;
     let expected = base !== undefined ? String(base.version) : guarded ? String(scope.gen.version) : '';
     for (let attempt = 0; ; attempt++) {
       if (base !== undefined) {
         if (guarded) this.#conflictCheck(scope, base, fields, resources);
-        await this.#save(userUuid, base, fields);
+        await this.#saved!.save(userUuid, base, fields);
       }
       const tick = ++this.#tick;
       let reply: unknown;
@@ -435,14 +416,14 @@ export class RedisContextStore extends ContextStore {
         reply = await this.#commitScript(userUuid, encoded, expected);
       } catch (error) {
         // Saved but not stored: drop the copies, so the database's answer is what is read next.
-        if (!(error instanceof VersionMoved) && saving) await this.#dropEverywhere(userUuid);
+        if (!(error instanceof VersionMoved) && saving) await this.#saved!.dropEverywhere(userUuid);
         if (!(error instanceof VersionMoved) || (!guarded && !saving)) throw error;
         const current = await this.#whenLoaded(userUuid, () => this.peekGeneration(userUuid)!, scope?.claims);
         // (A saved write checks it at the top of the next round, against the version it merges into.)
         if (guarded && !saving) this.#conflictCheck(scope, current, fields, resources);
         if (attempt + 1 >= (saving ? SAVED_ATTEMPTS : CONFLICT_ATTEMPTS)) {
           this.#stats.conflicts++;
-          if (saving) await this.#dropEverywhere(userUuid);
+          if (saving) await this.#saved!.dropEverywhere(userUuid);
           throw new ConfigurationConflictError(
             'The configuration kept changing while this write was being stored; nothing was applied. Retry the request.',
           );
@@ -473,26 +454,6 @@ export class RedisContextStore extends ContextStore {
   async #current(userUuid: string, claims: Claims): Promise<Generation> {
     if (this.#freshEntry(userUuid, true) !== undefined) return this.peekGeneration(userUuid)!;
     return this.#whenLoaded(userUuid, () => this.peekGeneration(userUuid)!, claims);
-  }
-
-  /** `persistence.onCommit` for `fields` merged into `base`; a failure stores nothing and drops the user everywhere. */
-  async #save(userUuid: string, base: Generation, fields: ReadonlyMap<string, unknown>): Promise<void> {
-    const { config, changed } = mergeConfig(base.config, fields, base.config);
-    try {
-      await this.persistence!.save(userUuid, config, base.version + 1, changed);
-    } catch (error) {
-      await this.#dropEverywhere(userUuid);
-      throw error;
-    }
-  }
-
-  /** After a failed save: the user's copies in Redis and here go (best effort), so the next request reads the app's database. */
-  async #dropEverywhere(userUuid: string): Promise<void> {
-    try {
-      await this.#deleteShared(userUuid);
-    } catch {
-      this.#dropLocal(userUuid);
-    }
   }
 
   /** A patch of live resources only: they belong to this process, nothing goes to Redis. */
