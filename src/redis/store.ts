@@ -15,7 +15,6 @@
  * @module
  */
 import { randomUUID } from 'node:crypto';
-import { LRUCache } from 'lru-cache';
 import { splitPatch } from '../context/values.js';
 import type { ContextPatch, ResourceName } from '../context/types.js';
 import { ConfigurationConflictError, ContextNotLoadedError, ContextStoreUnavailableError, StoreClosedError } from '../errors.js';
@@ -24,27 +23,18 @@ import type { Scope } from '../store/scope.js';
 import { ContextStore } from '../store/store.js';
 import { warnOnce } from '../warn.js';
 import { FieldCodec, toEncryptionKey } from './codec.js';
+import { Lanes, type Lane } from './confirmation.js';
 import { RedisClock, localNow } from './fence.js';
+import { Freshness, type Fresh } from './freshness.js';
 import { ScriptRunner, VersionMoved, toUnavailable } from './runner.js';
 import { DEFAULT_SECRET_FIELDS, REDIS_OPTION_NAMES, checkOptions, type RedisConsistency, type RedisContextStoreOptions } from './options.js';
 import { COMMIT, DELETE, LOAD, TOUCH } from './scripts.js';
 import type { RedisReadiness, RedisStoreStats } from './stats.js';
 import { Subscription, quit } from './subscription.js';
-import { checkClientOptions, isCluster, openClient, type RedisClient } from './topology.js';
+import { connect, isCluster, type RedisClient } from './topology.js';
 
 export type { RedisConsistency, RedisContextStoreOptions } from './options.js';
 export type { RedisReadiness, RedisStoreStats } from './stats.js';
-
-interface Fresh {
-  /** Logical time at which the load that validated the entry was sent. */
-  tick: number;
-  /** Subscription epoch at that time: a new subscription invalidates everything. */
-  epoch: number;
-  /** Local clock when that load was sent: the entry is revalidated `revalidateInterval` later. */
-  checkedAt: number;
-  /** When the Redis TTL was last refreshed by this instance. */
-  touchedAt: number;
-}
 
 const NO_RESOURCES: ReadonlyMap<ResourceName, unknown> = new Map();
 const NO_FIELDS: ReadonlyMap<string, unknown> = new Map();
@@ -79,6 +69,8 @@ export class RedisContextStore extends ContextStore {
   readonly instanceId: string = randomUUID();
   /** See {@link RedisConsistency}. */
   readonly consistency: RedisConsistency;
+  /** `consistency: 'strict'`: the longest a near-cached context is served unconfirmed (ms); otherwise `Infinity`. */
+  readonly maxStaleness: number;
 
   readonly #client: RedisClient;
   readonly #ownsClient: boolean;
@@ -88,19 +80,13 @@ export class RedisContextStore extends ContextStore {
   readonly #channel: string;
   readonly #redisTtl: number;
   readonly #refreshInterval: number;
-  readonly #revalidateInterval: number;
   readonly #runner: ScriptRunner;
-  readonly #fresh: LRUCache<string, Fresh>;
-  /**
-   * Users whose local generation an invalidation reported outdated, with the
-   * logical time it arrived: never served from the near-cache when Redis
-   * fails (503 instead); cleared by a Redis reply sent after that time.
-   */
-  readonly #outdated: LRUCache<string, number>;
+  readonly #lanes: Lanes;
+  readonly #trust: Freshness;
   /** Logical time of the Redis reply each local generation came from. */
   readonly #sources = new WeakMap<Generation, number>();
   readonly #stats: RedisStoreStats = {
-    loads: 0, revalidations: 0, commits: 0, fenced: 0, conflicts: 0, deletes: 0, touches: 0, invalidations: 0, servedUnconfirmed: 0,
+    loads: 0, revalidations: 0, strictReads: 0, commits: 0, fenced: 0, conflicts: 0, deletes: 0, touches: 0, invalidations: 0, servedUnconfirmed: 0,
   };
   #tick = 0;
   #shutdown: Promise<void> | undefined;
@@ -115,51 +101,42 @@ export class RedisContextStore extends ContextStore {
     }
     this.keyPrefix = keyPrefix;
     this.consistency = options.consistency ?? 'available';
+    this.maxStaleness = this.consistency === 'strict' ? options.maxStaleness ?? 250 : Number.POSITIVE_INFINITY;
     this.#channel = `${keyPrefix}invalidate`;
     this.#refreshInterval = refreshInterval;
-    this.#revalidateInterval = options.revalidateInterval ?? 5_000;
     this.#redisTtl = this.ttl > 0 ? this.ttl + refreshInterval : 0;
     const key = options.encryptionKey === undefined ? undefined : toEncryptionKey(options.encryptionKey);
     this.#codec = new FieldCodec(key, new Set(secretFields), keyPrefix);
 
-    if (typeof redis === 'string') {
-      this.#client = openClient(redis, options.redisOptions, commandTimeout, `koa-user-context:${this.instanceId}`);
-      this.#client.on('error', (error: Error) => {
-        warnOnce('KUC_REDIS_ERROR', `Redis connection error (the client reconnects by itself): ${error.message}`);
-      });
-      this.#ownsClient = true;
-    } else {
-      this.#client = redis;
-      this.#ownsClient = false;
-      checkClientOptions(redis);
-    }
     // The server behind a connection may change when it closes (a restart, a
     // failover): forget its clock until it is measured again.
-    const forget = (): void => this.#clock.forget();
-    this.#client.on('close', forget);
-    if (isCluster(this.#client)) {
-      this.#client.on('+node', forget);
-      this.#client.on('-node', forget);
-    }
+    const connected = connect(redis, options.redisOptions, commandTimeout, `koa-user-context:${this.instanceId}`, () => this.#clock.forget());
+    this.#client = connected.client;
+    this.#ownsClient = connected.owned;
+    this.#lanes = new Lanes(this.#client, keyPrefix);
+    const heartbeatInterval = options.heartbeatInterval ?? 1_000;
     this.#subscription = new Subscription({
       client: this.#client,
       channel: this.#channel,
       instanceId: this.instanceId,
-      heartbeatInterval: options.heartbeatInterval ?? 1_000,
+      heartbeatInterval,
+      // strict: several rounds per maxStaleness, so a healthy instance always holds a recent confirmation.
+      beatInterval: Math.min(heartbeatInterval, this.maxStaleness / 4),
       clock: this.#clock,
+      lanes: this.#lanes,
       onMessage: (message) => this.#invalidate(message),
     });
     this.#client.on('ready', () => this.#subscription.kick());
     this.#runner = new ScriptRunner(this.#client, this.#clock, commandTimeout);
-
-    this.#fresh = new LRUCache<string, Fresh>({
+    this.#trust = new Freshness({
       max: this.max,
-      // Deleting an entry while it loads (an invalidation) must not fail the
-      // requests waiting for it: they get the result, which is not cached.
-      ignoreFetchAbort: true,
-      fetchMethod: (userUuid) => this.#load(userUuid),
+      subscription: this.#subscription,
+      revalidateInterval: options.revalidateInterval ?? 5_000,
+      maxStaleness: this.maxStaleness,
+      stats: this.#stats,
+      load: (userUuid) => this.#load(userUuid),
+      hasLocal: (userUuid) => this.peekGeneration(userUuid) !== undefined,
     });
-    this.#outdated = new LRUCache<string, number>({ max: this.max });
   }
 
   /** Counters of Redis reads and writes done by this store. */
@@ -179,6 +156,7 @@ export class RedisContextStore extends ContextStore {
       redis: this.#client.status,
       invalidations: this.#subscription.state,
       subscriptionLosses: this.#subscription.losses,
+      invalidationGaps: this.#subscription.gaps,
       clock: this.#clock.known ? 'measured' : 'unknown',
       deployment: isCluster(this.#client) ? 'cluster' : 'standalone',
       consistency: this.consistency,
@@ -204,14 +182,14 @@ export class RedisContextStore extends ContextStore {
   /**
    * Opens a scope on the user's shared configuration: synchronously when the
    * near-cache holds it, no invalidation arrived since it was read and it was
-   * confirmed less than `revalidateInterval` ago; otherwise after one Redis
-   * read (shared by every concurrent request of the user). Redis unreachable:
-   * see `consistency`; a context not cached here rejects with
-   * `ContextStoreUnavailableError` (503).
+   * confirmed less than `revalidateInterval` (strict: `maxStaleness`) ago;
+   * otherwise after one Redis read (shared by every concurrent request of the
+   * user). Redis unreachable: see `consistency`; a context not cached here
+   * rejects with `ContextStoreUnavailableError` (503).
    */
   override acquireScope(userUuid: string, claims?: Readonly<Record<string, unknown>>): Scope | Promise<Scope> {
     if (this.closed) return super.openScope(userUuid, claims);
-    const fresh = this.#freshEntry(userUuid, true);
+    const fresh = this.#trust.entry(userUuid, true);
     if (fresh !== undefined) {
       this.#maybeTouch(userUuid, fresh);
       return super.openScope(userUuid, claims);
@@ -224,13 +202,13 @@ export class RedisContextStore extends ContextStore {
    * near-cache; otherwise throws `ContextNotLoadedError` (use `acquireScope`).
    */
   override openScope(userUuid: string, claims?: Readonly<Record<string, unknown>>): Scope {
-    if (!this.closed && this.#freshEntry(userUuid, false) === undefined) throw notLoaded(userUuid);
+    if (!this.closed && this.#trust.entry(userUuid, false) === undefined) throw notLoaded(userUuid);
     return super.openScope(userUuid, claims);
   }
 
   /** The user's current generation, if it is current in the near-cache; else throws `ContextNotLoadedError`. */
   override currentGeneration(userUuid: string): Generation {
-    if (this.#freshEntry(userUuid, false) === undefined) throw notLoaded(userUuid);
+    if (this.#trust.entry(userUuid, false) === undefined) throw notLoaded(userUuid);
     return super.currentGeneration(userUuid);
   }
 
@@ -274,7 +252,10 @@ export class RedisContextStore extends ContextStore {
    */
   override async deleteContext(userUuid: string): Promise<boolean> {
     if (this.closed) throw new StoreClosedError('The context store is closed; it cannot delete contexts any more.');
-    const reply = await this.#runner.run(DELETE, this.keyOf(userUuid), (deadline) => [this.#channel, this.instanceId, userUuid, deadline]);
+    const key = this.keyOf(userUuid);
+    const lane = this.#laneOf(key);
+    const reply = await this.#runner.run(DELETE, key, (deadline) => [this.#channel, this.instanceId, userUuid, deadline, lane.key, lane.id],
+      this.#lanes.declared ? lane.key : undefined);
     this.#stats.deletes++;
     // A local entry on the defaults (version 0) is no stored context.
     const local = this.peekGeneration(userUuid);
@@ -292,27 +273,18 @@ export class RedisContextStore extends ContextStore {
       try {
         await super.close(options);
       } finally {
-        this.#fresh.clear();
+        this.#trust.clear();
         await Promise.allSettled([this.#subscription.close(), this.#ownsClient ? quit(this.#client) : undefined]);
       }
     })();
     return this.#shutdown;
   }
 
-  /**
-   * The near-cache entry if it may be served without asking Redis: the
-   * subscription is confirmed and has been since the entry was read, and
-   * (with `checkAge`) it was confirmed less than `revalidateInterval` ago.
-   */
-  #freshEntry(userUuid: string, checkAge: boolean): Fresh | undefined {
-    if (!this.#subscription.active) return undefined;
-    const fresh = this.#fresh.get(userUuid);
-    if (fresh === undefined || fresh.epoch !== this.#subscription.epoch) return undefined;
-    if (checkAge && localNow() - fresh.checkedAt >= this.#revalidateInterval) {
-      this.#stats.revalidations++;
-      return undefined;
-    }
-    return this.peekGeneration(userUuid) === undefined ? undefined : fresh;
+  /** The lane a write on `key` numbers its invalidation in (see confirmation.ts). */
+  #laneOf(key: string): Lane {
+    const lane = this.#lanes.forKey(key);
+    if (lane === undefined) throw new ContextStoreUnavailableError('The Redis Cluster slots are not known yet; retry in a few seconds.');
+    return lane;
   }
 
   async #loadAndOpen(userUuid: string, claims: Readonly<Record<string, unknown>> | undefined): Promise<Scope> {
@@ -320,19 +292,22 @@ export class RedisContextStore extends ContextStore {
   }
 
   /**
-   * Loads the user's context (single flight) and runs `then` synchronously
-   * once it is in the near-cache. Redis failing with the context cached
-   * here: `then` runs on the cached one if `consistency` is `'available'`
-   * and no invalidation said it is outdated; otherwise the error.
+   * Loads the user's context (single flight: a read in flight answers only
+   * if it was sent recently enough, see freshness.ts) and runs `then`
+   * synchronously once it is in the near-cache. Redis failing with the
+   * context cached here: `then` runs on the cached one if `consistency` is
+   * `'available'` and no invalidation said it is outdated; otherwise the error.
    */
   async #whenLoaded<T>(userUuid: string, then: () => T): Promise<T> {
+    const start = localNow();
     for (let attempt = 0; attempt < 3; attempt++) {
+      let fresh: Fresh | undefined;
       try {
-        await this.#fresh.fetch(userUuid, { forceRefresh: true });
+        fresh = await this.#trust.fetch(userUuid);
       } catch (error) {
         if (!(error instanceof ContextStoreUnavailableError)) throw error;
         // Strict, nothing cached, or what is cached is known to be outdated: 503.
-        if (this.consistency === 'strict' || this.peekGeneration(userUuid) === undefined || this.#outdated.has(userUuid)) {
+        if (this.consistency === 'strict' || this.peekGeneration(userUuid) === undefined || this.#trust.isOutdated(userUuid)) {
           throw error;
         }
         this.#stats.servedUnconfirmed++;
@@ -343,10 +318,14 @@ export class RedisContextStore extends ContextStore {
         );
       }
       if (this.closed) throw new StoreClosedError('The context store is closed; no new user scope can start.');
+      // Joined a read sent too long before this request started: read again.
+      if (fresh !== undefined && !this.#trust.answers(fresh, start)) continue;
       // The local entry may have been evicted (LRU) between the load and now.
       if (this.peekGeneration(userUuid) !== undefined) return then();
     }
-    throw new ContextStoreUnavailableError('The context could not be kept in the near-cache (it is full); retry shortly.');
+    throw new ContextStoreUnavailableError(
+      'The context could not be read from Redis recently enough, or kept in the near-cache (it is full); retry shortly.',
+    );
   }
 
   async #load(userUuid: string): Promise<Fresh> {
@@ -372,11 +351,13 @@ export class RedisContextStore extends ContextStore {
     // fields as they were (checked here, then retried on that version).
     const guarded = resources.size > 0 && scope !== undefined && scope.open && scope.userUuid === userUuid;
     let expected = guarded ? String(scope.gen.version) : '';
+    const key = this.keyOf(userUuid);
     for (let attempt = 0; ; attempt++) {
       const tick = ++this.#tick;
+      const lane = this.#laneOf(key);
       let reply: unknown;
       try {
-        reply = await this.#runner.run(COMMIT, this.keyOf(userUuid), (deadline) => [
+        reply = await this.#runner.run(COMMIT, key, (deadline) => [
           String(Date.now()),
           String(this.#redisTtl),
           this.#channel,
@@ -384,8 +365,10 @@ export class RedisContextStore extends ContextStore {
           userUuid,
           deadline,
           expected,
+          lane.key,
+          lane.id,
           ...encoded,
-        ]);
+        ], this.#lanes.declared ? lane.key : undefined);
       } catch (error) {
         if (!(error instanceof VersionMoved) || !guarded) throw error;
         const current = await this.#whenLoaded(userUuid, () => this.peekGeneration(userUuid)!);
@@ -414,7 +397,7 @@ export class RedisContextStore extends ContextStore {
       this.#sources.set(gen, this.#sources.get(local) ?? 0);
       return gen;
     };
-    return this.#freshEntry(userUuid, true) !== undefined ? apply() : this.#whenLoaded(userUuid, apply);
+    return this.#trust.entry(userUuid, true) !== undefined ? apply() : this.#whenLoaded(userUuid, apply);
   }
 
   #conflictCheck(scope: Scope, current: Generation, fields: ReadonlyMap<string, unknown>, resources: ReadonlyMap<ResourceName, unknown>): void {
@@ -448,7 +431,7 @@ export class RedisContextStore extends ContextStore {
     if (current) {
       this.#sources.set(gen, tick);
       // Sent after the invalidation arrived: the reply includes that write.
-      if ((this.#outdated.get(userUuid) ?? Number.POSITIVE_INFINITY) < tick) this.#outdated.delete(userUuid);
+      this.#trust.settled(userUuid, tick);
     }
     return gen;
   }
@@ -466,7 +449,7 @@ export class RedisContextStore extends ContextStore {
         if (local === undefined || (this.#sources.get(local) ?? 0) > tick) return;
         const version = typeof reply === 'number' && reply > 0 ? reply : 0;
         // Missed an invalidation (or the context left Redis): read it again.
-        if (version !== local.version) this.#fresh.delete(userUuid);
+        if (version !== local.version) this.#trust.forget(userUuid);
       },
       (error: unknown) => {
         fresh.touchedAt = 0;
@@ -477,12 +460,11 @@ export class RedisContextStore extends ContextStore {
 
   /** Drops the user here (near-cache and local entry); returns whether an entry was here. */
   #dropLocal(userUuid: string): boolean {
-    this.#fresh.delete(userUuid);
-    this.#outdated.delete(userUuid);
+    this.#trust.drop(userUuid);
     return super.evict(userUuid, 'manual');
   }
 
-  /** `<origin> <version|del> <user>`, published by the scripts. */
+  /** `<origin>#<lane>:<seq> <version|del> <user>`, published by the scripts (the subscription has checked the number). */
   #invalidate(message: string): void {
     const first = message.indexOf(' ');
     const space = message.indexOf(' ', first + 1);
@@ -495,12 +477,12 @@ export class RedisContextStore extends ContextStore {
       return;
     }
     // Our own writes too: if a write's reply was lost, the next read fixes it.
-    this.#fresh.delete(userUuid);
+    this.#trust.forget(userUuid);
     // Unless it is our own write, already installed here, the local copy is
     // outdated: if Redis fails before it is read again, do not serve it.
     const local = this.peekGeneration(userUuid);
-    const own = message.slice(0, first) === this.instanceId && local?.version === Number(token);
-    if (local !== undefined && !own) this.#outdated.set(userUuid, this.#tick);
+    const own = message.slice(0, first).split('#')[0] === this.instanceId && local?.version === Number(token);
+    if (local !== undefined && !own) this.#trust.markOutdated(userUuid, this.#tick);
   }
 
   #decode(userUuid: string, reply: unknown): ReturnType<FieldCodec['decode']> {
