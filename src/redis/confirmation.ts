@@ -36,6 +36,7 @@
  * @internal
  * @module
  */
+import { ContextStoreUnavailableError } from '../errors.js';
 import { isCluster, slotOf, type RedisClient } from './topology.js';
 
 /** A node's invalidation counter: its id in messages and its key. */
@@ -77,6 +78,13 @@ export class Lanes {
       return lane;
     }
     return undefined;
+  }
+
+  /** The lane a write on `key` numbers its invalidation in; 503 while a Cluster's slots are unknown. */
+  of(key: string): Lane {
+    const lane = this.forKey(key);
+    if (lane === undefined) throw new ContextStoreUnavailableError('The Redis Cluster slots are not known yet; retry in a few seconds.');
+    return lane;
   }
 
   /** The lane of the node a script on `key` runs on. */

@@ -17,6 +17,8 @@
  * @module
  */
 import { LRUCache } from 'lru-cache';
+import { ContextStoreUnavailableError, StoreClosedError } from '../errors.js';
+import { warnOnce } from '../warn.js';
 import { localNow } from './fence.js';
 import type { RedisStoreStats } from './stats.js';
 import type { Subscription } from './subscription.js';
@@ -39,11 +41,15 @@ export interface FreshnessOptions {
   revalidateInterval: number;
   /** `consistency: 'strict'`: the `maxStaleness` option; otherwise `Infinity`. */
   maxStaleness: number;
+  /** `consistency: 'strict'`: never serve what Redis cannot confirm. */
+  strict: boolean;
   stats: RedisStoreStats;
   /** Reads the user's context from Redis and installs it locally. */
   load: (userUuid: string) => Promise<Fresh>;
   /** Whether the store holds a local generation of the user. */
   hasLocal: (userUuid: string) => boolean;
+  /** Whether the store is closed. */
+  closed: () => boolean;
 }
 
 export class Freshness {
@@ -94,14 +100,39 @@ export class Freshness {
     return this.#o.hasLocal(userUuid) ? fresh : undefined;
   }
 
-  /** Reads the user's context from Redis (one read in flight per user, shared). */
-  fetch(userUuid: string): Promise<Fresh | undefined> {
-    return this.#fresh.fetch(userUuid, { forceRefresh: true });
-  }
-
-  /** Whether a read sent at `fresh.checkedAt` may answer a request that started at `start`. */
-  answers(fresh: Fresh, start: number): boolean {
-    return fresh.checkedAt >= start || start - fresh.checkedAt < this.#readBound;
+  /**
+   * Reads the user's context from Redis (one read in flight per user,
+   * shared: it answers only if it was sent recently enough) and runs `then`
+   * synchronously once it is in the near-cache. Redis failing with the
+   * context cached here: `then` runs on the cached one if not strict and no
+   * invalidation said it is outdated; otherwise the error.
+   */
+  async whenLoaded<T>(userUuid: string, then: () => T): Promise<T> {
+    const start = localNow();
+    for (let attempt = 0; attempt < 3; attempt++) {
+      let fresh: Fresh | undefined;
+      try {
+        fresh = await this.#fresh.fetch(userUuid, { forceRefresh: true });
+      } catch (error) {
+        if (!(error instanceof ContextStoreUnavailableError)) throw error;
+        // Strict, nothing cached, or what is cached is known to be outdated: 503.
+        if (this.#o.strict || !this.#o.hasLocal(userUuid) || this.#outdated.has(userUuid)) throw error;
+        this.#o.stats.servedUnconfirmed++;
+        warnOnce(
+          'KUC_REDIS_STALE_READ',
+          `Redis is unavailable (${error.message}); requests of users cached here are served from the near-cache ` +
+            "(consistency: 'available'; set consistency: 'strict' to answer 503 instead).",
+        );
+      }
+      if (this.#o.closed()) throw new StoreClosedError('The context store is closed; no new user scope can start.');
+      // Joined a read sent too long before this request started: read again.
+      if (fresh !== undefined && !(fresh.checkedAt >= start || start - fresh.checkedAt < this.#readBound)) continue;
+      // The local entry may have been evicted (LRU) between the load and now.
+      if (this.#o.hasLocal(userUuid)) return then();
+    }
+    throw new ContextStoreUnavailableError(
+      'The context could not be read from Redis recently enough, or kept in the near-cache (it is full); retry shortly.',
+    );
   }
 
   /** The entry must be read again before it is served. */
@@ -122,10 +153,6 @@ export class Freshness {
   /** An invalidation at logical time `tick` said the local copy is outdated. */
   markOutdated(userUuid: string, tick: number): void {
     this.#outdated.set(userUuid, tick);
-  }
-
-  isOutdated(userUuid: string): boolean {
-    return this.#outdated.has(userUuid);
   }
 
   /** A Redis reply sent at logical time `tick` was installed: it includes any write an invalidation before it announced. */

@@ -17,20 +17,20 @@
 import { randomUUID } from 'node:crypto';
 import { splitPatch } from '../context/values.js';
 import type { ContextPatch, ResourceName } from '../context/types.js';
-import { ConfigurationConflictError, ContextNotLoadedError, ContextStoreUnavailableError, StoreClosedError } from '../errors.js';
+import { ConfigurationConflictError, ContextNotLoadedError, StoreClosedError } from '../errors.js';
 import type { Generation } from '../store/generation.js';
 import type { Scope } from '../store/scope.js';
 import { ContextStore } from '../store/store.js';
 import { warnOnce } from '../warn.js';
 import { FieldCodec, toEncryptionKey } from './codec.js';
-import { Lanes, type Lane } from './confirmation.js';
+import { Lanes } from './confirmation.js';
 import { RedisClock, localNow } from './fence.js';
 import { Freshness, type Fresh } from './freshness.js';
 import { ScriptRunner, VersionMoved, toUnavailable } from './runner.js';
 import { DEFAULT_SECRET_FIELDS, REDIS_OPTION_NAMES, checkOptions, type RedisConsistency, type RedisContextStoreOptions } from './options.js';
 import { COMMIT, DELETE, LOAD, TOUCH } from './scripts.js';
 import type { RedisReadiness, RedisStoreStats } from './stats.js';
-import { Subscription, quit } from './subscription.js';
+import { Subscription, quit, type Invalidation } from './subscription.js';
 import { connect, isCluster, type RedisClient } from './topology.js';
 
 export type { RedisConsistency, RedisContextStoreOptions } from './options.js';
@@ -107,9 +107,7 @@ export class RedisContextStore extends ContextStore {
     this.#redisTtl = this.ttl > 0 ? this.ttl + refreshInterval : 0;
     const key = options.encryptionKey === undefined ? undefined : toEncryptionKey(options.encryptionKey);
     this.#codec = new FieldCodec(key, new Set(secretFields), keyPrefix);
-
-    // The server behind a connection may change when it closes (a restart, a
-    // failover): forget its clock until it is measured again.
+    // The server behind a connection may change when it closes (a restart, a failover): forget its clock until it is measured again.
     const connected = connect(redis, options.redisOptions, commandTimeout, `koa-user-context:${this.instanceId}`, () => this.#clock.forget());
     this.#client = connected.client;
     this.#ownsClient = connected.owned;
@@ -133,9 +131,11 @@ export class RedisContextStore extends ContextStore {
       subscription: this.#subscription,
       revalidateInterval: options.revalidateInterval ?? 5_000,
       maxStaleness: this.maxStaleness,
+      strict: this.consistency === 'strict',
       stats: this.#stats,
       load: (userUuid) => this.#load(userUuid),
       hasLocal: (userUuid) => this.peekGeneration(userUuid) !== undefined,
+      closed: () => this.closed,
     });
   }
 
@@ -194,7 +194,7 @@ export class RedisContextStore extends ContextStore {
       this.#maybeTouch(userUuid, fresh);
       return super.openScope(userUuid, claims);
     }
-    return this.#loadAndOpen(userUuid, claims);
+    return this.#trust.whenLoaded(userUuid, () => super.openScope(userUuid, claims));
   }
 
   /**
@@ -253,7 +253,7 @@ export class RedisContextStore extends ContextStore {
   override async deleteContext(userUuid: string): Promise<boolean> {
     if (this.closed) throw new StoreClosedError('The context store is closed; it cannot delete contexts any more.');
     const key = this.keyOf(userUuid);
-    const lane = this.#laneOf(key);
+    const lane = this.#lanes.of(key);
     const reply = await this.#runner.run(DELETE, key, (deadline) => [this.#channel, this.instanceId, userUuid, deadline, lane.key, lane.id],
       this.#lanes.declared ? lane.key : undefined);
     this.#stats.deletes++;
@@ -278,54 +278,6 @@ export class RedisContextStore extends ContextStore {
       }
     })();
     return this.#shutdown;
-  }
-
-  /** The lane a write on `key` numbers its invalidation in (see confirmation.ts). */
-  #laneOf(key: string): Lane {
-    const lane = this.#lanes.forKey(key);
-    if (lane === undefined) throw new ContextStoreUnavailableError('The Redis Cluster slots are not known yet; retry in a few seconds.');
-    return lane;
-  }
-
-  async #loadAndOpen(userUuid: string, claims: Readonly<Record<string, unknown>> | undefined): Promise<Scope> {
-    return this.#whenLoaded(userUuid, () => super.openScope(userUuid, claims));
-  }
-
-  /**
-   * Loads the user's context (single flight: a read in flight answers only
-   * if it was sent recently enough, see freshness.ts) and runs `then`
-   * synchronously once it is in the near-cache. Redis failing with the
-   * context cached here: `then` runs on the cached one if `consistency` is
-   * `'available'` and no invalidation said it is outdated; otherwise the error.
-   */
-  async #whenLoaded<T>(userUuid: string, then: () => T): Promise<T> {
-    const start = localNow();
-    for (let attempt = 0; attempt < 3; attempt++) {
-      let fresh: Fresh | undefined;
-      try {
-        fresh = await this.#trust.fetch(userUuid);
-      } catch (error) {
-        if (!(error instanceof ContextStoreUnavailableError)) throw error;
-        // Strict, nothing cached, or what is cached is known to be outdated: 503.
-        if (this.consistency === 'strict' || this.peekGeneration(userUuid) === undefined || this.#trust.isOutdated(userUuid)) {
-          throw error;
-        }
-        this.#stats.servedUnconfirmed++;
-        warnOnce(
-          'KUC_REDIS_STALE_READ',
-          `Redis is unavailable (${error.message}); requests of users cached here are served from the near-cache ` +
-            "(consistency: 'available'; set consistency: 'strict' to answer 503 instead).",
-        );
-      }
-      if (this.closed) throw new StoreClosedError('The context store is closed; no new user scope can start.');
-      // Joined a read sent too long before this request started: read again.
-      if (fresh !== undefined && !this.#trust.answers(fresh, start)) continue;
-      // The local entry may have been evicted (LRU) between the load and now.
-      if (this.peekGeneration(userUuid) !== undefined) return then();
-    }
-    throw new ContextStoreUnavailableError(
-      'The context could not be read from Redis recently enough, or kept in the near-cache (it is full); retry shortly.',
-    );
   }
 
   async #load(userUuid: string): Promise<Fresh> {
@@ -354,7 +306,7 @@ export class RedisContextStore extends ContextStore {
     const key = this.keyOf(userUuid);
     for (let attempt = 0; ; attempt++) {
       const tick = ++this.#tick;
-      const lane = this.#laneOf(key);
+      const lane = this.#lanes.of(key);
       let reply: unknown;
       try {
         reply = await this.#runner.run(COMMIT, key, (deadline) => [
@@ -371,7 +323,7 @@ export class RedisContextStore extends ContextStore {
         ], this.#lanes.declared ? lane.key : undefined);
       } catch (error) {
         if (!(error instanceof VersionMoved) || !guarded) throw error;
-        const current = await this.#whenLoaded(userUuid, () => this.peekGeneration(userUuid)!);
+        const current = await this.#trust.whenLoaded(userUuid, () => this.peekGeneration(userUuid)!);
         this.#conflictCheck(scope, current, fields, resources);
         if (attempt + 1 >= CONFLICT_ATTEMPTS) {
           this.#stats.conflicts++;
@@ -397,7 +349,7 @@ export class RedisContextStore extends ContextStore {
       this.#sources.set(gen, this.#sources.get(local) ?? 0);
       return gen;
     };
-    return this.#trust.entry(userUuid, true) !== undefined ? apply() : this.#whenLoaded(userUuid, apply);
+    return this.#trust.entry(userUuid, true) !== undefined ? apply() : this.#trust.whenLoaded(userUuid, apply);
   }
 
   #conflictCheck(scope: Scope, current: Generation, fields: ReadonlyMap<string, unknown>, resources: ReadonlyMap<ResourceName, unknown>): void {
@@ -464,14 +416,9 @@ export class RedisContextStore extends ContextStore {
     return super.evict(userUuid, 'manual');
   }
 
-  /** `<origin>#<lane>:<seq> <version|del> <user>`, published by the scripts (the subscription has checked the number). */
-  #invalidate(message: string): void {
-    const first = message.indexOf(' ');
-    const space = message.indexOf(' ', first + 1);
-    if (first < 0 || space < 0) return;
+  /** An invalidation published by a script (the subscription has checked its number). */
+  #invalidate({ origin, token, userUuid }: Invalidation): void {
     this.#stats.invalidations++;
-    const token = message.slice(first + 1, space);
-    const userUuid = message.slice(space + 1);
     if (token === 'del') {
       this.#dropLocal(userUuid);
       return;
@@ -481,7 +428,7 @@ export class RedisContextStore extends ContextStore {
     // Unless it is our own write, already installed here, the local copy is
     // outdated: if Redis fails before it is read again, do not serve it.
     const local = this.peekGeneration(userUuid);
-    const own = message.slice(0, first).split('#')[0] === this.instanceId && local?.version === Number(token);
+    const own = origin === this.instanceId && local?.version === Number(token);
     if (local !== undefined && !own) this.#trust.markOutdated(userUuid, this.#tick);
   }
 

@@ -49,8 +49,17 @@ export interface SubscriptionOptions {
   beatInterval: number;
   clock: RedisClock;
   lanes: Lanes;
-  /** Every message on the channel except heartbeats. */
-  onMessage: (message: string) => void;
+  /** Every invalidation on the channel. */
+  onMessage: (invalidation: Invalidation) => void;
+}
+
+/** An invalidation as the scripts publish it: `<origin>#<lane>:<seq> <version|del> <user>`. */
+export interface Invalidation {
+  /** The instance that wrote. */
+  origin: string;
+  /** The version written, or `del`. */
+  token: string;
+  userUuid: string;
 }
 
 /** How the invalidation subscription is: what `/ready` reports. */
@@ -169,9 +178,13 @@ export class Subscription {
         if (message.slice(0, space) === this.#o.instanceId) this.#heard(body!);
       } else {
         const hash = message.indexOf('#');
-        const n = hash >= 0 && hash < space ? parseLaneSeq(message.slice(hash + 1, space)) : undefined;
+        const numbered = hash >= 0 && hash < space;
+        const n = numbered ? parseLaneSeq(message.slice(hash + 1, space)) : undefined;
         if (n !== undefined && !this.#confirmation.invalidation(n.lane, n.seq)) this.#gap();
-        this.#o.onMessage(message);
+        const user = message.indexOf(' ', space + 1);
+        if (space < 0 || user < 0) return;
+        const origin = message.slice(0, numbered ? hash : space);
+        this.#o.onMessage({ origin, token: message.slice(space + 1, user), userUuid: message.slice(user + 1) });
       }
     });
     return sub;
