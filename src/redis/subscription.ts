@@ -149,11 +149,12 @@ export class Subscription {
       warnOnce('KUC_REDIS_ERROR', `Redis connection error (the client reconnects by itself): ${error.message}`);
     });
     sub.on('ready', () => {
+      // A new connection: the numbers seen on the one before say nothing about it.
+      if (sub === this.#sub) this.#confirmation.reset();
       sub.subscribe(this.#o.channel).then(
         () => {
           if (sub !== this.#sub) return;
           this.#subscribed = true;
-          this.#confirmation.reset();
           this.#confirmFrom = this.#round + 1;
           this.#send();
         },
@@ -164,7 +165,7 @@ export class Subscription {
       if (sub !== this.#sub) return;
       if (this.#subscribed) this.#unsubscribedSince = performance.now();
       this.#subscribed = false;
-      this.#deactivate();
+      this.#unconfirm();
     });
     sub.on('message', (channel: string, message: string) => {
       if (channel !== this.#o.channel || sub !== this.#sub) return;
