@@ -96,8 +96,9 @@ export interface RedisContextStoreOptions extends ContextStoreOptions {
    * A near-cached context confirmed by Redis longer ago than this is read
    * again before it is served (one round trip per user and interval), which
    * bounds staleness even if an invalidation is lost. `0`: every request
-   * reads Redis, with a read sent after the request started: linearizable
-   * reads, at one Redis round trip per request (see docs/scaling-out-redis.md).
+   * reads Redis, with a read sent after the request started: with
+   * `consistency: 'strict'`, linearizable reads (or a 503), at one Redis
+   * round trip per request (see docs/scaling-out-redis.md).
    * @default 5_000
    */
   revalidateInterval?: number;
