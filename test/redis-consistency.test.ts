@@ -3,7 +3,8 @@
  * 127.0.0.1:6379; two stores in one process stand for two instances):
  * deleting a context everywhere (admin API), the stale-client conflict check
  * on the Redis write path, staleness bounded by `revalidateInterval` when an
- * invalidation is lost (and what that costs in Redis reads), and a lost
+ * invalidation is lost (and what that costs in Redis reads), `revalidateInterval: 0`
+ * answering every request with a read sent after it started, and a lost
  * subscription noticed and reported by `/ready`.
  */
 import { randomBytes, randomUUID } from 'node:crypto';
@@ -43,6 +44,10 @@ describe('RedisContextStore options (checked before any connection)', () => {
     [{ revalidateInterval: '5s' }, /options\.revalidateInterval/],
     [{ heartbeatInterval: 0 }, /options\.heartbeatInterval must be a number of milliseconds > 0/],
     [{ consistancy: 'strict' }, /consistancy/],
+    [{ maxStaleness: 250 }, /options\.maxStaleness bounds consistency: 'strict' only/],
+    [{ consistency: 'strict', maxStaleness: 0 }, /options\.maxStaleness must be a number of milliseconds >= 10/],
+    [{ consistency: 'strict', maxStaleness: '250ms' }, /options\.maxStaleness must be a number of milliseconds/],
+    [{ consistency: 'strict', maxStalenes: 250 }, /maxStalenes/],
     [{ redis: {} }, /options\.redis must be a Redis URL .* or an ioredis client \(Redis or Cluster\)/],
   ])('%j is a TypeError saying how to fix it', (extra, message) => {
     expect(() => new RedisContextStore({ ...base, ...extra } as unknown as RedisContextStoreOptions)).toThrow(TypeError);
@@ -240,6 +245,43 @@ describe.skipIf(!available)('RedisContextStore consistency', () => {
     const loadsOfA = a.stats.loads;
     const seenByA = await runAsUser(users[0]!, () => getUserModel(), { store: a });
     expect(seenByA === 'v1' ? a.stats.loads === loadsOfA : a.stats.loads > loadsOfA).toBe(true);
+  });
+
+  it('revalidateInterval 0 answers every request with a Redis read sent after it started: a change written behind the store\'s back is seen by every request that starts after it', async () => {
+    const b = await makeStore({ consistency: 'strict', revalidateInterval: 0 });
+    const users = Array.from({ length: 10 }, () => randomUUID());
+    for (const u of users) await runAsUser(u, () => configureUser({ provider: 'OpenAI', model: 'v0' }), { store: b });
+    const ROUNDS = 15;
+    let stale = 0;
+    let requests = 0;
+    await Promise.all(users.map(async (u) => {
+      /** When version k was in Redis (written without an invalidation, as when one is lost). */
+      const writtenAt: number[] = [0];
+      let writing = true;
+      const writer = (async () => {
+        for (let k = 1; k <= ROUNDS; k++) {
+          await sleep(Math.random() * 8);
+          await redis().hset(b.keyOf(u), 'f:model', `j:${JSON.stringify(`v${k}`)}`);
+          writtenAt[k] = performance.now();
+        }
+        writing = false;
+      })();
+      // Readers interleave with the writes, so requests keep starting while a read is in flight.
+      await Promise.all(Array.from({ length: 4 }, async () => {
+        while (writing) {
+          await sleep(Math.random() * 2);
+          const started = performance.now();
+          const newest = writtenAt.findLastIndex((t) => t !== undefined && t < started);
+          const model = await runAsUser(u, () => getUserModel(), { store: b });
+          requests++;
+          if (Number(String(model).slice(1)) < newest) stale++;
+        }
+      }));
+      await writer;
+    }));
+    console.log(`[redis-consistency] revalidateInterval 0: ${requests} requests, ${stale} stale, ${b.stats.loads} Redis reads`);
+    expect(requests).toBeGreaterThan(users.length * ROUNDS);
+    expect(stale).toBe(0);
   });
 
   it('notices a killed subscription at once, reports it on /ready, and reads everything again once it is back', async () => {

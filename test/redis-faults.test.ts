@@ -9,20 +9,25 @@
  *      times: every context is lost each time;
  *   2. stalls Redis (DEBUG SLEEP, longer than the store's commandTimeout)
  *      in the middle of configures, then kills the stores' connections
- *      (CLIENT KILL TYPE normal, then TYPE pubsub).
+ *      (CLIENT KILL TYPE normal, then TYPE pubsub);
+ *   3. drops every invalidation on its way to one instance for 3 s while its
+ *      heartbeats get through (a proxy in front of Redis: nothing closes, no
+ *      error), the silent loss that heartbeats alone do not see.
  *
  * In both modes: zero wrong-user answers, zero torn pairs, zero writes
  * answered 503 and applied later, every failure a 503 with Retry-After,
  * service back within 5 s, both instances agreeing at the end. With
  * `consistency: 'strict'` additionally zero stale answers, even during the
- * faults; with `'available'` stale answers happen only during a fault (an
- * instance serving its near-cache while it cannot reach Redis) and are counted.
+ * faults (beyond `maxStaleness` for the silent loss); with `'available'` stale
+ * answers happen only during a fault (an instance serving its near-cache
+ * while it cannot reach Redis) and are counted.
  */
 import { randomBytes, randomUUID } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
 import { generateSecret, mintToken } from '../examples/tokens.js';
 import type { RedisConsistency } from '../src/redis.js';
 import { OWN_PORTS_FROM, OwnRedisServer, adminClient, freePort, requireRedisServerBinary, runPrefix, sleep } from './helpers/redis.js';
+import { PubSubProxy } from './support/pubsub-proxy.js';
 import {
   VISIBLE_AFTER_MS,
   call,
@@ -45,6 +50,7 @@ const COMMAND_TIMEOUT_MS = 800;
 
 describe.skipIf(!available)('Redis faults under load (two instances, 50 users)', () => {
   let redis: OwnRedisServer | undefined;
+  let proxy: PubSubProxy | undefined;
   let instances: Instance[] = [];
   const failures: string[] = [];
 
@@ -52,6 +58,8 @@ describe.skipIf(!available)('Redis faults under load (two instances, 50 users)',
     for (const i of instances) i.server.close();
     await Promise.all(instances.map((i) => i.store.close()));
     instances = [];
+    await proxy?.close();
+    proxy = undefined;
     await redis?.destroy();
     redis = undefined;
     failures.length = 0;
@@ -69,9 +77,12 @@ describe.skipIf(!available)('Redis faults under load (two instances, 50 users)',
     mode: RedisConsistency,
     server: OwnRedisServer,
     faults: (env: { instances: Instance[]; secret: string }) => Promise<Fault[]>,
+    /** Instance B's Redis URL (default: the server's); whether the faults make requests fail (503). */
+    { urlOfB = server.url, fails = true }: { urlOfB?: string; fails?: boolean } = {},
   ) {
     const secret = generateSecret();
-    const started = await startInstances(() => server.url, secret, { consistency: mode, commandTimeout: COMMAND_TIMEOUT_MS });
+    const urls = [server.url, urlOfB];
+    const started = await startInstances(() => urls.shift()!, secret, { consistency: mode, commandTimeout: COMMAND_TIMEOUT_MS });
     instances = started.instances;
     const users = newUsers(secret, USERS);
     let stopped = false;
@@ -82,11 +93,15 @@ describe.skipIf(!available)('Redis faults under load (two instances, 50 users)',
     });
     await load;
 
-    const { stats, lostUsers, problems } = await verifyRun({ tag: 'redis-faults', scenario: label, mode, users, instances, faults: done, failures });
+    const { stats, lostUsers, problems } = await verifyRun({
+      tag: 'redis-faults', scenario: label, mode, users, instances, faults: done, failures,
+      // strict: never an answer older than its bound, whatever the fault.
+      ...(mode === 'strict' ? { strictStaleBoundMs: instances[0]!.store.maxStaleness } : {}),
+    });
     const sawDefaults = defaultsAfterAck(users);
     const recoveries = done.map((f) => f.recoveryMs);
     // The faults happened under load: requests failed with 503 and succeeded around them.
-    expect(stats.unavailable503).toBeGreaterThan(0);
+    if (fails) expect(stats.unavailable503).toBeGreaterThan(0);
 
     // Every LLM client built was disposed exactly once, once both stores are closed.
     const { created, disposals } = started;
@@ -204,6 +219,30 @@ describe.skipIf(!available)('Redis faults under load (two instances, 50 users)',
       } finally {
         admin.disconnect();
       }
+    }, 40_000);
+
+    it(`[${mode}] one instance's invalidations lost for 3 s while its heartbeats get through: the gap is seen, ${mode === 'strict' ? 'no answer older than maxStaleness' : 'stale answers counted'}, nothing lost`, async () => {
+      redis = await startServer();
+      const server = redis;
+      const dropping = (proxy = await PubSubProxy.start({ host: '127.0.0.1', port: server.port }));
+      const { lostUsers, problems } = await underLoad('invalidations lost (one instance, 3 s), heartbeats through', mode, server, async ({ instances: both, secret }) => {
+        await sleep(800 + Math.random() * 400);
+        const start = Date.now();
+        // Every invalidation on its way to B, never a heartbeat (`<origin> hb ...`).
+        dropping.drop = (payload) => !/^\S+ hb /.test(payload);
+        await sleep(3_000);
+        dropping.drop = undefined;
+        const end = Date.now();
+        return [{ kind: 'invalidations to B dropped 3 s', start, end, loses: false, recoveryMs: await measureRecovery(both, secret, end) }];
+      }, { urlOfB: dropping.url, fails: false });
+      const [a, b] = instances;
+      expect(dropping.dropped, 'invalidations dropped on their way to B').toBeGreaterThan(20);
+      expect(lostUsers).toBe(0);
+      // B saw the loss in the numbers (its heartbeats kept coming back); A, which got everything, saw none.
+      expect(b!.store.readiness().invalidationGaps).toBeGreaterThan(0);
+      expect(a!.store.readiness().invalidationGaps).toBe(0);
+      console.log(`[redis-faults] ${mode}: ${dropping.dropped} invalidations dropped; stale answers during the loss: ` +
+        `${problems.staleInFault.length}, max ${Math.max(0, ...problems.staleLagsMs)} ms after the ack`);
     }, 40_000);
   }
 });

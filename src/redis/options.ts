@@ -16,10 +16,13 @@ import { isClient } from './topology.js';
  *   (requests keep working during an outage; an instance cut off from Redis
  *   may serve a configuration another instance has replaced, until it
  *   reconnects);
- * - `'strict'`: answers 503 (`ContextStoreUnavailableError`): a request is
- *   served only a configuration confirmed by Redis, at most
- *   `revalidateInterval` ms ago, on an instance whose subscription is
- *   confirmed.
+ * - `'strict'`: a request is served from the near-cache only while this
+ *   instance holds a confirmation younger than `maxStaleness` (its own read
+ *   of the context, or a heartbeat that came back through every node, after
+ *   every invalidation published before it); otherwise it reads Redis, and
+ *   answers 503 (`ContextStoreUnavailableError`) when Redis does not answer.
+ *   So every answer includes each write acknowledged more than
+ *   `maxStaleness` ms before the request started, under any fault.
  */
 export type RedisConsistency = 'available' | 'strict';
 
@@ -80,10 +83,22 @@ export interface RedisContextStoreOptions extends ContextStoreOptions {
    */
   consistency?: RedisConsistency;
   /**
+   * `consistency: 'strict'` only: the staleness bound in ms. A near-cached
+   * context is served only while this instance holds a confirmation younger
+   * than this (see {@link RedisConsistency}); heartbeats are sent four
+   * times per bound (or every `heartbeatInterval`, if shorter), so a healthy
+   * instance always holds one. A write acknowledged more than this long
+   * before a request started is in its answer, or the answer is a 503.
+   * @default 250
+   */
+  maxStaleness?: number;
+  /**
    * A near-cached context confirmed by Redis longer ago than this is read
    * again before it is served (one round trip per user and interval), which
    * bounds staleness even if an invalidation is lost. `0`: every request
-   * reads Redis.
+   * reads Redis, with a read sent after the request started: with
+   * `consistency: 'strict'`, linearizable reads (or a 503), at one Redis
+   * round trip per request (see docs/scaling-out-redis.md).
    * @default 5_000
    */
   revalidateInterval?: number;
@@ -102,7 +117,7 @@ export const DEFAULT_SECRET_FIELDS = SECRET_FIELD_NAMES;
 /** The options of {@link RedisContextStoreOptions} beyond the in-memory store's (for the unknown-option check). */
 export const REDIS_OPTION_NAMES: readonly string[] = Object.keys({
   redis: 1, redisOptions: 1, keyPrefix: 1, encryptionKey: 1, secretFields: 1, refreshInterval: 1, commandTimeout: 1,
-  consistency: 1, revalidateInterval: 1, heartbeatInterval: 1,
+  consistency: 1, maxStaleness: 1, revalidateInterval: 1, heartbeatInterval: 1,
 } satisfies Record<Exclude<keyof RedisContextStoreOptions, keyof ContextStoreOptions>, 1>);
 
 /** Validates the Redis-specific options; throws a TypeError naming the option and how to fix it. */
@@ -132,6 +147,13 @@ export function checkOptions(options: RedisContextStoreOptions): RedisContextSto
   }
   if (consistency !== undefined && consistency !== 'available' && consistency !== 'strict') {
     throw new TypeError(`options.consistency must be 'available' or 'strict', got ${JSON.stringify(consistency)}`);
+  }
+  const bound = options.maxStaleness;
+  if (bound !== undefined && consistency !== 'strict') {
+    throw new TypeError("options.maxStaleness bounds consistency: 'strict' only; set consistency: 'strict' or remove maxStaleness");
+  }
+  if (bound !== undefined && (typeof bound !== 'number' || !Number.isFinite(bound) || bound < 10)) {
+    throw new TypeError('options.maxStaleness must be a number of milliseconds >= 10 (the staleness bound of consistency: \'strict\')');
   }
   if (secretFields !== undefined && (!Array.isArray(secretFields) || secretFields.some((f) => typeof f !== 'string'))) {
     throw new TypeError('options.secretFields must be an array of field names');

@@ -31,9 +31,10 @@ export class ScriptRunner {
   /**
    * Runs `script` on `key`. `args` receives the fence deadline (Redis clock,
    * ms; '' for scripts that do not write): the failure this method reports
-   * `commandTimeout` after sending is final.
+   * `commandTimeout` after sending is final. `also`: a second key the
+   * script declares (same slot).
    */
-  async run(script: Script, key: string, args: (deadline: string) => string[]): Promise<unknown> {
+  async run(script: Script, key: string, args: (deadline: string) => string[], also?: string): Promise<unknown> {
     const status = this.#client.status;
     if (status !== 'ready') {
       throw new ContextStoreUnavailableError(`Redis is not connected (${status}); retry in a few seconds.`);
@@ -58,16 +59,8 @@ export class ScriptRunner {
       };
       arm();
     });
-    const call = async (): Promise<unknown> => {
-      try {
-        return await this.#client.evalsha(script.sha, 1, key, ...argv);
-      } catch (error) {
-        if (!(error instanceof Error) || !error.message.startsWith('NOSCRIPT')) throw error;
-        return this.#client.eval(script.source, 1, key, ...argv);
-      }
-    };
     try {
-      return await Promise.race([call(), timeout]);
+      return await Promise.race([evalScript(this.#client, script, also === undefined ? [key] : [key, also], argv), timeout]);
     } catch (error) {
       const message = error instanceof Error ? error.message : '';
       if (message.startsWith('KUC_CONFLICT')) throw new VersionMoved(message);
@@ -82,6 +75,16 @@ export class ScriptRunner {
     } finally {
       clearTimeout(timer);
     }
+  }
+}
+
+/** Runs a script by its SHA, sending its source when the server does not have it yet. */
+export async function evalScript(client: RedisClient, script: Script, keys: readonly string[], args: readonly string[]): Promise<unknown> {
+  try {
+    return await client.evalsha(script.sha, keys.length, ...keys, ...args);
+  } catch (error) {
+    if (!(error instanceof Error) || !error.message.startsWith('NOSCRIPT')) throw error;
+    return client.eval(script.source, keys.length, ...keys, ...args);
   }
 }
 

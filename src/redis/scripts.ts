@@ -6,7 +6,9 @@
  *
  * Layout of `<prefix>ctx:<user>` (a hash): `v` version (incremented by every
  * write), `a` last access (ms since the epoch), `f:<field>` one configuration
- * field each (see codec.ts).
+ * field each (see codec.ts). `<prefix>seq` (on a Cluster `<prefix>seq:{<tag>}`,
+ * one per master): the number of invalidations that node has published, its
+ * lane (see confirmation.ts).
  *
  * Writes are fenced (see fence.ts): each carries a deadline on Redis's own
  * clock (`TIME`, read inside the script), after which its sender has already
@@ -52,13 +54,18 @@ end
 return r
 `);
 
+/** Lua: increments the lane counter ARGV[k] and returns the invalidation's origin token `<origin>#<lane>:<seq>` (see confirmation.ts). */
+const numbered = (origin: number, k: number): string =>
+  `ARGV[${origin}] .. '#' .. ARGV[${k + 1}] .. ':' .. redis.call('INCR', ARGV[${k}])`;
+
 /**
  * Writes fields as one step, bumps the version, refreshes the TTL and
- * publishes the invalidation. KEYS[1] context key; ARGV[1] now, ARGV[2] TTL,
- * ARGV[3] channel, ARGV[4] origin instance, ARGV[5] user, ARGV[6] fence
- * deadline (Redis clock, ms), ARGV[7] expected version ('' = any: otherwise a
- * different stored version refuses the write with `KUC_CONFLICT <version>`),
- * ARGV[8..] field/value pairs. Returns the whole hash after the write.
+ * publishes the invalidation. KEYS[1] context key (KEYS[2] the lane key, when
+ * it can be declared); ARGV[1] now, ARGV[2] TTL, ARGV[3] channel, ARGV[4]
+ * origin instance, ARGV[5] user, ARGV[6] fence deadline (Redis clock, ms),
+ * ARGV[7] expected version ('' = any: otherwise a different stored version
+ * refuses the write with `KUC_CONFLICT <version>`), ARGV[8] lane key, ARGV[9]
+ * lane id, ARGV[10..] field/value pairs. Returns the whole hash after the write.
  */
 export const COMMIT = script(`${fence(6)}
 if ARGV[7] ~= '' then
@@ -66,23 +73,33 @@ if ARGV[7] ~= '' then
   if cur ~= tonumber(ARGV[7]) then return redis.error_reply('KUC_CONFLICT ' .. cur) end
 end
 local v = redis.call('HINCRBY', KEYS[1], 'v', 1)
-redis.call('HSET', KEYS[1], 'a', ARGV[1], unpack(ARGV, 8))
+redis.call('HSET', KEYS[1], 'a', ARGV[1], unpack(ARGV, 10))
 if tonumber(ARGV[2]) > 0 then redis.call('PEXPIRE', KEYS[1], ARGV[2]) else redis.call('PERSIST', KEYS[1]) end
-redis.call('PUBLISH', ARGV[3], ARGV[4] .. ' ' .. v .. ' ' .. ARGV[5])
+redis.call('PUBLISH', ARGV[3], ${numbered(4, 8)} .. ' ' .. v .. ' ' .. ARGV[5])
 return redis.call('HGETALL', KEYS[1])
 `, true);
 
 /**
- * Deletes a context and tells every instance to drop it. KEYS[1] context key;
- * ARGV[1] channel, ARGV[2] origin instance, ARGV[3] user, ARGV[4] fence
- * deadline. Returns 1 when the context was in Redis, else 0 (the
- * invalidation is published either way: near-caches may still hold it).
+ * Deletes a context and tells every instance to drop it. KEYS[1] context key
+ * (KEYS[2] the lane key, when declared); ARGV[1] channel, ARGV[2] origin
+ * instance, ARGV[3] user, ARGV[4] fence deadline, ARGV[5] lane key, ARGV[6]
+ * lane id. Returns 1 when the context was in Redis, else 0 (the invalidation
+ * is published either way: near-caches may still hold it).
  */
 export const DELETE = script(`${fence(4)}
 local n = redis.call('DEL', KEYS[1])
-redis.call('PUBLISH', ARGV[1], ARGV[2] .. ' del ' .. ARGV[3])
+redis.call('PUBLISH', ARGV[1], ${numbered(2, 5)} .. ' del ' .. ARGV[3])
 return n
 `, true);
+
+/**
+ * A heartbeat: publishes ARGV[2] followed by ` <lane id>:<lane counter>`, on
+ * the node whose lane KEYS[1] is, after every invalidation it numbered.
+ * ARGV[1] channel, ARGV[2] `<origin> hb <round>:<node>`, ARGV[3] lane id.
+ */
+export const BEAT = script(`
+return redis.call('PUBLISH', ARGV[1], ARGV[2] .. ' ' .. ARGV[3] .. ':' .. (redis.call('GET', KEYS[1]) or '0'))
+`);
 
 /**
  * Refreshes the sliding TTL of an existing context. KEYS[1] context key;

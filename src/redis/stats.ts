@@ -12,6 +12,11 @@ export interface RedisStoreStats {
   loads: number;
   /** Of the loads, those only due to `revalidateInterval` (the entry was otherwise current). */
   revalidations: number;
+  /**
+   * Of the loads, those only because the near-cache's confirmation was older
+   * than `maxStaleness` (`consistency: 'strict'`: heartbeats late or lost).
+   */
+  strictReads: number;
   /** Writes stored. */
   commits: number;
   /** Writes Redis refused because they reached it after their deadline (answered as failed). */
@@ -37,6 +42,8 @@ export interface RedisReadiness {
   invalidations: SubscriptionState;
   /** Times the subscription was lost since the store started. */
   subscriptionLosses: number;
+  /** Invalidations found missing (a gap in their numbers) while heartbeats arrived. */
+  invalidationGaps: number;
   /** Whether Redis's clock is measured (writes can be fenced). */
   clock: 'measured' | 'unknown';
   deployment: 'standalone' | 'cluster';

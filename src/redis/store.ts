@@ -15,39 +15,27 @@
  * @module
  */
 import { randomUUID } from 'node:crypto';
-import { LRUCache } from 'lru-cache';
 import { splitPatch } from '../context/values.js';
 import type { ContextPatch, ResourceName } from '../context/types.js';
-import {
-  ConfigurationConflictError, ContextLoadError, ContextNotLoadedError, ContextStoreUnavailableError, StoreClosedError,
-} from '../errors.js';
+import { ConfigurationConflictError, ContextNotLoadedError, StoreClosedError } from '../errors.js';
 import type { Generation } from '../store/generation.js';
 import type { Scope } from '../store/scope.js';
 import { ContextStore } from '../store/store.js';
 import { warnOnce } from '../warn.js';
 import { FieldCodec, toEncryptionKey } from './codec.js';
+import { Lanes } from './confirmation.js';
 import { RedisClock, localNow } from './fence.js';
+import { Freshness, type Fresh } from './freshness.js';
 import { ScriptRunner, VersionMoved, toUnavailable } from './runner.js';
 import { SharedPersistence, type Claims } from './persisted.js';
 import { DEFAULT_SECRET_FIELDS, REDIS_OPTION_NAMES, checkOptions, type RedisConsistency, type RedisContextStoreOptions } from './options.js';
 import { COMMIT, DELETE, LOAD, TOUCH } from './scripts.js';
 import type { RedisReadiness, RedisStoreStats } from './stats.js';
-import { Subscription, quit } from './subscription.js';
-import { checkClientOptions, isCluster, openClient, type RedisClient } from './topology.js';
+import { Subscription, quit, type Invalidation } from './subscription.js';
+import { connect, isCluster, type RedisClient } from './topology.js';
 
 export type { RedisConsistency, RedisContextStoreOptions } from './options.js';
 export type { RedisReadiness, RedisStoreStats } from './stats.js';
-
-interface Fresh {
-  /** Logical time at which the load that validated the entry was sent. */
-  tick: number;
-  /** Subscription epoch at that time: a new subscription invalidates everything. */
-  epoch: number;
-  /** Local clock when that load was sent: the entry is revalidated `revalidateInterval` later. */
-  checkedAt: number;
-  /** When the Redis TTL was last refreshed by this instance. */
-  touchedAt: number;
-}
 
 const NO_RESOURCES: ReadonlyMap<ResourceName, unknown> = new Map();
 const NO_FIELDS: ReadonlyMap<string, unknown> = new Map();
@@ -85,6 +73,8 @@ export class RedisContextStore extends ContextStore {
   readonly instanceId: string = randomUUID();
   /** See {@link RedisConsistency}. */
   readonly consistency: RedisConsistency;
+  /** `consistency: 'strict'`: the longest a near-cached context is served unconfirmed (ms); otherwise `Infinity`. */
+  readonly maxStaleness: number;
 
   readonly #client: RedisClient;
   readonly #ownsClient: boolean;
@@ -94,20 +84,14 @@ export class RedisContextStore extends ContextStore {
   readonly #channel: string;
   readonly #redisTtl: number;
   readonly #refreshInterval: number;
-  readonly #revalidateInterval: number;
   readonly #runner: ScriptRunner;
   readonly #saved: SharedPersistence | undefined;
-  readonly #fresh: LRUCache<string, Fresh>;
-  /**
-   * Users whose local generation an invalidation reported outdated, with the
-   * logical time it arrived: never served from the near-cache when Redis
-   * fails (503 instead); cleared by a Redis reply sent after that time.
-   */
-  readonly #outdated: LRUCache<string, number>;
+  readonly #lanes: Lanes;
+  readonly #trust: Freshness;
   /** Logical time of the Redis reply each local generation came from. */
   readonly #sources = new WeakMap<Generation, number>();
   readonly #stats: RedisStoreStats = {
-    loads: 0, revalidations: 0, commits: 0, fenced: 0, conflicts: 0, deletes: 0, touches: 0, invalidations: 0, servedUnconfirmed: 0,
+    loads: 0, revalidations: 0, strictReads: 0, commits: 0, fenced: 0, conflicts: 0, deletes: 0, touches: 0, invalidations: 0, servedUnconfirmed: 0,
   };
   #tick = 0;
   #shutdown: Promise<void> | undefined;
@@ -122,51 +106,42 @@ export class RedisContextStore extends ContextStore {
     }
     this.keyPrefix = keyPrefix;
     this.consistency = options.consistency ?? 'available';
+    this.maxStaleness = this.consistency === 'strict' ? options.maxStaleness ?? 250 : Number.POSITIVE_INFINITY;
     this.#channel = `${keyPrefix}invalidate`;
     this.#refreshInterval = refreshInterval;
-    this.#revalidateInterval = options.revalidateInterval ?? 5_000;
     this.#redisTtl = this.ttl > 0 ? this.ttl + refreshInterval : 0;
     const key = options.encryptionKey === undefined ? undefined : toEncryptionKey(options.encryptionKey);
     this.#codec = new FieldCodec(key, new Set(secretFields), keyPrefix);
-
-    if (typeof redis === 'string') {
-      this.#client = openClient(redis, options.redisOptions, commandTimeout, `koa-user-context:${this.instanceId}`);
-      this.#client.on('error', (error: Error) => {
-        warnOnce('KUC_REDIS_ERROR', `Redis connection error (the client reconnects by itself): ${error.message}`);
-      });
-      this.#ownsClient = true;
-    } else {
-      this.#client = redis;
-      this.#ownsClient = false;
-      checkClientOptions(redis);
-    }
-    // The server behind a connection may change when it closes (a restart, a
-    // failover): forget its clock until it is measured again.
-    const forget = (): void => this.#clock.forget();
-    this.#client.on('close', forget);
-    if (isCluster(this.#client)) {
-      this.#client.on('+node', forget);
-      this.#client.on('-node', forget);
-    }
+    // The server behind a connection may change when it closes (a restart, a failover): forget its clock until it is measured again.
+    const connected = connect(redis, options.redisOptions, commandTimeout, `koa-user-context:${this.instanceId}`, () => this.#clock.forget());
+    this.#client = connected.client;
+    this.#ownsClient = connected.owned;
+    this.#lanes = new Lanes(this.#client, keyPrefix);
+    const heartbeatInterval = options.heartbeatInterval ?? 1_000;
     this.#subscription = new Subscription({
       client: this.#client,
       channel: this.#channel,
       instanceId: this.instanceId,
-      heartbeatInterval: options.heartbeatInterval ?? 1_000,
+      heartbeatInterval,
+      // strict: several rounds per maxStaleness, so a healthy instance always holds a recent confirmation.
+      beatInterval: Math.min(heartbeatInterval, this.maxStaleness / 4),
       clock: this.#clock,
+      lanes: this.#lanes,
       onMessage: (message) => this.#invalidate(message),
     });
     this.#client.on('ready', () => this.#subscription.kick());
     this.#runner = new ScriptRunner(this.#client, this.#clock, commandTimeout);
-
-    this.#fresh = new LRUCache<string, Fresh>({
+    this.#trust = new Freshness({
       max: this.max,
-      // Deleting an entry while it loads (an invalidation) must not fail the
-      // requests waiting for it: they get the result, which is not cached.
-      ignoreFetchAbort: true,
-      fetchMethod: (userUuid, _stale, { context }) => this.#load(userUuid, context as Claims),
+      subscription: this.#subscription,
+      revalidateInterval: options.revalidateInterval ?? 5_000,
+      maxStaleness: this.maxStaleness,
+      strict: this.consistency === 'strict',
+      stats: this.#stats,
+      load: (userUuid, claims) => this.#load(userUuid, claims),
+      hasLocal: (userUuid) => this.peekGeneration(userUuid) !== undefined,
+      closed: () => this.closed,
     });
-    this.#outdated = new LRUCache<string, number>({ max: this.max });
     this.#saved = this.persistence && new SharedPersistence(this.persistence, {
       commit: (userUuid, fields, expected) => this.#commitScript(userUuid, this.#codec.encode(userUuid, fields), expected),
       read: (userUuid) => this.#loadScript(userUuid), deleteShared: (userUuid) => this.#deleteShared(userUuid),
@@ -191,6 +166,7 @@ export class RedisContextStore extends ContextStore {
       redis: this.#client.status,
       invalidations: this.#subscription.state,
       subscriptionLosses: this.#subscription.losses,
+      invalidationGaps: this.#subscription.gaps,
       clock: this.#clock.known ? 'measured' : 'unknown',
       deployment: isCluster(this.#client) ? 'cluster' : 'standalone',
       consistency: this.consistency,
@@ -216,19 +192,19 @@ export class RedisContextStore extends ContextStore {
   /**
    * Opens a scope on the user's shared configuration: synchronously when the
    * near-cache holds it, no invalidation arrived since it was read and it was
-   * confirmed less than `revalidateInterval` ago; otherwise after one Redis
-   * read (shared by every concurrent request of the user). Redis unreachable:
-   * see `consistency`; a context not cached here rejects with
-   * `ContextStoreUnavailableError` (503).
+   * confirmed less than `revalidateInterval` (strict: `maxStaleness`) ago;
+   * otherwise after one Redis read (shared by every concurrent request of the
+   * user). Redis unreachable: see `consistency`; a context not cached here
+   * rejects with `ContextStoreUnavailableError` (503).
    */
   override acquireScope(userUuid: string, claims?: Readonly<Record<string, unknown>>): Scope | Promise<Scope> {
     if (this.closed) return super.openScope(userUuid, claims);
-    const fresh = this.#freshEntry(userUuid, true);
+    const fresh = this.#trust.entry(userUuid, true);
     if (fresh !== undefined) {
       this.#maybeTouch(userUuid, fresh);
       return super.openScope(userUuid, claims);
     }
-    return this.#loadAndOpen(userUuid, claims);
+    return this.#trust.whenLoaded(userUuid, () => super.openScope(userUuid, claims), claims);
   }
 
   /**
@@ -236,13 +212,13 @@ export class RedisContextStore extends ContextStore {
    * near-cache; otherwise throws `ContextNotLoadedError` (use `acquireScope`).
    */
   override openScope(userUuid: string, claims?: Readonly<Record<string, unknown>>): Scope {
-    if (!this.closed && this.#freshEntry(userUuid, false) === undefined) throw notLoaded(userUuid);
+    if (!this.closed && this.#trust.entry(userUuid, false) === undefined) throw notLoaded(userUuid);
     return super.openScope(userUuid, claims);
   }
 
   /** The user's current generation, if it is current in the near-cache; else throws `ContextNotLoadedError`. */
   override currentGeneration(userUuid: string): Generation {
-    if (this.#freshEntry(userUuid, false) === undefined) throw notLoaded(userUuid);
+    if (this.#trust.entry(userUuid, false) === undefined) throw notLoaded(userUuid);
     return super.currentGeneration(userUuid);
   }
 
@@ -278,8 +254,8 @@ export class RedisContextStore extends ContextStore {
     const persistence = this.#saved?.persistence;
     if (persistence?.saves === true) return persistence.serialize(userUuid, () => this.#writeShared(userUuid, fields, resources, scope));
     // A user not in Redis is loaded (from the app's loader) before a write merges into it.
-    if (persistence?.loads === true && this.#freshEntry(userUuid, false) === undefined) {
-      return this.#whenLoaded(userUuid, () => undefined, scope?.claims).then(() => this.#writeShared(userUuid, fields, resources, scope));
+    if (persistence?.loads === true && this.#trust.entry(userUuid, false) === undefined) {
+      return this.#trust.whenLoaded(userUuid, () => undefined, scope?.claims).then(() => this.#writeShared(userUuid, fields, resources, scope));
     }
     return this.#writeShared(userUuid, fields, resources, scope);
   }
@@ -297,7 +273,10 @@ export class RedisContextStore extends ContextStore {
   }
 
   async #deleteShared(userUuid: string): Promise<boolean> {
-    const reply = await this.#runner.run(DELETE, this.keyOf(userUuid), (deadline) => [this.#channel, this.instanceId, userUuid, deadline]);
+    const key = this.keyOf(userUuid);
+    const lane = this.#lanes.of(key);
+    const reply = await this.#runner.run(DELETE, key, (deadline) => [this.#channel, this.instanceId, userUuid, deadline, lane.key, lane.id],
+      this.#lanes.declared ? lane.key : undefined);
     this.#stats.deletes++;
     // A local entry on the defaults (version 0) is no stored context.
     const local = this.peekGeneration(userUuid);
@@ -315,63 +294,11 @@ export class RedisContextStore extends ContextStore {
       try {
         await super.close(options);
       } finally {
-        this.#fresh.clear();
+        this.#trust.clear();
         await Promise.allSettled([this.#subscription.close(), this.#ownsClient ? quit(this.#client) : undefined]);
       }
     })();
     return this.#shutdown;
-  }
-
-  /**
-   * The near-cache entry if it may be served without asking Redis: the
-   * subscription is confirmed and has been since the entry was read, and
-   * (with `checkAge`) it was confirmed less than `revalidateInterval` ago.
-   */
-  #freshEntry(userUuid: string, checkAge: boolean): Fresh | undefined {
-    if (!this.#subscription.active) return undefined;
-    const fresh = this.#fresh.get(userUuid);
-    if (fresh === undefined || fresh.epoch !== this.#subscription.epoch) return undefined;
-    if (checkAge && localNow() - fresh.checkedAt >= this.#revalidateInterval) {
-      this.#stats.revalidations++;
-      return undefined;
-    }
-    return this.peekGeneration(userUuid) === undefined ? undefined : fresh;
-  }
-
-  async #loadAndOpen(userUuid: string, claims: Readonly<Record<string, unknown>> | undefined): Promise<Scope> {
-    return this.#whenLoaded(userUuid, () => super.openScope(userUuid, claims), claims);
-  }
-
-  /**
-   * Loads the user's context (single flight) and runs `then` synchronously
-   * once it is in the near-cache. Redis failing with the context cached
-   * here: `then` runs on the cached one if `consistency` is `'available'`
-   * and no invalidation said it is outdated; otherwise the error.
-   */
-  async #whenLoaded<T>(userUuid: string, then: () => T, claims?: Claims): Promise<T> {
-    for (let attempt = 0; attempt < 3; attempt++) {
-      try {
-        await this.#fresh.fetch(userUuid, { forceRefresh: true, context: claims });
-      } catch (error) {
-        if (!(error instanceof ContextStoreUnavailableError)) throw error;
-        // The app's loader failed: a user who has no context in Redis is never served the defaults.
-        if (error instanceof ContextLoadError) throw error;
-        // Strict, nothing cached, or what is cached is known to be outdated: 503.
-        if (this.consistency === 'strict' || this.peekGeneration(userUuid) === undefined || this.#outdated.has(userUuid)) {
-          throw error;
-        }
-        this.#stats.servedUnconfirmed++;
-        warnOnce(
-          'KUC_REDIS_STALE_READ',
-          `Redis is unavailable (${error.message}); requests of users cached here are served from the near-cache ` +
-            "(consistency: 'available'; set consistency: 'strict' to answer 503 instead).",
-        );
-      }
-      if (this.closed) throw new StoreClosedError('The context store is closed; no new user scope can start.');
-      // The local entry may have been evicted (LRU) between the load and now.
-      if (this.peekGeneration(userUuid) !== undefined) return then();
-    }
-    throw new ContextStoreUnavailableError('The context could not be kept in the near-cache (it is full); retry shortly.');
   }
 
   async #load(userUuid: string, claims: Claims): Promise<Fresh> {
@@ -418,7 +345,7 @@ export class RedisContextStore extends ContextStore {
         // Saved but not stored: drop the copies, so the database's answer is what is read next.
         if (!(error instanceof VersionMoved) && saving) await this.#saved!.dropEverywhere(userUuid);
         if (!(error instanceof VersionMoved) || (!guarded && !saving)) throw error;
-        const current = await this.#whenLoaded(userUuid, () => this.peekGeneration(userUuid)!, scope?.claims);
+        const current = await this.#trust.whenLoaded(userUuid, () => this.peekGeneration(userUuid)!, scope?.claims);
         // (A saved write checks it at the top of the next round, against the version it merges into.)
         if (guarded && !saving) this.#conflictCheck(scope, current, fields, resources);
         if (attempt + 1 >= (saving ? SAVED_ATTEMPTS : CONFLICT_ATTEMPTS)) {
@@ -440,9 +367,11 @@ export class RedisContextStore extends ContextStore {
 
   /** The COMMIT script: `fields` (encoded) stored as one step if Redis holds version `expected` (`''`: any); the whole hash after it. */
   #commitScript(userUuid: string, encoded: readonly string[], expected: string): Promise<unknown> {
-    return this.#runner.run(COMMIT, this.keyOf(userUuid), (deadline) => [
-      String(Date.now()), String(this.#redisTtl), this.#channel, this.instanceId, userUuid, deadline, expected, ...encoded,
-    ]);
+    const key = this.keyOf(userUuid);
+    const lane = this.#lanes.of(key);
+    return this.#runner.run(COMMIT, key, (deadline) => [
+      String(Date.now()), String(this.#redisTtl), this.#channel, this.instanceId, userUuid, deadline, expected, lane.key, lane.id, ...encoded,
+    ], this.#lanes.declared ? lane.key : undefined);
   }
 
   /** The LOAD script: the user's hash (TTL and last access refreshed). */
@@ -452,8 +381,8 @@ export class RedisContextStore extends ContextStore {
 
   /** The user's current generation here: the near-cache's if it may be served, else read from Redis (loaded if needed). */
   async #current(userUuid: string, claims: Claims): Promise<Generation> {
-    if (this.#freshEntry(userUuid, true) !== undefined) return this.peekGeneration(userUuid)!;
-    return this.#whenLoaded(userUuid, () => this.peekGeneration(userUuid)!, claims);
+    if (this.#trust.entry(userUuid, true) !== undefined) return this.peekGeneration(userUuid)!;
+    return this.#trust.whenLoaded(userUuid, () => this.peekGeneration(userUuid)!, claims);
   }
 
   /** A patch of live resources only: they belong to this process, nothing goes to Redis. */
@@ -465,7 +394,7 @@ export class RedisContextStore extends ContextStore {
       this.#sources.set(gen, this.#sources.get(local) ?? 0);
       return gen;
     };
-    return this.#freshEntry(userUuid, true) !== undefined ? apply() : this.#whenLoaded(userUuid, apply);
+    return this.#trust.entry(userUuid, true) !== undefined ? apply() : this.#trust.whenLoaded(userUuid, apply);
   }
 
   #conflictCheck(scope: Scope, current: Generation, fields: ReadonlyMap<string, unknown>, resources: ReadonlyMap<ResourceName, unknown>): void {
@@ -499,7 +428,7 @@ export class RedisContextStore extends ContextStore {
     if (current) {
       this.#sources.set(gen, tick);
       // Sent after the invalidation arrived: the reply includes that write.
-      if ((this.#outdated.get(userUuid) ?? Number.POSITIVE_INFINITY) < tick) this.#outdated.delete(userUuid);
+      this.#trust.settled(userUuid, tick);
     }
     return gen;
   }
@@ -517,7 +446,7 @@ export class RedisContextStore extends ContextStore {
         if (local === undefined || (this.#sources.get(local) ?? 0) > tick) return;
         const version = typeof reply === 'number' && reply > 0 ? reply : 0;
         // Missed an invalidation (or the context left Redis): read it again.
-        if (version !== local.version) this.#fresh.delete(userUuid);
+        if (version !== local.version) this.#trust.forget(userUuid);
       },
       (error: unknown) => {
         fresh.touchedAt = 0;
@@ -528,30 +457,24 @@ export class RedisContextStore extends ContextStore {
 
   /** Drops the user here (near-cache and local entry); returns whether an entry was here. */
   #dropLocal(userUuid: string): boolean {
-    this.#fresh.delete(userUuid);
-    this.#outdated.delete(userUuid);
+    this.#trust.drop(userUuid);
     return super.evict(userUuid, 'manual');
   }
 
-  /** `<origin> <version|del> <user>`, published by the scripts. */
-  #invalidate(message: string): void {
-    const first = message.indexOf(' ');
-    const space = message.indexOf(' ', first + 1);
-    if (first < 0 || space < 0) return;
+  /** An invalidation published by a script (the subscription has checked its number). */
+  #invalidate({ origin, token, userUuid }: Invalidation): void {
     this.#stats.invalidations++;
-    const token = message.slice(first + 1, space);
-    const userUuid = message.slice(space + 1);
     if (token === 'del') {
       this.#dropLocal(userUuid);
       return;
     }
     // Our own writes too: if a write's reply was lost, the next read fixes it.
-    this.#fresh.delete(userUuid);
+    this.#trust.forget(userUuid);
     // Unless it is our own write, already installed here, the local copy is
     // outdated: if Redis fails before it is read again, do not serve it.
     const local = this.peekGeneration(userUuid);
-    const own = message.slice(0, first) === this.instanceId && local?.version === Number(token);
-    if (local !== undefined && !own) this.#outdated.set(userUuid, this.#tick);
+    const own = origin === this.instanceId && local?.version === Number(token);
+    if (local !== undefined && !own) this.#trust.markOutdated(userUuid, this.#tick);
   }
 
   #decode(userUuid: string, reply: unknown): ReturnType<FieldCodec['decode']> {

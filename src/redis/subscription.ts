@@ -4,15 +4,19 @@
  * Pub/sub is at-most-once: while the subscriber connection is down, or a
  * Cluster node no longer relays to the node it listens on, invalidations are
  * lost without an error. So the subscription is confirmed end to end: every
- * `heartbeatInterval` the store publishes a heartbeat through every node that
- * executes its scripts (the primary, or each Cluster master) and must hear
- * each one back on its subscriber within two intervals (rounds overlap). A
- * round missing, or the subscriber connection closing, makes the
- * subscription not `active` (near-cached contexts are not trusted, `/ready`
- * says so) until every node's heartbeat sent since has come back; each time
- * it becomes active again the `epoch` increases, so every context cached
- * before is read again. Two misses in a row re-subscribe on a fresh
- * connection (on a Cluster: to another master).
+ * `beatInterval` (the `heartbeatInterval`, or less for `consistency:
+ * 'strict'`) the store publishes a heartbeat through every node that
+ * executes its scripts (the primary, or each Cluster master), by a script
+ * that reports how many invalidations that node has numbered (see
+ * confirmation.ts), and must hear each one back on its subscriber within two
+ * `heartbeatInterval`s (rounds overlap). A round missing, an invalidation
+ * found missing (a gap in the numbers), or the subscriber connection closing,
+ * makes the subscription not `active` (near-cached contexts are not trusted,
+ * `/ready` says so) until every node's heartbeat sent since has come back;
+ * each time it becomes active again the `epoch` increases, so every context
+ * cached before is read again. Two misses in a row re-subscribe on a fresh
+ * connection (on a Cluster: to another master). `confirmedAt` is when the
+ * latest round that came back through every node, with no gap, was sent.
  *
  * The heartbeat round also measures the Redis clocks used to fence writes,
  * and reads each node's `run_id`: a node that restarted (its data possibly
@@ -29,17 +33,33 @@
 import { performance } from 'node:perf_hooks';
 import type { Redis } from 'ioredis';
 import { warnOnce } from '../warn.js';
+import { Confirmation, parseLaneSeq, type Lanes } from './confirmation.js';
 import type { RedisClock } from './fence.js';
+import { evalScript } from './runner.js';
+import { BEAT } from './scripts.js';
 import { isCluster, masters, openSubscriber, type RedisClient } from './topology.js';
 
 export interface SubscriptionOptions {
   client: RedisClient;
   channel: string;
   instanceId: string;
+  /** How often the clocks and identities are checked; a round has two of these to come back. */
   heartbeatInterval: number;
+  /** How often a heartbeat round is sent (at most `heartbeatInterval`). */
+  beatInterval: number;
   clock: RedisClock;
-  /** Every message on the channel except this instance's heartbeats. */
-  onMessage: (message: string) => void;
+  lanes: Lanes;
+  /** Every invalidation on the channel. */
+  onMessage: (invalidation: Invalidation) => void;
+}
+
+/** An invalidation as the scripts publish it: `<origin>#<lane>:<seq> <version|del> <user>`. */
+export interface Invalidation {
+  /** The instance that wrote. */
+  origin: string;
+  /** The version written, or `del`. */
+  token: string;
+  userUuid: string;
 }
 
 /** How the invalidation subscription is: what `/ready` reports. */
@@ -56,6 +76,9 @@ export class Subscription {
   #epoch = 0;
   /** The last heartbeat round sent, and when each outstanding round was sent. */
   #round = 0;
+  /** When the clocks and identities were last checked. */
+  #checkedAt = Number.NEGATIVE_INFINITY;
+  readonly #confirmation = new Confirmation();
   readonly #sentAt = new Map<number, number>();
   /** The nodes of each outstanding round, and the last round heard back per node. */
   readonly #nodesOf = new Map<number, readonly string[]>();
@@ -76,7 +99,7 @@ export class Subscription {
   constructor(options: SubscriptionOptions) {
     this.#o = options;
     this.#sub = this.#open();
-    this.#timer = setInterval(() => this.#beat(), options.heartbeatInterval);
+    this.#timer = setInterval(() => this.#beat(), options.beatInterval);
     this.#timer.unref();
   }
 
@@ -88,6 +111,20 @@ export class Subscription {
   /** Increases each time the subscription becomes active again. */
   get epoch(): number {
     return this.#epoch;
+  }
+
+  /**
+   * Local time (`performance.now()`) at which the latest heartbeat round that
+   * came back through every node, with no invalidation missing, was sent;
+   * `-Infinity` when not `active`.
+   */
+  get confirmedAt(): number {
+    return this.#active ? this.#confirmation.confirmedAt(this.#lastNodes) : Number.NEGATIVE_INFINITY;
+  }
+
+  /** Invalidations found missing (gaps in their numbers) since the store started. */
+  get gaps(): number {
+    return this.#confirmation.gaps;
   }
 
   get state(): SubscriptionState {
@@ -112,6 +149,8 @@ export class Subscription {
       warnOnce('KUC_REDIS_ERROR', `Redis connection error (the client reconnects by itself): ${error.message}`);
     });
     sub.on('ready', () => {
+      // A new connection: the numbers seen on the one before say nothing about it.
+      if (sub === this.#sub) this.#confirmation.reset();
       sub.subscribe(this.#o.channel).then(
         () => {
           if (sub !== this.#sub) return;
@@ -126,16 +165,27 @@ export class Subscription {
       if (sub !== this.#sub) return;
       if (this.#subscribed) this.#unsubscribedSince = performance.now();
       this.#subscribed = false;
-      this.#deactivate();
+      this.#unconfirm();
     });
     sub.on('message', (channel: string, message: string) => {
       if (channel !== this.#o.channel || sub !== this.#sub) return;
-      // `<origin> hb <round>:<node>`: heartbeats, ours (counted) or another instance's (ignored).
+      // `<origin> hb <round>:<node> <lane>:<seq>`: heartbeats, ours (counted) or another instance's (numbers only);
+      // `<origin>#<lane>:<seq> <version|del> <user>`: invalidations.
       const space = message.indexOf(' ');
       if (message.startsWith(' hb ', space)) {
-        if (message.slice(0, space) === this.#o.instanceId) this.#heard(message.slice(space + 4));
+        const [body, numbered] = message.slice(space + 4).split(' ');
+        const n = parseLaneSeq(numbered);
+        if (n !== undefined && !this.#confirmation.heartbeat(n.lane, n.seq)) this.#gap();
+        if (message.slice(0, space) === this.#o.instanceId) this.#heard(body!);
       } else {
-        this.#o.onMessage(message);
+        const hash = message.indexOf('#');
+        const numbered = hash >= 0 && hash < space;
+        const n = numbered ? parseLaneSeq(message.slice(hash + 1, space)) : undefined;
+        if (n !== undefined && !this.#confirmation.invalidation(n.lane, n.seq)) this.#gap();
+        const user = message.indexOf(' ', space + 1);
+        if (space < 0 || user < 0) return;
+        const origin = message.slice(0, numbered ? hash : space);
+        this.#o.onMessage({ origin, token: message.slice(space + 1, user), userUuid: message.slice(user + 1) });
       }
     });
     return sub;
@@ -152,12 +202,23 @@ export class Subscription {
   /** Deactivates until every node's heartbeat sent from the next round on has come back. */
   #unconfirm(): void {
     this.#deactivate();
+    this.#confirmation.unconfirm();
     this.#confirmFrom = this.#round + 1;
   }
 
+  /** An invalidation went missing on its way here, although heartbeats arrive. */
+  #gap(): void {
+    warnOnce(
+      'KUC_REDIS_INVALIDATION_GAP',
+      'An invalidation was lost on its way to this instance (a gap in their numbers) while heartbeats still arrive; ' +
+        'near-cached contexts are read again before they are trusted.',
+    );
+    this.#unconfirm();
+  }
+
   /**
-   * Every interval: checks that each round sent at least two intervals ago
-   * came back through every node (rounds overlap, so a slow event loop
+   * Every beat: checks that each round sent at least two heartbeat intervals
+   * ago came back through every node (rounds overlap, so a slow event loop
    * delays a confirmation rather than failing it), then sends the next one.
    */
   #beat(): void {
@@ -165,15 +226,17 @@ export class Subscription {
     const now = performance.now();
     const cluster = isCluster(this.#o.client);
     let missing: string[] = [];
+    let checked = false;
     for (const [round, sentAt] of this.#sentAt) {
       if (now - sentAt < 2 * this.#o.heartbeatInterval * 0.95) continue;
+      checked = true;
       missing = (this.#nodesOf.get(round) ?? []).filter((node) => (this.#heardRound.get(node) ?? 0) < round);
       this.#sentAt.delete(round);
       this.#nodesOf.delete(round);
       if (missing.length > 0) break;
     }
     const missed = missing.length > 0 && this.#subscribed;
-    this.#misses = missed ? this.#misses + 1 : 0;
+    if (checked) this.#misses = missed ? this.#misses + 1 : 0;
     if (missed) {
       warnOnce(
         'KUC_REDIS_SUBSCRIPTION_LOST',
@@ -203,7 +266,7 @@ export class Subscription {
     this.#send();
   }
 
-  /** Publishes a heartbeat round through every node and measures the clocks. */
+  /** Publishes a heartbeat round through every node; every `heartbeatInterval`, measures the clocks and identities. */
   #send(): void {
     const client = this.#o.client;
     if (this.#closed) return;
@@ -215,9 +278,19 @@ export class Subscription {
     }
     const nodes = masters(client);
     const round = ++this.#round;
-    this.#sentAt.set(round, performance.now());
+    const now = performance.now();
+    this.#sentAt.set(round, now);
+    this.#confirmation.sent(round, now);
     this.#lastNodes = [...nodes.keys()];
     this.#nodesOf.set(round, this.#lastNodes);
+    for (const [name, node] of nodes) {
+      const lane = this.#o.lanes.forNode(name);
+      // No lane (a Cluster's slots not known yet): no heartbeat, so nothing is confirmed through this node.
+      if (lane === undefined) continue;
+      evalScript(node, BEAT, [lane.key], [this.#o.channel, `${this.#o.instanceId} hb ${round}:${name}`, lane.id]).catch(() => {});
+    }
+    if (now - this.#checkedAt < this.#o.heartbeatInterval * 0.95) return;
+    this.#checkedAt = now;
     this.#o.clock.measure(nodes).then(
       (spread) => {
         if (spread > this.#o.heartbeatInterval) {
@@ -227,9 +300,6 @@ export class Subscription {
       },
       () => {},
     );
-    for (const [name, node] of nodes) {
-      node.publish(this.#o.channel, `${this.#o.instanceId} hb ${round}:${name}`).catch(() => {});
-    }
     void this.#checkIdentities(nodes);
   }
 
@@ -261,6 +331,7 @@ export class Subscription {
     const node = body.slice(colon + 1);
     if (!(round > (this.#heardRound.get(node) ?? 0))) return;
     this.#heardRound.set(node, round);
+    if (round >= this.#confirmFrom) this.#confirmation.heard(round, node);
     if (!this.#subscribed || this.#active) return;
     if (round >= this.#confirmFrom && this.#lastNodes.every((n) => (this.#heardRound.get(n) ?? 0) >= this.#confirmFrom)) {
       this.#epoch++;

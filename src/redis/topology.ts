@@ -38,6 +38,37 @@ export function openClient(url: string, extra: RedisOptions | undefined, command
 }
 
 /**
+ * The command client of a store: opened from a URL (owned: the store quits
+ * it on close) or the client passed in (checked). `onServerChange` runs when
+ * the server behind a connection may have changed (a connection closed, a
+ * Cluster node added or removed).
+ */
+export function connect(
+  redis: RedisClient | string,
+  extra: RedisOptions | undefined,
+  commandTimeout: number,
+  name: string,
+  onServerChange: () => void,
+): { client: RedisClient; owned: boolean } {
+  let client: RedisClient;
+  if (typeof redis === 'string') {
+    client = openClient(redis, extra, commandTimeout, name);
+    client.on('error', (error: Error) => {
+      warnOnce('KUC_REDIS_ERROR', `Redis connection error (the client reconnects by itself): ${error.message}`);
+    });
+  } else {
+    client = redis;
+    checkClientOptions(redis);
+  }
+  client.on('close', onServerChange);
+  if (isCluster(client)) {
+    client.on('+node', onServerChange);
+    client.on('-node', onServerChange);
+  }
+  return { client, owned: typeof redis === 'string' };
+}
+
+/**
  * Warns (once) when a client passed in makes requests wait while Redis is
  * unreachable: queued commands are sent after the reconnection. Writes are
  * fenced, so a late command is refused and correctness does not depend on
@@ -94,4 +125,23 @@ export function openSubscriber(client: RedisClient, name: string, attempt: numbe
     retryStrategy: (times: number) => Math.min(times * 50, 1_000),
     ...own,
   });
+}
+
+/**
+ * The Cluster hash slot of a key (CRC16/XMODEM of the key, or of its
+ * `{hash tag}`, modulo 16384), as Redis computes it: which master a script on
+ * that key runs on (`client.slots[slot][0]`).
+ */
+export function slotOf(key: string): number {
+  const open = key.indexOf('{');
+  if (open >= 0) {
+    const close = key.indexOf('}', open + 1);
+    if (close > open + 1) key = key.slice(open + 1, close);
+  }
+  let crc = 0;
+  for (const byte of Buffer.from(key)) {
+    crc ^= byte << 8;
+    for (let bit = 0; bit < 8; bit++) crc = crc & 0x8000 ? ((crc << 1) ^ 0x1021) & 0xffff : (crc << 1) & 0xffff;
+  }
+  return crc % 16_384;
 }

@@ -150,7 +150,23 @@ export class OwnRedisServer {
     await exited;
   }
 
+  /** Freezes the server (SIGSTOP): connections stay open, nothing is answered or relayed, no error. */
+  pause(): void {
+    this.#signal('SIGSTOP');
+  }
+
+  /** Lets a paused server run again (SIGCONT). */
+  resume(): void {
+    this.#signal('SIGCONT');
+  }
+
+  #signal(signal: NodeJS.Signals): void {
+    const proc = this.#proc;
+    if (proc !== undefined && proc.exitCode === null && proc.signalCode === null) proc.kill(signal);
+  }
+
   async destroy(): Promise<void> {
+    this.resume();
     await this.kill();
     rmSync(this.dir, { recursive: true, force: true });
   }
