@@ -97,7 +97,7 @@ export interface McpClientFactoryOptions {
   /**
    * Configuration fields the client is built from; changing one of them
    * closes the client once no request uses it.
-   * @default DEFAULT_DEPENDS_ON.mcpClient (mcpServerName, mcpServerId, serverConfigs)
+   * @default DEFAULT_DEPENDS_ON.mcpClient (mcpServerName, mcpServerNames, mcpServerId, serverConfigs)
    */
   dependsOn?: readonly ConfigField[];
 }
