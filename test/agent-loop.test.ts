@@ -104,12 +104,15 @@ describe('the agent loop on the user\'s own LLM and MCP servers', { timeout: 60_
     wire.reset();
     const servedBefore = { warehouse: warehouse.toolCalls.length, crm: crm.toolCalls.length };
     const users = await Promise.all(Array.from({ length: 50 }, (_, i) => newUser(i, ['warehouse', 'crm'])));
-    const answers = await Promise.all(users.flatMap((u) => [0, 1].map((q) =>
+    // allSettled: a failed loop is reported with its reason, and no loop outlives the test.
+    const settled = await Promise.allSettled(users.flatMap((u) => [0, 1].map((q) =>
       runAsUser(u.uuid, async () => {
         await delay(Math.random() * 30);
         const prompt = `for ${u.uuid}: call warehouse__run_sql {"input":"${u.uuid}-sql-${q}"} then call crm__find_customer {"input":"${u.uuid}-cust-${q}"}`;
         return { u, q, ...(await loop(prompt, q === 1)) };
       }, { store }))));
+    expect(settled.flatMap((s) => (s.status === 'rejected' ? [String(s.reason)] : []))).toEqual([]);
+    const answers = settled.flatMap((s) => (s.status === 'fulfilled' ? [s.value] : []));
     // What each user's loop answered: their own two results, from their own tools.
     const wrongAnswers = answers.filter((a) =>
       !a.text.includes(`warehouse.run_sql(${a.u.uuid}-sql-${a.q})`) || !a.text.includes(`crm.find_customer(${a.u.uuid}-cust-${a.q})`)
@@ -119,9 +122,11 @@ describe('the agent loop on the user\'s own LLM and MCP servers', { timeout: 60_
     const served = [...warehouse.toolCalls.slice(servedBefore.warehouse), ...crm.toolCalls.slice(servedBefore.crm)];
     expect(served).toHaveLength(200);
     expect(served.filter((c) => c.user === undefined || !c.input?.startsWith(c.user))).toEqual([]);
-    const sessionsOf = new Map<string, Set<string | undefined>>();
-    for (const c of served) sessionsOf.set(c.user!, (sessionsOf.get(c.user!) ?? new Set()).add(c.sessionId));
-    expect([...sessionsOf.values()].every((s) => s.size === 2)).toBe(true); // one session per user per server
+    // No MCP session carried two users' calls.
+    const usersOf = new Map<string | undefined, Set<string>>();
+    for (const c of served) usersOf.set(c.sessionId, (usersOf.get(c.sessionId) ?? new Set()).add(c.user!));
+    expect([...usersOf.entries()].filter(([id, who]) => id === undefined || who.size !== 1)).toEqual([]);
+    expect(usersOf.size).toBeGreaterThanOrEqual(100); // at least one session per user and server
     // The wire's ledger: every LLM call carried its user's key and model, offered that user's tools.
     const byUser = new Map(users.map((u) => [u.uuid, u]));
     expect(wire.calls).toHaveLength(300);
