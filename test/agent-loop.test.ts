@@ -17,7 +17,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { exampleLlmRegistry } from '../examples/providers/registry.js';
 import { keyFingerprint, startWireServer, type WireServer } from '../examples/providers/wire-server.js';
 import { EXAMPLE_SERVERS, memoryServer, startMcpServer, type RunningMcpServer } from '../examples/mcp-servers.js';
-import { getUserLlm, getUserTools, userToolOrigin } from '../src/ai.js';
+import { boundResult, getUserLlm, getUserTools, userToolOrigin } from '../src/ai.js';
 import { ContextStore, configureUser, runAsUser, setUserMcpServerNames } from '../src/index.js';
 import { createMcpClientFactory, getUserMcpConnections, McpToolNotAllowedError, type McpClientFactory } from '../src/mcp.js';
 import { processAlive, until } from './support/mcp-reference.js';
@@ -237,6 +237,43 @@ describe('the tool set', { timeout: 30_000 }, () => {
     expect(alpha.toolCalls.filter((c) => c.user === u.uuid).map((c) => c.input)).toEqual([`${u.uuid}-a`]);
     expect(beta.toolCalls.filter((c) => c.user === u.uuid).map((c) => c.input)).toEqual([`${u.uuid}-b`]);
     expect(userToolOrigin(r.tools, 'beta__lookup')).toEqual({ server: 'beta', tool: 'lookup' });
+  });
+
+  it('keeps names within what providers accept: prefixes that coincide get a stable hash, long names are cut with one', async () => {
+    const long = 'p'.repeat(70);
+    const own = new ContextStore({
+      resources: {
+        mcpClient: createMcpClientFactory({
+          servers: { 'a.b': { url: alpha.url, toolPrefix: 'same' }, 'a-b': { url: beta.url, toolPrefix: 'same' }, long: { url: crm.url, toolPrefix: long } },
+        }),
+      },
+    });
+    try {
+      const names = await runAsUser(randomUUID(), async () => {
+        await configureUser({ mcpServerNames: ['a.b', 'a-b', 'long'] });
+        return Object.keys(await getUserTools());
+      }, { store: own });
+      const again = await runAsUser(randomUUID(), async () => {
+        await configureUser({ mcpServerNames: ['a.b', 'a-b', 'long'] });
+        return Object.keys(await getUserTools());
+      }, { store: own });
+      expect(names).toEqual(again); // stable across users
+      expect(names[0]).toBe('same__lookup');
+      expect(names[1]).toMatch(/^same_[0-9a-f]{8}__lookup$/);
+      expect(names.slice(2).every((n) => n.length === 64 && /^p+_[0-9a-f]{8}$/.test(n))).toBe(true);
+      expect(new Set(names).size).toBe(names.length);
+      expect(names.every((n) => /^[A-Za-z0-9_-]{1,64}$/.test(n))).toBe(true);
+    } finally {
+      await own.close();
+    }
+  });
+
+  it('reads a result\'s text parts, resources, images and structured content, bounded with a marker', () => {
+    expect(boundResult({ content: [{ type: 'text', text: 'a' }, { type: 'image', data: 'xx', mimeType: 'image/png' }, { type: 'resource', resource: { uri: 'u:1', text: 'r' } }, { type: 'resource_link', uri: 'u:2' }] }, 100))
+      .toEqual({ text: 'a\n[image image/png]\nr\n[resource u:2]', isError: false, truncated: 0 });
+    expect(boundResult({ content: [], structuredContent: { n: 1 }, isError: true }, 100)).toEqual({ text: '{"n":1}', isError: true, truncated: 0 });
+    const cut = boundResult({ content: [{ type: 'text', text: 'z'.repeat(250) }] }, 100);
+    expect(cut).toEqual({ text: `${'z'.repeat(100)}\n[truncated: the tool returned 250 characters; the last 150 were left out]`, isError: false, truncated: 150 });
   });
 
   it('hides what the operator\'s policy hides: not offered to the LLM, refused when called directly, never sent to the server', async () => {
