@@ -20,7 +20,8 @@ import { EXAMPLE_SERVERS, memoryServer, startMcpServer, type RunningMcpServer } 
 import { boundResult, getUserLlm, getUserTools, userToolOrigin } from '../src/ai.js';
 import { ContextStore, configureUser, runAsUser, setUserMcpServerNames } from '../src/index.js';
 import { createMcpClientFactory, getUserMcpConnections, McpToolNotAllowedError, type McpClientFactory } from '../src/mcp.js';
-import { processAlive, until } from './support/mcp-reference.js';
+import { freePort } from './helpers/redis.js';
+import { processAlive, startEverythingHttp, until, type EverythingHttp } from './support/mcp-reference.js';
 
 (globalThis as { AI_SDK_LOG_WARNINGS?: boolean }).AI_SDK_LOG_WARNINGS = false;
 
@@ -38,6 +39,7 @@ let alpha: RunningMcpServer;
 let beta: RunningMcpServer;
 let fragile: RunningMcpServer;
 let dataDir: string;
+let everything: EverythingHttp;
 let mcp: McpClientFactory;
 let store: ContextStore;
 let slowStore: ContextStore;
@@ -57,6 +59,7 @@ beforeAll(async () => {
     startMcpServer('fragile', [{ name: 'ping', description: 'Pings.' }]),
   ]);
   dataDir = mkdtempSync(join(tmpdir(), 'kuc-loop-memory-'));
+  everything = await startEverythingHttp(await freePort());
   const servers = {
     warehouse: perUser(() => warehouse),
     crm: perUser(() => crm, { tools: { hide: ['open_ticket'] } }),
@@ -64,6 +67,7 @@ beforeAll(async () => {
     beta: perUser(() => beta),
     fragile: perUser(() => fragile),
     memory: memoryServer(dataDir),
+    everything: { url: everything.url, tools: { allow: ['echo', 'get-sum'] } },
   };
   mcp = createMcpClientFactory({ servers, backoff: { initialDelay: 50, maxDelay: 200 } });
   store = new ContextStore({ resources: { mcpClient: mcp, llmInstance: exampleLlmRegistry(wire.url).resource() } });
@@ -76,6 +80,7 @@ afterAll(async () => {
   await Promise.all([store?.close(), slowStore?.close()]);
   await mcp?.settle();
   await Promise.all([wire, slowWire, warehouse, crm, alpha, beta, fragile].map((s) => s?.close()));
+  await everything?.stop();
   rmSync(dataDir, { recursive: true, force: true });
 });
 
@@ -137,6 +142,24 @@ describe('the agent loop on the user\'s own LLM and MCP servers', { timeout: 60_
         || c.toolResults.some((r) => !r.text.includes(u.uuid));
     });
     expect(wrongCalls).toEqual([]);
+  });
+
+  it('the reference servers: 12 users loop on server-everything (Streamable HTTP) and a server-memory child each (stdio): each reads back only their own graph', async () => {
+    const users = await Promise.all(Array.from({ length: 12 }, (_, i) => newUser(i, ['everything', 'memory'])));
+    const answers = await Promise.all(users.map((u, i) => runAsUser(u.uuid, async () => {
+      await delay(Math.random() * 30);
+      const entity = `{"entities":[{"name":"e-${u.uuid}","entityType":"user","observations":["own"]}]}`;
+      return loop(`call everything__echo {"message":"${u.uuid}"} then call memory__create_entities ${entity} then call memory__read_graph`, i % 2 === 0, 5);
+    }, { store })));
+    answers.forEach((a, i) => {
+      const u = users[i]!;
+      expect(a.calls).toEqual(['everything__echo', 'memory__create_entities', 'memory__read_graph']);
+      expect(a.text).toContain(`everything__echo → Echo: ${u.uuid}`);
+      expect(a.text).toMatch(new RegExp(`memory__read_graph → .*e-${u.uuid}`));
+      // The policy lets two of server-everything's tools through; each user's graph holds their entity only.
+      expect(Object.keys(a.tools).filter((n) => n.startsWith('everything__')).sort()).toEqual(['everything__echo', 'everything__get-sum']);
+      expect(users.filter((o) => o !== u && a.text.includes(o.uuid))).toEqual([]);
+    });
   });
 
   it('a client disconnect mid tool call cancels the call (the MCP server is told) and the loop; the connection serves the next request', async () => {
@@ -258,9 +281,13 @@ describe('the tool set', { timeout: 30_000 }, () => {
         return Object.keys(await getUserTools());
       }, { store: own });
       expect(names).toEqual(again); // stable across users
-      expect(names[0]).toBe('same__lookup');
-      expect(names[1]).toMatch(/^same_[0-9a-f]{8}__lookup$/);
-      expect(names.slice(2).every((n) => n.length === 64 && /^p+_[0-9a-f]{8}$/.test(n))).toBe(true);
+      // (alpha may carry tools added by the list-change test: look at the lookups and the long ones.)
+      const lookups = names.filter((n) => n.endsWith('__lookup'));
+      expect(lookups[0]).toBe('same__lookup');
+      expect(lookups[1]).toMatch(/^same_[0-9a-f]{8}__lookup$/);
+      const longOnes = names.filter((n) => n.startsWith('ppp'));
+      expect(longOnes).toHaveLength(EXAMPLE_SERVERS.crm.length);
+      expect(longOnes.every((n) => n.length === 64 && /^p+_[0-9a-f]{8}$/.test(n))).toBe(true);
       expect(new Set(names).size).toBe(names.length);
       expect(names.every((n) => /^[A-Za-z0-9_-]{1,64}$/.test(n))).toBe(true);
     } finally {
