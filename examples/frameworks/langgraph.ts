@@ -66,14 +66,18 @@ export const agent = createAgent({
   middleware: [userModel],
 });
 
-/** What a callback saw: the user it ran for, and what the event itself names. */
+/** What a callback saw: the user the getters answered for, and the user the run was tagged with. */
 export interface CallbackRead {
   readonly event: 'llmEnd' | 'toolEnd';
+  /** `currentUserUuid()` inside the handler. */
   readonly user: string | undefined;
+  /** `getUserModel()` inside the handler. */
   readonly model: string | null | undefined;
-  /** The LLM answer's text, or the tool's output. */
-  readonly text: string;
+  /** The user of the request that ran the agent (its `user:` tag). */
+  readonly taggedUser: string | undefined;
 }
+
+const taggedUser = (tags: string[] | undefined): string | undefined => tags?.find((t) => t.startsWith('user:'))?.slice(5);
 
 /** Per-user accounting, shared by all users; pass it bound to the user (`bindHandlerToCurrentUser`). */
 export class UsageHandler extends BaseCallbackHandler {
@@ -83,24 +87,26 @@ export class UsageHandler extends BaseCallbackHandler {
   constructor(readonly workMs = 0) {
     super();
   }
-  override async handleLLMEnd(output: LLMResult): Promise<void> {
+  override async handleLLMEnd(_output: LLMResult, _runId: string, _parentRunId?: string, tags?: string[]): Promise<void> {
     await work(this.workMs);
-    this.reads.push({ event: 'llmEnd', user: currentUserUuid(), model: currentUserUuid() && getUserModel(), text: output.generations[0]?.[0]?.text ?? '' });
+    this.reads.push({ event: 'llmEnd', user: currentUserUuid(), model: getUserModel(), taggedUser: taggedUser(tags) });
   }
-  override async handleToolEnd(output: unknown): Promise<void> {
+  override async handleToolEnd(_output: unknown, _runId: string, _parentRunId?: string, tags?: string[]): Promise<void> {
     await work(this.workMs);
-    const text = typeof output === 'string' ? output : String((output as { content?: unknown }).content ?? '');
-    this.reads.push({ event: 'toolEnd', user: currentUserUuid(), model: currentUserUuid() && getUserModel(), text });
+    this.reads.push({ event: 'toolEnd', user: currentUserUuid(), model: getUserModel(), taggedUser: taggedUser(tags) });
   }
 }
 
 export const usage = new UsageHandler();
 
-/** Runs the agent for the current user; the answer's text. */
-export async function ask(prompt: string, handler: BaseCallbackHandler = usage): Promise<string> {
+/**
+ * Runs the agent for the current user; the answer's text. `handler` is bound
+ * to the user unless `bind` is false (to show what goes wrong then).
+ */
+export async function ask(prompt: string, handler: BaseCallbackHandler = usage, bind = true): Promise<string> {
   const result = await agent.invoke(
     { messages: [{ role: 'user', content: prompt }] },
-    { callbacks: [bindHandlerToCurrentUser(handler)], recursionLimit: 12 },
+    { callbacks: [bind ? bindHandlerToCurrentUser(handler) : handler], tags: [`user:${currentUserUuid()}`], recursionLimit: 12 },
   );
   const last = result.messages.at(-1);
   return typeof last?.content === 'string' ? last.content : JSON.stringify(last?.content ?? '');
