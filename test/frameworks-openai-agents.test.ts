@@ -1,0 +1,66 @@
+/**
+ * examples/frameworks/openai-agents.ts under concurrency: one agent, its
+ * tools, one runner with a model provider, run hooks and a tracing processor,
+ * all defined once; the real OpenAI client of the SDK against the wire server
+ * (Responses API, its default, and chat completions), the MCP project's
+ * server-everything over Streamable HTTP (a session per user). Every tool
+ * execution, hook, span and LLM call belongs to the user who asked.
+ */
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import type { ContextStore } from '../src/index.js';
+import { askAll, demoStore, demoUsers, expectedQuotes, wireByUser } from '../examples/frameworks/demo.js';
+import { ask, hookReads, openAIProviderSpec } from '../examples/frameworks/openai-agents.js';
+import { startWireServer, type WireServer } from '../examples/providers/wire-server.js';
+import { freePort } from './helpers/redis.js';
+import { startEverythingHttp, type EverythingHttp } from './support/mcp-reference.js';
+
+let wire: WireServer;
+let everything: EverythingHttp;
+let store: ContextStore;
+
+beforeAll(async () => {
+  [wire, everything] = await Promise.all([startWireServer(), freePort().then(startEverythingHttp)]);
+}, 30_000);
+afterEach(async () => {
+  await store?.close();
+  wire.reset();
+  hookReads.length = 0;
+});
+afterAll(async () => {
+  await Promise.all([wire?.close(), everything?.stop()]);
+});
+
+describe('OpenAI Agents SDK (examples/frameworks/openai-agents.ts)', { timeout: 90_000 }, () => {
+  it.each([
+    { api: 'Responses', useResponses: true, format: 'responses' },
+    { api: 'chat completions', useResponses: false, format: 'openai' },
+  ])('24 users at once on the $api API: own answers, tool results, key and model on every LLM call, hooks and spans read their run’s user', async ({ useResponses, format }) => {
+    store = demoStore(openAIProviderSpec(`${wire.url}/openai/v1`, useResponses), { url: everything.url });
+    const users = demoUsers(24);
+    const answers = await askAll(store, users, ask);
+
+    users.forEach((user, i) => {
+      for (const quote of expectedQuotes(user)) expect(answers[i]).toContain(quote);
+    });
+    const { perUser, wrong, unattributed } = wireByUser(wire.calls, users);
+    expect(wrong).toEqual([]);
+    expect(unattributed).toEqual([]);
+    for (const user of users) {
+      const calls = perUser.get(user.uuid)!;
+      expect(calls.map((c) => c.format)).toEqual([format, format, format]);
+      expect(calls.map((c) => c.toolCall?.name ?? 'text')).toEqual(['echo', 'whoami', 'text']);
+      for (const call of calls) expect([...call.toolsOffered].sort()).toEqual(['echo', 'whoami']);
+      expect(calls.at(-1)!.toolResults.map((r) => r.text)).toEqual([`Echo: ${user.uuid}`, `${user.uuid} on OpenAI/${user.model}`]);
+    }
+
+    // Per user: 2 tool ends and 1 agent end (run hooks), 2 function spans (tracing processor).
+    const count = (event: string) => hookReads.filter((r) => r.event === event).length;
+    expect([count('agent_tool_end'), count('agent_end'), count('span_end:function')]).toEqual([48, 24, 48]);
+    const models = new Map(users.map((u) => [u.uuid, u.model]));
+    for (const read of hookReads) {
+      expect(read.runUser, read.event).toBeDefined();
+      expect(read.user, `${read.event} of ${read.runUser}`).toBe(read.runUser);
+      expect(read.model).toBe(models.get(read.runUser!));
+    }
+  });
+});
