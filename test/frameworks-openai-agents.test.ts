@@ -6,10 +6,11 @@
  * server-everything over Streamable HTTP (a session per user). Every tool
  * execution, hook, span and LLM call belongs to the user who asked.
  */
+import { BatchTraceProcessor, setTraceProcessors, type Span, type Trace, type TracingExporter } from '@openai/agents';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import type { ContextStore } from '../src/index.js';
+import { currentUserUuid, type ContextStore } from '../src/index.js';
 import { askAll, demoStore, demoUsers, expectedQuotes, wireByUser } from '../examples/frameworks/demo.js';
-import { ask, hookReads, openAIProviderSpec } from '../examples/frameworks/openai-agents.js';
+import { ask, hookReads, openAIProviderSpec, spanLedger } from '../examples/frameworks/openai-agents.js';
 import { startWireServer, type WireServer } from '../examples/providers/wire-server.js';
 import { freePort } from './helpers/redis.js';
 import { startEverythingHttp, type EverythingHttp } from './support/mcp-reference.js';
@@ -62,5 +63,48 @@ describe('OpenAI Agents SDK (examples/frameworks/openai-agents.ts)', { timeout: 
       expect(read.user, `${read.event} of ${read.runUser}`).toBe(read.runUser);
       expect(read.model).toBe(models.get(read.runUser!));
     }
+  });
+
+  it('a batching trace exporter (registered once) gets several users’ spans per batch, and runs in one user’s scope at best: it reads the user from the trace metadata instead', async () => {
+    store = demoStore(openAIProviderSpec(`${wire.url}/openai/v1`), { url: everything.url });
+    const users = demoUsers(20);
+    const traceUser = new Map<string, string>();
+    const batches: Array<{ scopeUser: string | undefined; spanUsers: Set<string>; functionSpans: number; metadataMismatches: number }> = [];
+    const exporter: TracingExporter = {
+      async export(items) {
+        let metadataMismatches = 0;
+        let functionSpans = 0;
+        const spanUsers = new Set<string>();
+        for (const item of items) {
+          if (item.type === 'trace') traceUser.set((item as Trace).traceId, String((item as Trace).metadata?.['user']));
+          if (item.type !== 'trace.span') continue;
+          const span = item as Span<any>;
+          const data = span.spanData as { type: string; output?: string };
+          if (data.type !== 'function') continue;
+          functionSpans++;
+          const owner = users.find((u) => data.output?.includes(u.uuid))!.uuid;
+          spanUsers.add(owner);
+          if (traceUser.get(span.traceId) !== owner) metadataMismatches++;
+        }
+        batches.push({ scopeUser: currentUserUuid(), spanUsers, functionSpans, metadataMismatches });
+      },
+    };
+    // Exports inline once 16 items wait (80 % of 20), as a busy server's would.
+    const batch = new BatchTraceProcessor(exporter, { maxQueueSize: 20, maxBatchSize: 20, scheduleDelay: 60_000 });
+    setTraceProcessors([spanLedger, batch]);
+    try {
+      await askAll(store, users, ask);
+      await batch.forceFlush();
+    } finally {
+      await batch.shutdown();
+      setTraceProcessors([spanLedger]);
+    }
+    expect(batches.reduce((n, b) => n + b.functionSpans, 0)).toBe(40);
+    // Inline exports ran inside one user's request, with other users' spans in the batch.
+    const mixed = batches.filter((b) => b.scopeUser !== undefined && [...b.spanUsers].some((u) => u !== b.scopeUser));
+    console.log(`Agents SDK batch exporter: ${batches.length} batches, ${mixed.length} exported inside one user's scope with other users' spans`);
+    expect(mixed.length).toBeGreaterThan(0);
+    // The trace's metadata names each span's user.
+    expect(batches.reduce((n, b) => n + b.metadataMismatches, 0)).toBe(0);
   });
 });

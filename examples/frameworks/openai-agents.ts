@@ -21,7 +21,7 @@
  * against the wire server and the MCP project's server-everything over stdio.
  */
 import { pathToFileURL } from 'node:url';
-import { Agent, Runner, setTraceProcessors, setTracingDisabled, tool, type ModelProvider, type Span, type Trace, type TracingProcessor } from '@openai/agents';
+import { Agent, Runner, setTraceProcessors, setTracingDisabled, tool, withTrace, type ModelProvider, type Span, type Trace, type TracingProcessor } from '@openai/agents';
 import { OpenAIProvider } from '@openai/agents-openai';
 import * as z from 'zod';
 import { currentUserUuid, getUserLlmInstance, getUserModel, getUserProvider, type ResourceSpec } from '../../src/index.js';
@@ -90,10 +90,17 @@ export const spanLedger: TracingProcessor = {
 setTraceProcessors([spanLedger]);
 setTracingDisabled(false);
 
-/** Runs the agent for the current user; the final output. */
+/**
+ * Runs the agent for the current user; the final output. The trace carries
+ * the user's id in its metadata: exporters see batches of every user's spans,
+ * so they must read the user from there, not from the getters.
+ */
 export async function ask(prompt: string): Promise<string> {
-  const result = await runner.run(agent, prompt, { context: { user: currentUserUuid() }, maxTurns: 6 });
-  return String(result.finalOutput ?? '');
+  const user = currentUserUuid() ?? '';
+  return withTrace('assistant', async () => {
+    const result = await runner.run(agent, prompt, { context: { user }, maxTurns: 6 });
+    return String(result.finalOutput ?? '');
+  }, { metadata: { user } });
 }
 
 if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
