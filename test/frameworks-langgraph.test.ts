@@ -11,7 +11,7 @@ import { awaitAllCallbacks } from '@langchain/core/callbacks/promises';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { ContextStore } from '../src/index.js';
 import { askAll, demoStore, demoUsers, expectedQuotes, wireByUser, type DemoUser } from '../examples/frameworks/demo.js';
-import { ask, chatModelSpec, UsageHandler, type CallbackRead } from '../examples/frameworks/langgraph.js';
+import { ask, askWithMcpAdapters, chatModelSpec, UsageHandler, type CallbackRead } from '../examples/frameworks/langgraph.js';
 import { startWireServer, type WireServer } from '../examples/providers/wire-server.js';
 import { freePort } from './helpers/redis.js';
 import { startEverythingHttp, type EverythingHttp } from './support/mcp-reference.js';
@@ -67,6 +67,22 @@ describe('LangGraph agent (examples/frameworks/langgraph.ts)', { timeout: 90_000
     expect(handler.reads.filter((r) => r.event === 'toolEnd')).toHaveLength(48);
     expect(crossUser(handler.reads)).toEqual([]);
     expectOwnModels(handler.reads, users);
+  });
+
+  it('with @langchain/mcp-adapters tools converted per request from the user’s own connection: 16 users, each answer quotes its own echo, every LLM call its own key and model', async () => {
+    newStore();
+    const users = demoUsers(16);
+    const answers = await askAll(store, users, (prompt) => askWithMcpAdapters(prompt.replace(' then call whoami', '')));
+    users.forEach((user, i) => expect(answers[i]).toContain(`echo → Echo: ${user.uuid}`));
+    const { perUser, wrong, unattributed } = wireByUser(wire.calls, users);
+    expect(wrong).toEqual([]);
+    expect(unattributed).toEqual([]);
+    for (const user of users) {
+      const calls = perUser.get(user.uuid)!;
+      expect(calls.map((c) => c.toolCall?.name ?? 'text')).toEqual(['echo', 'text']);
+      // server-everything's own catalog, converted by the adapters.
+      expect(calls[0]!.toolsOffered).toContain('get-env');
+    }
   });
 
   describe('callback handlers in LangChain’s default background mode, under load (handlers taking 0–30 ms), 20 users', () => {

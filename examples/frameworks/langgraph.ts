@@ -20,6 +20,7 @@
 import { pathToFileURL } from 'node:url';
 import { BaseCallbackHandler } from '@langchain/core/callbacks/base';
 import type { LLMResult } from '@langchain/core/outputs';
+import { loadMcpTools } from '@langchain/mcp-adapters';
 import { ChatOpenAI } from '@langchain/openai';
 import { createAgent, createMiddleware, tool } from 'langchain';
 import * as z from 'zod';
@@ -31,7 +32,7 @@ import {
   getUserProvider,
   type ResourceSpec,
 } from '../../src/index.js';
-import { callUserMcpTool } from '../../src/mcp.js';
+import { callUserMcpTool, getUserMcpConnection } from '../../src/mcp.js';
 import { runFrameworkDemo, toolText } from './demo.js';
 
 /** The user's chat model, built by the store per configuration (key, model) and pointed at `baseURL`. */
@@ -108,6 +109,21 @@ export async function ask(prompt: string, handler: BaseCallbackHandler = usage, 
     { messages: [{ role: 'user', content: prompt }] },
     { callbacks: [bind ? bindHandlerToCurrentUser(handler) : handler], tags: [`user:${currentUserUuid()}`], recursionLimit: 12 },
   );
+  const last = result.messages.at(-1);
+  return typeof last?.content === 'string' ? last.content : JSON.stringify(last?.content ?? '');
+}
+
+/**
+ * The alternative with `@langchain/mcp-adapters`: its tools are bound to one
+ * SDK client when converted, so they are converted per request from the
+ * user's own connection, and the agent is built per request around them
+ * (with the user's model, no middleware needed).
+ */
+export async function askWithMcpAdapters(prompt: string): Promise<string> {
+  const connection = await getUserMcpConnection();
+  const tools = connection === null ? [] : await loadMcpTools(connection.serverName, await connection.client());
+  const perRequest = createAgent({ model: getUserLlmInstance() as ChatOpenAI, tools });
+  const result = await perRequest.invoke({ messages: [{ role: 'user', content: prompt }] }, { recursionLimit: 12 });
   const last = result.messages.at(-1);
   return typeof last?.content === 'string' ? last.content : JSON.stringify(last?.content ?? '');
 }

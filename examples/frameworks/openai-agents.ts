@@ -21,8 +21,7 @@
  * against the wire server and the MCP project's server-everything over stdio.
  */
 import { pathToFileURL } from 'node:url';
-import { Agent, Runner, setTraceProcessors, setTracingDisabled, tool, withTrace, type ModelProvider, type Span, type Trace, type TracingProcessor } from '@openai/agents';
-import { OpenAIProvider } from '@openai/agents-openai';
+import { Agent, OpenAIProvider, Runner, setTraceProcessors, setTracingDisabled, tool, withTrace, type ModelProvider, type Span, type Trace, type TracingProcessor } from '@openai/agents';
 import * as z from 'zod';
 import { currentUserUuid, getUserLlmInstance, getUserModel, getUserProvider, type ResourceSpec } from '../../src/index.js';
 import { callUserMcpTool } from '../../src/mcp.js';
