@@ -40,7 +40,6 @@ export function chatModelSpec(baseURL: string): ResourceSpec<ChatOpenAI> {
   return {
     create: (config) =>
       new ChatOpenAI({ model: config.model ?? 'gpt-4o-mini', apiKey: config.llmCredentials?.apiKey ?? '', configuration: { baseURL } }),
-    dispose: null,
   };
 }
 
