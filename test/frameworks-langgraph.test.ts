@@ -8,30 +8,13 @@
  * with bindHandlerToCurrentUser() (or with awaitHandlers) never.
  */
 import { awaitAllCallbacks } from '@langchain/core/callbacks/promises';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import type { ContextStore } from '../src/index.js';
-import { askAll, demoStore, demoUsers, expectedQuotes, wireByUser, type DemoUser } from '../examples/frameworks/demo.js';
+import { describe, expect, it } from 'vitest';
+import { askAll, demoUsers, expectedQuotes, wireByUser, type DemoUser } from '../examples/frameworks/demo.js';
 import { ask, askWithMcpAdapters, chatModelSpec, UsageHandler, type CallbackRead } from '../examples/frameworks/langgraph.js';
-import { startWireServer, type WireServer } from '../examples/providers/wire-server.js';
-import { freePort } from './helpers/redis.js';
-import { startEverythingHttp, type EverythingHttp } from './support/mcp-reference.js';
+import { frameworkServers } from './support/frameworks.js';
 
-let wire: WireServer;
-let everything: EverythingHttp;
-let store: ContextStore;
-
-beforeAll(async () => {
-  [wire, everything] = await Promise.all([startWireServer(), freePort().then(startEverythingHttp)]);
-}, 30_000);
-afterEach(async () => {
-  await store?.close();
-  wire.reset();
-});
-afterAll(async () => {
-  await Promise.all([wire?.close(), everything?.stop()]);
-});
-
-const newStore = () => (store = demoStore(chatModelSpec(`${wire.url}/openai/v1`), { url: everything.url }));
+const servers = frameworkServers();
+const newStore = () => servers.newStore((wire) => chatModelSpec(`${wire}/openai/v1`));
 
 /** Reads whose getters answered for another user than the one whose run it was. */
 const crossUser = (reads: readonly CallbackRead[]) => reads.filter((r) => r.user !== r.taggedUser);
@@ -43,7 +26,7 @@ function expectOwnModels(reads: readonly CallbackRead[], users: readonly DemoUse
 
 describe('LangGraph agent (examples/frameworks/langgraph.ts)', { timeout: 90_000 }, () => {
   it('24 users at once: each answer quotes its own tool results, every LLM call carries its user’s key and model, every bound callback reads its user', async () => {
-    newStore();
+    const store = newStore();
     const users = demoUsers(24);
     const handler = new UsageHandler(30);
     const answers = await askAll(store, users, (prompt) => ask(prompt, handler));
@@ -52,7 +35,7 @@ describe('LangGraph agent (examples/frameworks/langgraph.ts)', { timeout: 90_000
     users.forEach((user, i) => {
       for (const quote of expectedQuotes(user)) expect(answers[i]).toContain(quote);
     });
-    const { perUser, wrong, unattributed } = wireByUser(wire.calls, users);
+    const { perUser, wrong, unattributed } = wireByUser(servers.wire.calls, users);
     expect(wrong).toEqual([]);
     expect(unattributed).toEqual([]);
     for (const user of users) {
@@ -70,11 +53,11 @@ describe('LangGraph agent (examples/frameworks/langgraph.ts)', { timeout: 90_000
   });
 
   it('with @langchain/mcp-adapters tools converted per request from the user’s own connection: 16 users, each answer quotes its own echo, every LLM call its own key and model', async () => {
-    newStore();
+    const store = newStore();
     const users = demoUsers(16);
     const answers = await askAll(store, users, (prompt) => askWithMcpAdapters(prompt.replace(' then call whoami', '')));
     users.forEach((user, i) => expect(answers[i]).toContain(`echo → Echo: ${user.uuid}`));
-    const { perUser, wrong, unattributed } = wireByUser(wire.calls, users);
+    const { perUser, wrong, unattributed } = wireByUser(servers.wire.calls, users);
     expect(wrong).toEqual([]);
     expect(unattributed).toEqual([]);
     for (const user of users) {
@@ -89,7 +72,7 @@ describe('LangGraph agent (examples/frameworks/langgraph.ts)', { timeout: 90_000
     const oneTool = (prompt: string) => prompt.replace(' then call whoami', '');
 
     async function measure(mode: 'unbound' | 'awaitHandlers' | 'bound') {
-      newStore();
+      const store = newStore();
       const users = demoUsers(20);
       const handler = new UsageHandler(30);
       if (mode === 'awaitHandlers') handler.awaitHandlers = true;
@@ -100,7 +83,7 @@ describe('LangGraph agent (examples/frameworks/langgraph.ts)', { timeout: 90_000
       const toolEnd = handler.reads.filter((r) => r.event === 'toolEnd');
       expect(llmEnd).toHaveLength(40);
       expect(toolEnd).toHaveLength(20);
-      expect(wireByUser(wire.calls, users).wrong).toEqual([]);
+      expect(wireByUser(servers.wire.calls, users).wrong).toEqual([]);
       const right = { llmEnd: llmEnd.length - crossUser(llmEnd).length, toolEnd: toolEnd.length - crossUser(toolEnd).length };
       console.log(`LangChain callbacks, ${mode}: handleLLMEnd ${right.llmEnd}/40 and handleToolEnd ${right.toolEnd}/20 read their own user`);
       const ids = new Set(users.map((u) => u.uuid));

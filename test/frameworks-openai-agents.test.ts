@@ -7,28 +7,14 @@
  * execution, hook, span and LLM call belongs to the user who asked.
  */
 import { BatchTraceProcessor, setTraceProcessors, type Span, type Trace, type TracingExporter } from '@openai/agents';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { currentUserUuid, type ContextStore } from '../src/index.js';
-import { askAll, demoStore, demoUsers, expectedQuotes, wireByUser } from '../examples/frameworks/demo.js';
+import { describe, expect, it } from 'vitest';
+import { currentUserUuid } from '../src/index.js';
+import { askAll, demoUsers, expectedQuotes, wireByUser } from '../examples/frameworks/demo.js';
 import { ask, hookReads, openAIProviderSpec, spanLedger } from '../examples/frameworks/openai-agents.js';
-import { startWireServer, type WireServer } from '../examples/providers/wire-server.js';
-import { freePort } from './helpers/redis.js';
-import { startEverythingHttp, type EverythingHttp } from './support/mcp-reference.js';
+import { frameworkServers } from './support/frameworks.js';
 
-let wire: WireServer;
-let everything: EverythingHttp;
-let store: ContextStore;
-
-beforeAll(async () => {
-  [wire, everything] = await Promise.all([startWireServer(), freePort().then(startEverythingHttp)]);
-}, 30_000);
-afterEach(async () => {
-  await store?.close();
-  wire.reset();
+const servers = frameworkServers(() => {
   hookReads.length = 0;
-});
-afterAll(async () => {
-  await Promise.all([wire?.close(), everything?.stop()]);
 });
 
 describe('OpenAI Agents SDK (examples/frameworks/openai-agents.ts)', { timeout: 90_000 }, () => {
@@ -36,14 +22,14 @@ describe('OpenAI Agents SDK (examples/frameworks/openai-agents.ts)', { timeout: 
     { api: 'Responses', useResponses: true, format: 'responses' },
     { api: 'chat completions', useResponses: false, format: 'openai' },
   ])('24 users at once on the $api API: own answers, tool results, key and model on every LLM call, hooks and spans read their run’s user', async ({ useResponses, format }) => {
-    store = demoStore(openAIProviderSpec(`${wire.url}/openai/v1`, useResponses), { url: everything.url });
+    const store = servers.newStore((wire) => openAIProviderSpec(`${wire}/openai/v1`, useResponses));
     const users = demoUsers(24);
     const answers = await askAll(store, users, ask);
 
     users.forEach((user, i) => {
       for (const quote of expectedQuotes(user)) expect(answers[i]).toContain(quote);
     });
-    const { perUser, wrong, unattributed } = wireByUser(wire.calls, users);
+    const { perUser, wrong, unattributed } = wireByUser(servers.wire.calls, users);
     expect(wrong).toEqual([]);
     expect(unattributed).toEqual([]);
     for (const user of users) {
@@ -66,7 +52,7 @@ describe('OpenAI Agents SDK (examples/frameworks/openai-agents.ts)', { timeout: 
   });
 
   it('a batching trace exporter (registered once) gets several users’ spans per batch, and runs in one user’s scope at best: it reads the user from the trace metadata instead', async () => {
-    store = demoStore(openAIProviderSpec(`${wire.url}/openai/v1`), { url: everything.url });
+    const store = servers.newStore((wire) => openAIProviderSpec(`${wire}/openai/v1`));
     const users = demoUsers(20);
     const traceUser = new Map<string, string>();
     const batches: Array<{ scopeUser: string | undefined; spanUsers: Set<string>; functionSpans: number; metadataMismatches: number }> = [];
