@@ -9,7 +9,7 @@
  */
 import { awaitAllCallbacks } from '@langchain/core/callbacks/promises';
 import { describe, expect, it } from 'vitest';
-import { askAll, demoUsers, expectedQuotes, wireByUser, type DemoUser } from '../examples/frameworks/demo.js';
+import { askAll, demoUsers, runFrameworkDemo, expectedQuotes, wireByUser, type DemoUser } from '../examples/frameworks/demo.js';
 import { ask, askWithMcpAdapters, chatModelSpec, UsageHandler, type CallbackRead } from '../examples/frameworks/langgraph.js';
 import { frameworkServers } from './support/frameworks.js';
 
@@ -50,6 +50,10 @@ describe('LangGraph agent (examples/frameworks/langgraph.ts)', { timeout: 90_000
     expect(handler.reads.filter((r) => r.event === 'toolEnd')).toHaveLength(48);
     expect(crossUser(handler.reads)).toEqual([]);
     expectOwnModels(handler.reads, users);
+  });
+
+  it('the example’s own demo (npx tsx examples/frameworks/langgraph.ts) passes: three users, server-everything over stdio', async () => {
+    expect(await runFrameworkDemo('LangGraph', (wire) => chatModelSpec(`${wire}/openai/v1`), ask)).toBe(true);
   });
 
   it('with @langchain/mcp-adapters tools converted per request from the user’s own connection: 16 users, each answer quotes its own echo, every LLM call its own key and model', async () => {

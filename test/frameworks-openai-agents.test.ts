@@ -9,7 +9,7 @@
 import { BatchTraceProcessor, setTraceProcessors, type Span, type Trace, type TracingExporter } from '@openai/agents';
 import { describe, expect, it } from 'vitest';
 import { currentUserUuid } from '../src/index.js';
-import { askAll, demoUsers, expectedQuotes, wireByUser } from '../examples/frameworks/demo.js';
+import { askAll, demoUsers, expectedQuotes, runFrameworkDemo, wireByUser } from '../examples/frameworks/demo.js';
 import { ask, hookReads, openAIProviderSpec, spanLedger } from '../examples/frameworks/openai-agents.js';
 import { frameworkServers } from './support/frameworks.js';
 
@@ -49,6 +49,10 @@ describe('OpenAI Agents SDK (examples/frameworks/openai-agents.ts)', { timeout: 
       expect(read.user, `${read.event} of ${read.runUser}`).toBe(read.runUser);
       expect(read.model).toBe(models.get(read.runUser!));
     }
+  });
+
+  it('the example’s own demo (npx tsx examples/frameworks/openai-agents.ts) passes: three users, server-everything over stdio', async () => {
+    expect(await runFrameworkDemo('OpenAI Agents', (wire) => openAIProviderSpec(`${wire}/openai/v1`), ask)).toBe(true);
   });
 
   it('a batching trace exporter (registered once) gets several users’ spans per batch, and runs in one user’s scope at best: it reads the user from the trace metadata instead', async () => {
