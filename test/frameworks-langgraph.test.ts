@@ -60,15 +60,15 @@ describe('LangGraph agent (examples/frameworks/langgraph.ts)', { timeout: 90_000
     const store = newStore();
     const users = demoUsers(16);
     const answers = await askAll(store, users, (prompt) => askWithMcpAdapters(prompt.replace(' then call whoami', '')));
-    users.forEach((user, i) => expect(answers[i]).toContain(`echo → Echo: ${user.uuid}`));
+    users.forEach((user, i) => expect(answers[i]).toContain(`everything__echo → Echo: ${user.uuid}`));
     const { perUser, wrong, unattributed } = wireByUser(servers.wire.calls, users);
     expect(wrong).toEqual([]);
     expect(unattributed).toEqual([]);
     for (const user of users) {
       const calls = perUser.get(user.uuid)!;
-      expect(calls.map((c) => c.toolCall?.name ?? 'text')).toEqual(['echo', 'text']);
-      // server-everything's own catalog, converted by the adapters.
-      expect(calls[0]!.toolsOffered).toContain('get-env');
+      expect(calls.map((c) => c.toolCall?.name ?? 'text')).toEqual(['everything__echo', 'text']);
+      // server-everything's own catalog, converted and prefixed by the adapters.
+      expect(calls[0]!.toolsOffered).toContain('everything__get-env');
     }
   });
 

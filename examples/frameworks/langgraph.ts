@@ -32,7 +32,7 @@ import {
   getUserProvider,
   type ResourceSpec,
 } from '../../src/index.js';
-import { callUserMcpTool, getUserMcpConnection } from '../../src/mcp.js';
+import { callUserMcpTool, getUserMcpConnections } from '../../src/mcp.js';
 import { runFrameworkDemo, toolText } from './demo.js';
 
 /** The user's chat model, built by the store per configuration (key, model) and pointed at `baseURL`. */
@@ -115,12 +115,15 @@ export async function ask(prompt: string, handler: BaseCallbackHandler = usage, 
 /**
  * The alternative with `@langchain/mcp-adapters`: its tools are bound to one
  * SDK client when converted, so they are converted per request from the
- * user's own connection, and the agent is built per request around them
- * (with the user's model, no middleware needed).
+ * user's own connections (every server of theirs, names prefixed
+ * `<server>__`), and the agent is built per request around them (with the
+ * user's model, no middleware needed).
  */
 export async function askWithMcpAdapters(prompt: string): Promise<string> {
-  const connection = await getUserMcpConnection();
-  const tools = connection === null ? [] : await loadMcpTools(connection.serverName, await connection.client());
+  const connections = await getUserMcpConnections();
+  const tools = (
+    await Promise.all(connections.map(async (c) => loadMcpTools(c.serverName, await c.client(), { prefixToolNameWithServerName: true })))
+  ).flat();
   const perRequest = createAgent({ model: getUserLlmInstance() as ChatOpenAI, tools });
   const result = await perRequest.invoke({ messages: [{ role: 'user', content: prompt }] }, { recursionLimit: 12 });
   const last = result.messages.at(-1);
