@@ -25,7 +25,7 @@ export {
   type ContextEventName,
   type ContextEvictionReason,
 } from './store/events.js';
-export { runAsUser, bindToCurrentUser, type RunAsUserOptions } from './api/run.js';
+export { runAsUser, bindToCurrentUser, bindHandlerToCurrentUser, type RunAsUserOptions } from './api/run.js';
 export { runWithProfile, currentProfileTag, isProfileOverride, type Profile } from './api/override.js';
 export { getRequestSignal } from './api/request-signal.js';
 export { bindAsyncIterable } from './api/bind-iterable.js';

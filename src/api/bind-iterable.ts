@@ -12,10 +12,7 @@
  *
  * @module
  */
-import { als } from '../store/als.js';
-import { getDefaultStore } from '../store/default-store.js';
-import { UserContextMissingError } from '../errors.js';
-import { reenter } from './run.js';
+import { reenter, scopeToBind } from './run.js';
 
 /**
  * Wraps an async iterable so that iterating it runs as the current user: in
@@ -29,15 +26,8 @@ export function bindAsyncIterable<T, TReturn = unknown, TNext = undefined>(
   if (iterable == null || typeof (iterable as Partial<AsyncIterable<T>>)[Symbol.asyncIterator] !== 'function') {
     throw new TypeError('bindAsyncIterable(iterable): iterable must be an async iterable (e.g. an async generator)');
   }
-  const scope = als.getStore();
-  if (scope === undefined) {
-    const store = getDefaultStore();
-    if (store.globalOutsideScope) return toIterator(iterable);
-    throw new UserContextMissingError(
-      'bindAsyncIterable() was called outside a user scope, so there is no user to bind. ' +
-        'Call it while handling the request (or inside runAsUser(userUuid, fn)) that creates the iterable.',
-    );
-  }
+  const scope = scopeToBind('bindAsyncIterable', 'creates the iterable');
+  if (scope === null) return toIterator(iterable);
   let inner: AsyncIterator<T, TReturn, TNext> | undefined;
   const get = (): AsyncIterator<T, TReturn, TNext> => (inner ??= iterable[Symbol.asyncIterator]());
   const run = <R>(fn: () => R): R => reenter(scope, fn);

@@ -1,7 +1,7 @@
 /**
  * Entering a user scope outside HTTP: background jobs, websockets, queues,
  * tests (`runAsUser`), and carrying the current scope into callbacks that are
- * called later from elsewhere (`bindToCurrentUser`).
+ * called later from elsewhere (`bindToCurrentUser`, `bindHandlerToCurrentUser`).
  *
  * @module
  */
@@ -98,19 +98,68 @@ export function runInScope<R>(scope: Scope, fn: () => R, closeAfter: boolean): R
  */
 export function bindToCurrentUser<A extends unknown[], R>(fn: (...args: A) => R): (...args: A) => R {
   if (typeof fn !== 'function') throw new TypeError('bindToCurrentUser(fn): fn must be a function');
-  const scope = als.getStore();
-  if (scope === undefined) {
-    const store = getDefaultStore();
-    if (store.globalOutsideScope) return fn;
-    store.events.emit('contextMissing', { fn: 'bindToCurrentUser' });
-    throw new UserContextMissingError(
-      'bindToCurrentUser() was called outside a user scope, so there is no user to bind. ' +
-        'Call it while handling the request (or inside runAsUser(userUuid, fn)) that registers the callback.',
-    );
-  }
+  const scope = scopeToBind('bindToCurrentUser', 'registers the callback');
+  if (scope === null) return fn;
   return function boundToUser(this: unknown, ...args: A): R {
     return reenter(scope, () => fn.apply(this, args));
   };
+}
+
+/**
+ * Binds every method of `handler` (own and inherited, called by whoever
+ * holds the handler, whenever) to the user of the current scope, as
+ * {@link bindToCurrentUser} binds one function. For objects a framework
+ * calls back from its own queue or timer, where the async context is
+ * whichever run advanced that queue — another user's: LangChain callback
+ * handlers in their default background mode, tracing processors, run hooks.
+ *
+ * Returns a `Proxy` of `handler`: other properties (`name`, `awaitHandlers`,
+ * `ignoreLLM`, …) read through unchanged, methods run on `handler` itself
+ * (so `#private` fields work) inside the user's scope. Bind per request
+ * (it is cheap); a handler object may be shared by all users.
+ *
+ * ```ts
+ * await agent.invoke(input, { callbacks: [bindHandlerToCurrentUser(usageHandler)] });
+ * ```
+ */
+export function bindHandlerToCurrentUser<T extends object>(handler: T): T {
+  if (handler === null || (typeof handler !== 'object' && typeof handler !== 'function')) {
+    throw new TypeError('bindHandlerToCurrentUser(handler): handler must be an object whose methods are callbacks');
+  }
+  const scope = scopeToBind('bindHandlerToCurrentUser', 'passes the handler on');
+  if (scope === null) return handler;
+  const bound = new Map<PropertyKey, { fn: Function; wrapper: Function }>();
+  return new Proxy(handler, {
+    get(target, key) {
+      const value: unknown = Reflect.get(target, key, target);
+      if (typeof value !== 'function' || key === 'constructor') return value;
+      const cached = bound.get(key);
+      if (cached !== undefined && cached.fn === value) return cached.wrapper;
+      const fn = value as (...args: unknown[]) => unknown;
+      const wrapper = function boundToUser(this: unknown, ...args: unknown[]): unknown {
+        return reenter(scope, () => fn.apply(target, args));
+      };
+      bound.set(key, { fn, wrapper });
+      return wrapper;
+    },
+  });
+}
+
+/**
+ * The scope a `bind…()` call binds to: the current one; `null` outside any
+ * scope when the store answers process-wide (nothing to bind); else the
+ * `contextMissing` event and a `UserContextMissingError`. @internal
+ */
+export function scopeToBind(fn: string, what: string): Scope | null {
+  const scope = als.getStore();
+  if (scope !== undefined) return scope;
+  const store = getDefaultStore();
+  if (store.globalOutsideScope) return null;
+  store.events.emit('contextMissing', { fn });
+  throw new UserContextMissingError(
+    `${fn}() was called outside a user scope, so there is no user to bind. ` +
+      `Call it while handling the request (or inside runAsUser(userUuid, fn)) that ${what}.`,
+  );
 }
 
 /**

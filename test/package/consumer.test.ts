@@ -61,7 +61,11 @@ const lastJsonLine = <T>(stdout: string): T => JSON.parse(stdout.trim().split('\
 const writeJson = (file: string, value: unknown): void => writeFileSync(file, JSON.stringify(value, null, 2) + '\n');
 
 const OPTIONAL_PEERS = ['ioredis', 'jwks-rsa', 'prom-client', '@modelcontextprotocol/sdk', 'ai'] as const;
-const DOC_LIBRARIES = ['pino', '@ai-sdk/google'] as const;
+const DOC_LIBRARIES = [
+  'pino', '@ai-sdk/google',
+  // docs/agents-frameworks.md
+  '@langchain/core', '@langchain/openai', '@langchain/mcp-adapters', '@langchain/langgraph', 'langchain', '@openai/agents', 'zod',
+] as const;
 const STRICT = {
   strict: true,
   noUncheckedIndexedAccess: true,
