@@ -122,4 +122,7 @@ export {
   TokenRevokedError,
   UserContextError,
   UserContextMissingError,
+  UsageLimitExceededError,
+  UsageStoreUnavailableError,
+  type UsageLimitName,
 } from './errors.js';

@@ -47,6 +47,8 @@ export interface WireCall {
   finished: boolean;
   /** The caller disconnected before the answer was complete. */
   aborted: boolean;
+  /** The token usage the answer reported (what a provider bills the key for); `null` until it was sent. */
+  usage: { inputTokens: number; outputTokens: number } | null;
 }
 
 export interface WireServerOptions {
@@ -143,6 +145,7 @@ export async function startWireServer(options: WireServerOptions = {}): Promise<
       startedAt: Date.now(),
       finished: false,
       aborted: false,
+      usage: null,
     };
     calls.push(call);
     if (calls.length > maxRecords) calls.splice(0, calls.length - maxRecords);
@@ -161,6 +164,8 @@ export async function startWireServer(options: WireServerOptions = {}): Promise<
       if (res.destroyed) return;
       res.writeHead(200, { 'content-type': 'application/json' });
       res.end(JSON.stringify(writer.whole(route.model, text.join(' '))));
+      // As every writer's whole() reports it.
+      call.usage = { inputTokens: 5, outputTokens: text.join(' ').split(' ').length };
       call.finished = true;
       return;
     }
@@ -174,6 +179,8 @@ export async function startWireServer(options: WireServerOptions = {}): Promise<
     }
     if (res.destroyed) return;
     for (const frame of writer.end(route.model, text.length)) res.write(frame);
+    // As every writer's end() reports it.
+    call.usage = { inputTokens: 5, outputTokens: text.length };
     call.finished = true;
     res.end();
   }

@@ -60,7 +60,7 @@ function expectCompiled(res: Result): void {
 const lastJsonLine = <T>(stdout: string): T => JSON.parse(stdout.trim().split('\n').at(-1)!) as T;
 const writeJson = (file: string, value: unknown): void => writeFileSync(file, JSON.stringify(value, null, 2) + '\n');
 
-const OPTIONAL_PEERS = ['ioredis', 'jwks-rsa', 'prom-client', '@modelcontextprotocol/sdk', 'ai'] as const;
+const OPTIONAL_PEERS = ['ioredis', 'jwks-rsa', 'prom-client', '@modelcontextprotocol/sdk', 'ai', 'rate-limiter-flexible'] as const;
 const DOC_LIBRARIES = ['pino', '@ai-sdk/google'] as const;
 const STRICT = {
   strict: true,
@@ -288,6 +288,7 @@ describe('Koa 2 consumer without any optional peer', () => {
       metrics: { code: 'MODULE_NOT_FOUND', namesLib: true },
       mcp: { code: 'MODULE_NOT_FOUND', namesLib: true },
       ai: { code: 'MODULE_NOT_FOUND', namesLib: true },
+      usage: { code: 'MODULE_NOT_FOUND', namesLib: true },
     });
   });
 
@@ -303,6 +304,7 @@ describe('Koa 2 consumer without any optional peer', () => {
       metrics: { code: 'ERR_MODULE_NOT_FOUND', namesLib: true },
       mcp: { code: 'ERR_MODULE_NOT_FOUND', namesLib: true },
       ai: { code: 'ERR_MODULE_NOT_FOUND', namesLib: true },
+      usage: { code: 'ERR_MODULE_NOT_FOUND', namesLib: true },
     });
   });
 });
