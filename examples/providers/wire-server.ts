@@ -4,6 +4,7 @@
  * `@ai-sdk/*`, `openai`, `@anthropic-ai/sdk`) end to end on 127.0.0.1:
  *
  *   POST /<label>/…/chat/completions                     OpenAI chat completions (also Azure, Friendli, Ollama)
+ *   POST /<label>/…/responses                            OpenAI Responses API
  *   POST /anthropic/v1/messages                          Anthropic messages
  *   POST /google/v1beta/models/<model>:generateContent   Google generateContent
  *   POST /google/v1beta/models/<model>:streamGenerateContent?alt=sse
@@ -19,14 +20,23 @@
  * in clear — and whether the caller went away before the answer was
  * complete. Answers name the model and the key's fingerprint, so a caller can
  * check which configuration reached the wire.
+ *
+ * Tools: when a request offers tools and the user's text holds
+ * `call <tool> <json-args>` directives, the answer is a tool call in the
+ * provider's own format, one directive per step; once the results come back,
+ * a final text quotes them (the convention: examples/providers/wire-tools.ts).
+ * Each call records the tools offered, the tool results received and the tool
+ * call answered.
  */
 import { createHash } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { crc32 } from 'node:zlib';
+import { piecesOf, WRITERS } from './wire-formats.js';
+import { decide, readConversation, type WireFormat, type WireToolCall, type WireToolResult } from './wire-tools.js';
+import { usageReported } from './wire-usage.js';
 
-/** The wire format a call used. */
-export type WireFormat = 'openai' | 'anthropic' | 'google' | 'bedrock';
+export type { WireFormat, WireToolCall, WireToolResult } from './wire-tools.js';
+export { directivesOf, resolveTool } from './wire-tools.js';
 
 /** One call as it reached the server. */
 export interface WireCall {
@@ -40,8 +50,14 @@ export interface WireCall {
   /** The key masked to its last 4 characters (`…x7Qa`); `null` when none was sent. */
   readonly keyMasked: string | null;
   readonly stream: boolean;
-  /** The prompt's text (its first 200 characters), to tell calls apart. */
+  /** The prompt's text (its first 200 characters, tool results left out), to tell calls apart. */
   readonly prompt: string;
+  /** Names of the tools the request offered. */
+  readonly toolsOffered: readonly string[];
+  /** Tool results the request carried back, oldest first. */
+  readonly toolResults: readonly WireToolResult[];
+  /** The tool call the server answered with, or `null` for a text answer. */
+  toolCall: WireToolCall | null;
   readonly startedAt: number;
   /** The answer was sent completely. */
   finished: boolean;
@@ -132,7 +148,8 @@ export async function startWireServer(options: WireServerOptions = {}): Promise<
     const label = url.pathname.split('/')[1] ?? '';
     const route = routeOf(url, label, body);
     const key = keyOf(req, route.format);
-    const words = promptWords(body, route.format);
+    const conversation = readConversation(route.format, body);
+    const words = conversation.words;
     const call: WireCall = {
       id: nextId++,
       format: route.format,
@@ -142,6 +159,9 @@ export async function startWireServer(options: WireServerOptions = {}): Promise<
       keyMasked: key === null ? null : maskKey(key),
       stream: route.stream,
       prompt: words.join(' ').slice(0, 200),
+      toolsOffered: Object.freeze(conversation.tools),
+      toolResults: Object.freeze(conversation.results),
+      toolCall: null,
       startedAt: Date.now(),
       finished: false,
       aborted: false,
@@ -157,30 +177,35 @@ export async function startWireServer(options: WireServerOptions = {}): Promise<
     if (key === null && label !== 'ollama') throw new WireError(401, `No API key was sent to ${label}.`);
     const injected = /^wire-error-(\d{3})$/.exec(route.model)?.[1];
     if (injected !== undefined) throw new WireError(Number(injected), `The provider refused the call (${injected}).`);
-    const text = [`[${label}/${route.model} key:${call.keyHash}]`, 'answered', `${words.length}`, 'words:', ...words].slice(0, 4 + maxWords);
+    const head = `[${label}/${route.model} key:${call.keyHash}]`;
+    const answer = decide(conversation, call.id, head, () => [head, 'answered', `${words.length}`, 'words:', ...words].slice(0, 4 + maxWords).join(' '));
+    if (answer.type === 'tool') call.toolCall = answer.call;
+    const reply = { model: route.model, seq: call.id, answer };
     const writer = WRITERS[route.format];
     if (!route.stream) {
       await sleep(tokenDelayMs);
       if (res.destroyed) return;
       res.writeHead(200, { 'content-type': 'application/json' });
-      res.end(JSON.stringify(writer.whole(route.model, text.join(' '))));
-      // As every writer's whole() reports it.
-      call.usage = { inputTokens: 5, outputTokens: text.join(' ').split(' ').length };
+      const whole = writer.whole(reply);
+      res.end(JSON.stringify(whole));
+      call.usage = usageReported([whole]);
       call.finished = true;
       return;
     }
     res.writeHead(200, writer.streamHeaders);
     res.flushHeaders();
-    for (const frame of writer.start(route.model)) res.write(frame);
-    for (let i = 0; i < text.length; i++) {
+    const opening = writer.start(reply);
+    for (const frame of opening) res.write(frame);
+    const pieces = piecesOf(answer);
+    for (const piece of pieces) {
       await sleep(tokenDelayMs);
       if (res.destroyed) return;
-      res.write(writer.delta(route.model, i === 0 ? text[i]! : ` ${text[i]!}`));
+      res.write(writer.delta(reply, piece));
     }
     if (res.destroyed) return;
-    for (const frame of writer.end(route.model, text.length)) res.write(frame);
-    // As every writer's end() reports it.
-    call.usage = { inputTokens: 5, outputTokens: text.length };
+    const closing = writer.end(reply, pieces.length);
+    for (const frame of closing) res.write(frame);
+    call.usage = usageReported([...opening, ...closing]);
     call.finished = true;
     res.end();
   }
@@ -218,6 +243,7 @@ function routeOf(url: URL, label: string, body: Record<string, unknown>): Route 
     const deployment = /\/deployments\/([^/]+)\/chat\/completions$/.exec(path)?.[1];
     return { format: 'openai', model: deployment ? decodeURIComponent(deployment) : stringOf(body['model']), stream: body['stream'] === true };
   }
+  if (path.endsWith('/responses')) return { format: 'responses', model: stringOf(body['model']), stream: body['stream'] === true };
   if (label === 'anthropic' && path.endsWith('/messages')) {
     return { format: 'anthropic', model: stringOf(body['model']), stream: body['stream'] === true };
   }
@@ -237,6 +263,7 @@ function keyOf(req: IncomingMessage, format: WireFormat): string | null {
   const bearer = /^Bearer (.+)$/i.exec(header('authorization') ?? '')?.[1] ?? null;
   switch (format) {
     case 'openai':
+    case 'responses':
       return header('api-key') ?? bearer;
     case 'anthropic':
       return header('x-api-key') ?? bearer;
@@ -248,124 +275,6 @@ function keyOf(req: IncomingMessage, format: WireFormat): string | null {
       return sigv4 ?? bearer;
     }
   }
-}
-
-function promptWords(body: Record<string, unknown>, format: WireFormat): string[] {
-  let text = '';
-  const collect = (value: unknown): void => {
-    if (typeof value === 'string') text += ` ${value}`;
-    else if (Array.isArray(value)) value.forEach(collect);
-    else if (value !== null && typeof value === 'object') {
-      const o = value as Record<string, unknown>;
-      if (typeof o['text'] === 'string') text += ` ${o['text']}`;
-      else if ('content' in o) collect(o['content']);
-      else if ('parts' in o) collect(o['parts']);
-    }
-  };
-  collect(format === 'google' ? body['contents'] : body['messages']);
-  return text.trim().split(/\s+/).filter(Boolean);
-}
-
-interface Writer {
-  whole(model: string, text: string): unknown;
-  streamHeaders: Record<string, string>;
-  start(model: string): Array<string | Buffer>;
-  delta(model: string, text: string): string | Buffer;
-  end(model: string, tokens: number): Array<string | Buffer>;
-}
-
-const SSE = { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive' };
-const sse = (data: unknown, event?: string): string => `${event ? `event: ${event}\n` : ''}data: ${JSON.stringify(data)}\n\n`;
-const created = (): number => Math.floor(Date.now() / 1000);
-
-const WRITERS: Record<WireFormat, Writer> = {
-  openai: {
-    whole: (model, text) => ({
-      id: 'chatcmpl-wire', object: 'chat.completion', created: created(), model,
-      choices: [{ index: 0, message: { role: 'assistant', content: text }, finish_reason: 'stop' }],
-      usage: { prompt_tokens: 5, completion_tokens: text.split(' ').length, total_tokens: 5 + text.split(' ').length },
-    }),
-    streamHeaders: SSE,
-    start: (model) => [sse({ id: 'chatcmpl-wire', object: 'chat.completion.chunk', created: created(), model, choices: [{ index: 0, delta: { role: 'assistant', content: '' }, finish_reason: null }] })],
-    delta: (model, text) => sse({ id: 'chatcmpl-wire', object: 'chat.completion.chunk', created: created(), model, choices: [{ index: 0, delta: { content: text }, finish_reason: null }] }),
-    end: (model, tokens) => [
-      sse({ id: 'chatcmpl-wire', object: 'chat.completion.chunk', created: created(), model, choices: [{ index: 0, delta: {}, finish_reason: 'stop' }], usage: { prompt_tokens: 5, completion_tokens: tokens, total_tokens: 5 + tokens } }),
-      'data: [DONE]\n\n',
-    ],
-  },
-  anthropic: {
-    whole: (model, text) => ({
-      id: 'msg_wire', type: 'message', role: 'assistant', model,
-      content: [{ type: 'text', text }], stop_reason: 'end_turn', stop_sequence: null,
-      usage: { input_tokens: 5, output_tokens: text.split(' ').length },
-    }),
-    streamHeaders: SSE,
-    start: (model) => [
-      sse({ type: 'message_start', message: { id: 'msg_wire', type: 'message', role: 'assistant', model, content: [], stop_reason: null, stop_sequence: null, usage: { input_tokens: 5, output_tokens: 0 } } }, 'message_start'),
-      sse({ type: 'content_block_start', index: 0, content_block: { type: 'text', text: '' } }, 'content_block_start'),
-    ],
-    delta: (_model, text) => sse({ type: 'content_block_delta', index: 0, delta: { type: 'text_delta', text } }, 'content_block_delta'),
-    end: (_model, tokens) => [
-      sse({ type: 'content_block_stop', index: 0 }, 'content_block_stop'),
-      sse({ type: 'message_delta', delta: { stop_reason: 'end_turn', stop_sequence: null }, usage: { output_tokens: tokens } }, 'message_delta'),
-      sse({ type: 'message_stop' }, 'message_stop'),
-    ],
-  },
-  google: {
-    whole: (model, text) => ({
-      candidates: [{ content: { role: 'model', parts: [{ text }] }, finishReason: 'STOP', index: 0 }],
-      usageMetadata: { promptTokenCount: 5, candidatesTokenCount: text.split(' ').length, totalTokenCount: 5 + text.split(' ').length },
-      modelVersion: model,
-    }),
-    streamHeaders: SSE,
-    start: () => [],
-    delta: (model, text) => sse({ candidates: [{ content: { role: 'model', parts: [{ text }] }, index: 0 }], modelVersion: model }),
-    end: (model, tokens) => [
-      sse({ candidates: [{ content: { role: 'model', parts: [{ text: '' }] }, finishReason: 'STOP', index: 0 }], usageMetadata: { promptTokenCount: 5, candidatesTokenCount: tokens, totalTokenCount: 5 + tokens }, modelVersion: model }),
-    ],
-  },
-  bedrock: {
-    whole: (_model, text) => ({
-      output: { message: { role: 'assistant', content: [{ text }] } },
-      stopReason: 'end_turn',
-      usage: { inputTokens: 5, outputTokens: text.split(' ').length, totalTokens: 5 + text.split(' ').length },
-      metrics: { latencyMs: 1 },
-    }),
-    streamHeaders: { 'content-type': 'application/vnd.amazon.eventstream' },
-    start: () => [eventFrame('messageStart', { role: 'assistant' })],
-    delta: (_model, text) => eventFrame('contentBlockDelta', { contentBlockIndex: 0, delta: { text } }),
-    end: (_model, tokens) => [
-      eventFrame('contentBlockStop', { contentBlockIndex: 0 }),
-      eventFrame('messageStop', { stopReason: 'end_turn' }),
-      eventFrame('metadata', { usage: { inputTokens: 5, outputTokens: tokens, totalTokens: 5 + tokens }, metrics: { latencyMs: 1 } }),
-    ],
-  },
-};
-
-/** One AWS event-stream message (prelude, string headers, JSON payload, CRCs). */
-function eventFrame(eventType: string, payload: unknown): Buffer {
-  const header = (name: string, value: string): Buffer => {
-    const n = Buffer.from(name);
-    const v = Buffer.from(value);
-    const out = Buffer.alloc(1 + n.length + 1 + 2 + v.length);
-    out.writeUInt8(n.length, 0);
-    n.copy(out, 1);
-    out.writeUInt8(7, 1 + n.length); // string
-    out.writeUInt16BE(v.length, 2 + n.length);
-    v.copy(out, 4 + n.length);
-    return out;
-  };
-  const headers = Buffer.concat([header(':event-type', eventType), header(':content-type', 'application/json'), header(':message-type', 'event')]);
-  const body = Buffer.from(JSON.stringify(payload));
-  const total = 12 + headers.length + body.length + 4;
-  const prelude = Buffer.alloc(12);
-  prelude.writeUInt32BE(total, 0);
-  prelude.writeUInt32BE(headers.length, 4);
-  prelude.writeUInt32BE(crc32(prelude.subarray(0, 8)), 8);
-  const message = Buffer.concat([prelude, headers, body]);
-  const crc = Buffer.alloc(4);
-  crc.writeUInt32BE(crc32(message), 0);
-  return Buffer.concat([message, crc]);
 }
 
 function stringOf(value: unknown): string {
