@@ -78,7 +78,7 @@ export function meteredModel(model: LanguageModelObject, binding: UsageBinding, 
       const reader = result.stream.getReader();
       let usage: ReportedUsage | undefined;
       let failure: unknown;
-      let refused = false;
+      let refusal: UsageLimitExceededError | undefined;
       const stream = new ReadableStream<Part>({
         async pull(controller) {
           let next: Awaited<ReturnType<typeof reader.read>>;
@@ -98,21 +98,15 @@ export function meteredModel(model: LanguageModelObject, binding: UsageBinding, 
           const part = next.value;
           if (part.type === 'finish') {
             usage = part.usage as ReportedUsage;
-            // Past the tool-call limit the step ends with the refusal as its last part.
-            if (refused) return;
+            // Past the tool-call limit the step ends with the refusal (the SDK then closes the loop: finish-step, finish).
+            if (refusal !== undefined) controller.enqueue({ type: 'error', error: refusal } as Part);
           } else if (part.type === 'error') {
             failure = part.error;
           } else if (part.type === 'tool-call') {
-            if (refused) return;
-            const refusal = overLimit(1);
-            if (refusal !== undefined) {
-              refused = true;
-              controller.enqueue({ type: 'error', error: refusal } as Part);
-              return;
-            }
-          } else if (refused && part.type.startsWith('tool-')) {
-            return;
+            refusal ??= overLimit(1);
           }
+          // The refused tool call (and any after it) never reaches the SDK, which would run it.
+          if (refusal !== undefined && part.type.startsWith('tool-')) return;
           controller.enqueue(part);
         },
         async cancel(reason) {
