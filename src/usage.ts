@@ -23,6 +23,7 @@ export {
   type UsageTicket,
 } from './usage/meter.js';
 export { MemoryUsageBackend, type MemoryUsageBackendOptions } from './usage/memory.js';
+export { RedisUsageBackend, type RedisUsageBackendOptions } from './usage/redis.js';
 export { getUserUsage, getDefaultUsageMeter, setDefaultUsageMeter } from './usage/current.js';
 export type {
   Admission,
