@@ -85,6 +85,7 @@ import { APICallError, RetryError } from 'ai';
 import { credentialsShapeProblem, type LlmRegistry } from '../src/ai.js';
 import { MismatchError, execute } from './agent/executor.js';
 import { agentLlm, type AgentLlm } from './agent/llm.js';
+import { usageErrors } from './usage.js';
 import { plan } from './agent/planner.js';
 import { registerContextMetrics } from '../src/metrics.js';
 import { HttpError, readJson } from './body.js';
@@ -512,6 +513,7 @@ export function createApp(options: ExampleAppOptions): ExampleApp {
   // without a token.
   app.use(requestLogger({ logger, ignore: (ctx) => ctx.path === '/metrics' }));
   app.use(errorsWith(logger));
+  app.use(usageErrors);
   app.use(async function metricsRoute(ctx, next) {
     if (ctx.path !== '/metrics') return next();
     if (ctx.method !== 'GET') {
