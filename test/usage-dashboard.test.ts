@@ -73,7 +73,7 @@ describe.skipIf(!HAVE_CHROMIUM && !IN_CI)('usage in the admin dashboard, in Chro
   }
 
   const usageRow = (page: Page, user: string) => page.locator(`#usage-rows tr[data-user="${user}"]`);
-  const order = (page: Page) => page.locator('#usage-rows tr').evaluateAll((rows) => rows.map((r) => (r as HTMLElement).dataset['user']));
+  const order = (page: Page) => page.locator('#usage-rows tr').evaluateAll((rows) => rows.map((r) => r.getAttribute('data-user')));
 
   it('shows each user\'s calls and tokens, sorts by the header clicked, and marks the limited user', async () => {
     expect(await use(light)).toEqual([200]);
@@ -99,7 +99,7 @@ describe.skipIf(!HAVE_CHROMIUM && !IN_CI)('usage in the admin dashboard, in Chro
     expect(await usageRow(page, heavy.id).locator('td.limited .tag.hit').textContent()).toBe('requests ×1');
     expect(await usageRow(page, heavy.id).getAttribute('class')).toContain('limited');
     expect(await usageRow(page, light.id).locator('td.limited').textContent()).toBe('no');
-    expect(await page.locator('#usage-rows tr.limited td.user code').evaluate((e) => getComputedStyle(e).color)).toBe('rgb(180, 35, 24)');
+    expect(await page.locator('#usage-rows tr.limited td.user code').evaluate((e) => (globalThis as unknown as { getComputedStyle(e: unknown): { color: string } }).getComputedStyle(e).color)).toBe('rgb(180, 35, 24)');
 
     // Sorted by tokens, most first; clicking "Calls" twice sorts by calls ascending.
     expect(await order(page)).toEqual([heavy.id, light.id]);

@@ -18,15 +18,16 @@ interface UserState {
   reserved: Map<number, number>;
   /** callId → [period start, estimate, lease end] of calls in flight. */
   calls: Map<string, [number, number, number]>;
-  /** callIds already booked (a booking applies once), oldest first. */
+  /** callIds already booked (a booking applies once): this generation and the one before. */
   booked: Set<string>;
+  bookedBefore: Set<string>;
 }
 
 /** Options of {@link MemoryUsageBackend}. */
 export interface MemoryUsageBackendOptions {
   /**
-   * How many booked call ids each user remembers, so that a booking given
-   * twice applies once.
+   * How many booked call ids each user remembers (at least half of this,
+   * the most recent), so that a booking given twice applies once.
    * @default 10_000
    */
   rememberBookings?: number;
@@ -35,6 +36,7 @@ export interface MemoryUsageBackendOptions {
 /** Usage in this process only (one instance). */
 export class MemoryUsageBackend implements UsageBackend {
   readonly kind = 'memory';
+  readonly remote = false;
   readonly #users = new Map<string, UserState>();
   readonly #windows = new RequestWindows((points) => new RateLimiterMemory({ points, duration: 60 }));
   readonly #remember: number;
@@ -52,7 +54,7 @@ export class MemoryUsageBackend implements UsageBackend {
   #state(userUuid: string): UserState {
     let s = this.#users.get(userUuid);
     if (s === undefined) {
-      s = { counters: new Map(), used: new Map(), reserved: new Map(), calls: new Map(), booked: new Set() };
+      s = { counters: new Map(), used: new Map(), reserved: new Map(), calls: new Map(), booked: new Set(), bookedBefore: new Set() };
       this.#users.set(userUuid, s);
     }
     return s;
@@ -67,7 +69,7 @@ export class MemoryUsageBackend implements UsageBackend {
     }
     // From here on synchronous: the check and the reservation are one step.
     const s = this.#state(userUuid);
-    if (s.calls.has(callId) || s.booked.has(callId)) return { ok: true };
+    if (s.calls.has(callId) || s.booked.has(callId) || s.bookedBefore.has(callId)) return { ok: true };
     const start = periodStart(now, limits.periodMs);
     for (const [id, [, , until]] of s.calls) if (until <= now) s.calls.delete(id);
     let refusal: Admission | undefined;
@@ -89,9 +91,13 @@ export class MemoryUsageBackend implements UsageBackend {
 
   async book(booking: Booking): Promise<void> {
     const s = this.#state(booking.userUuid);
-    if (s.booked.has(booking.callId)) return;
+    if (s.booked.has(booking.callId) || s.bookedBefore.has(booking.callId)) return;
     s.booked.add(booking.callId);
-    if (s.booked.size > this.#remember) s.booked.delete(s.booked.values().next().value!);
+    // Two generations of at most half each: O(1) per booking, at least `rememberBookings / 2` remembered.
+    if (s.booked.size >= this.#remember / 2) {
+      s.bookedBefore = s.booked;
+      s.booked = new Set();
+    }
     const held = s.calls.get(booking.callId);
     let start = periodStart(booking.now, booking.periodMs);
     if (held !== undefined) {

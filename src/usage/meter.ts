@@ -374,6 +374,7 @@ export class UsageMeter {
   }
 
   #timed<T>(promise: Promise<T>): Promise<T> {
+    if (!this.backend.remote) return promise;
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => {
       timer = setTimeout(() => reject(new Error(`The usage store did not answer within ${this.#timeoutMs} ms`)), this.#timeoutMs);

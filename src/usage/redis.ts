@@ -95,6 +95,7 @@ const SCRIPTS = { begin: { source: BEGIN, sha: sha(BEGIN) }, book: { source: BOO
 /** Usage shared by every instance through Redis. */
 export class RedisUsageBackend implements UsageBackend {
   readonly kind = 'redis';
+  readonly remote = true;
   readonly #redis: Redis | Cluster;
   readonly #prefix: string;
   readonly #rememberMs: number;

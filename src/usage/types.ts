@@ -148,8 +148,10 @@ export interface RawUsage {
  * atomic step; `book` is idempotent per `callId`.
  */
 export interface UsageBackend {
-  /** `'memory'` or `'redis'`: a metric label and what the admin shows. */
+  /** `'memory'` or `'redis'`: what the admin shows. */
   readonly kind: string;
+  /** Whether it lives outside this process: then every call to it has `storeTimeoutMs` and the fault mode applies. */
+  readonly remote: boolean;
   begin(request: BeginRequest): Promise<Admission>;
   book(booking: Booking): Promise<void>;
   read(userUuid: string, periodMs: number, now: number): Promise<RawUsage>;
