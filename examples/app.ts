@@ -15,6 +15,8 @@
  *                           (meta, token…, done); a client that disconnects aborts the LLM call
  *   POST /sessions                                      → 201 { id, createdAt, config }
  *   GET  /sessions/:id                                  → 200 { id, createdAt, config, queries, modelsUsed, profileTagsUsed }
+ *   POST /agent         { prompt, stream?, maxSteps? } → the agent loop: the user's LLM calls the user's MCP
+ *                         tools (examples/agent/loop.ts); JSON names the tools called, SSE streams tool events
  *   GET  /mcp/tools                                     → 200 { server, tools: [{ name, description }] }
  *   GET  /me/context                                    → 200 the caller's context, secrets redacted
  *   GET  /ready                                         → 200 / 503 readiness (no token needed)
@@ -33,7 +35,6 @@
  * { error: "mcp_backoff" | "mcp_busy" } with Retry-After (failing fast after a
  * failed connect / every connection of the instance in use).
  */
-import { once } from 'node:events';
 import { EventEmitter } from 'node:events';
 import { PassThrough } from 'node:stream';
 import Router from '@koa/router';
@@ -43,12 +44,6 @@ import { Registry } from 'prom-client';
 import {
   ClientDisconnectedError,
   ContextStore,
-  ConfigurationConflictError,
-  ContextStoreUnavailableError,
-  InvalidProfileError,
-  RequestError,
-  McpConnectError,
-  UserContextError,
   adminRouter,
   configureUser,
   currentProfileTag,
@@ -74,16 +69,17 @@ import {
 } from '../src/index.js';
 import { RedisContextStore, type RedisContextStoreOptions } from '../src/redis.js';
 import {
-  McpBackoffError,
-  McpConnectionLostError,
-  McpPoolExhaustedError,
   createMcpClientFactory,
   getUserMcpConnection,
   type McpServerDefinition,
 } from '../src/mcp.js';
-import { APICallError, RetryError } from 'ai';
-import { credentialsShapeProblem, type LlmRegistry } from '../src/ai.js';
+import type { LlmRegistry } from '../src/ai.js';
 import { MismatchError, execute } from './agent/executor.js';
+import { registerAgentLoop } from './agent/loop.js';
+import { parseConfiguration } from './configure.js';
+export { PROVIDERS, parseConfiguration } from './configure.js';
+import { errorsWith } from './http-errors.js';
+import { sseFrame, sseSender } from './sse.js';
 import { agentLlm, type AgentLlm } from './agent/llm.js';
 import { usageErrors } from './usage.js';
 import { plan } from './agent/planner.js';
@@ -98,21 +94,6 @@ export const DEFAULT_PROFILES: ReadonlyMap<string, Profile> = new Map<string, Pr
   ['@crm', { mcpServerName: 'crm' }],
   ['@warehouse', { mcpServerName: 'warehouse' }],
 ]);
-
-export const PROVIDERS = ['Google', 'Anthropic', 'OpenAI', 'Amazon', 'Azure', 'Friendli', 'Ollama'] as const;
-
-const CONFIG_FIELDS: Record<string, 'string' | 'object'> = {
-  provider: 'string',
-  model: 'string',
-  mcpServerName: 'string',
-  mcpServerId: 'string',
-  awsRegion: 'string',
-  azureDeploymentDetails: 'object',
-  friendliDetails: 'object',
-  modelProviderInProfile: 'string',
-  serverConfigs: 'object',
-  llmCredentials: 'object',
-};
 
 export interface ExampleAppOptions {
   /** HS256 secret (≥ 32 bytes). */
@@ -181,114 +162,11 @@ export function createSharedStore(options: RedisContextStoreOptions, mcpServers?
   return new RedisContextStore({ ...options, resources: { ...exampleResources(mcpServers, llms), ...options.resources } });
 }
 
-/** Validates a /configure body into a patch, or throws a 400. */
-export function parseConfiguration(body: Record<string, unknown>): ContextPatch {
-  const patch: Record<string, unknown> = {};
-  for (const [key, value] of Object.entries(body)) {
-    const kind = CONFIG_FIELDS[key];
-    if (kind === undefined) {
-      throw new HttpError(400, 'invalid_configuration', `Unknown field "${key}"; allowed: ${Object.keys(CONFIG_FIELDS).join(', ')}.`);
-    }
-    const ok = value === null || (kind === 'string' ? typeof value === 'string' && value.length > 0 && value.length <= 200
-      : typeof value === 'object' && !Array.isArray(value));
-    if (!ok) {
-      throw new HttpError(400, 'invalid_configuration', `"${key}" must be ${kind === 'string' ? 'a non-empty string of at most 200 characters' : 'an object'} or null.`);
-    }
-    patch[key] = value;
-  }
-  if (typeof patch['provider'] === 'string' && !(PROVIDERS as readonly string[]).includes(patch['provider'])) {
-    throw new HttpError(400, 'invalid_configuration', `Unknown provider "${patch['provider']}"; use one of ${PROVIDERS.join(', ')}.`);
-  }
-  const shape = credentialsShapeProblem(patch['llmCredentials'] ?? null);
-  if (shape !== undefined) throw new HttpError(400, 'invalid_configuration', shape);
-  if (Object.keys(patch).length === 0) {
-    throw new HttpError(400, 'invalid_configuration', 'Send at least one field, e.g. { "provider": "Google", "model": "gemini-2.5-flash" }.');
-  }
-  return patch as ContextPatch;
-}
-
-/** JSON errors for everything below the auth middleware; never a stack. */
-function errorsWith(logger: Logger) {
-  return async function errors(ctx: Koa.Context, next: Koa.Next): Promise<void> {
-    try {
-      await handle(ctx, next);
-    } catch (err) {
-      // Runs after the user scope has ended: stamp the user explicitly.
-      logger.error({ err, userUuid: ctx.state['userUuid'] }, 'request failed');
-      ctx.status = 500;
-      ctx.body = { error: 'internal_error', message: 'Something went wrong; the error was logged.' };
-    }
-  };
-}
-
-async function handle(ctx: Koa.Context, next: Koa.Next): Promise<void> {
-  try {
-    await next();
-    if (ctx.status === 404 && ctx.body === undefined) {
-      ctx.status = 404;
-      ctx.body = { error: 'not_found', message: `No route for ${ctx.method} ${ctx.path}.` };
-    }
-  } catch (err) {
-    if (err instanceof HttpError) {
-      ctx.status = err.status;
-      ctx.body = { error: err.error, message: err.message };
-    } else if (APICallError.isInstance(err) || RetryError.isInstance(err)) {
-      // The provider refused or failed (after the SDK's retries); its response is logged, never forwarded.
-      const cause = RetryError.isInstance(err) ? err.lastError : err;
-      const status = APICallError.isInstance(cause) ? cause.statusCode : undefined;
-      ctx.status = 502;
-      ctx.body = { error: 'llm_provider_error', message: `The LLM provider answered ${status ?? 'with an error'}; try again later.` };
-    } else if (err instanceof ContextStoreUnavailableError) {
-      // Redis is down: a write answered with this is never applied afterwards (fenced); retrying is safe.
-      ctx.status = 503;
-      ctx.body = { error: err.error, message: err.message };
-      ctx.set('Retry-After', '5');
-    } else if (err instanceof MismatchError) {
-      ctx.status = 409;
-      ctx.body = { error: 'configuration_mismatch', message: err.message };
-    } else if (err instanceof ClientDisconnectedError) {
-      // Nobody is listening any more; 499 is what proxies log for this.
-      ctx.status = 499;
-      ctx.body = { error: 'client_closed_request', message: err.message };
-    } else if (err instanceof McpBackoffError || err instanceof McpPoolExhaustedError) {
-      // Nothing was sent to the MCP server: retrying after the delay is safe.
-      ctx.status = 503;
-      ctx.body = { error: err instanceof McpBackoffError ? 'mcp_backoff' : 'mcp_busy', message: err.message };
-      ctx.set('Retry-After', String(Math.max(1, Math.ceil((err.retryAfterMs ?? 1000) / 1000))));
-    } else if (err instanceof McpConnectionLostError) {
-      ctx.status = 502;
-      ctx.body = { error: 'mcp_connection_lost', message: err.message };
-    } else if (err instanceof McpConnectError) {
-      ctx.status = 502;
-      ctx.body = { error: 'mcp_unavailable', message: err.message };
-    } else if (err instanceof InvalidProfileError) {
-      ctx.status = 400;
-      ctx.body = { error: 'invalid_profile', message: err.message };
-    } else if (err instanceof ConfigurationConflictError) {
-      ctx.status = 409;
-      ctx.body = { error: 'configuration_conflict', message: err.message };
-    } else if (err instanceof RequestError && err.status < 500) {
-      // LLM configuration errors (missing_credentials, model_not_allowed, …): 400 with their stable code.
-      ctx.status = err.status;
-      ctx.body = { error: err.error, message: err.message };
-    } else if (err instanceof UserContextError) {
-      ctx.status = 400;
-      ctx.body = { error: 'invalid_configuration', message: err.message };
-    } else {
-      throw err;
-    }
-  }
-}
-
 interface QueryRequest {
   prompt: string;
   session: Session | undefined;
   profile: { tag: string; fields: Profile } | undefined;
   stream: boolean;
-}
-
-function sseFrame(event: string, data: unknown): string {
-  return `event: ${event}\ndata: ${JSON.stringify(data)}\n\n`;
 }
 
 export function createApp(options: ExampleAppOptions): ExampleApp {
@@ -374,9 +252,10 @@ export function createApp(options: ExampleAppOptions): ExampleApp {
   router.post('/configure', async (ctx) => {
     const patch = bindCredentials(parseConfiguration(await readJson(ctx)));
     logger.info({ fields: Object.keys(patch) }, 'configuring');
-    const name = patch.mcpServerName;
-    if (mcpServers !== undefined && typeof name === 'string' && !mcpServers.has(name)) {
-      throw new HttpError(400, 'unknown_mcp_server', `Unknown MCP server "${name}"; use one of ${[...mcpServers.keys()].join(', ')}.`);
+    for (const name of [patch.mcpServerName, ...(patch.mcpServerNames ?? [])]) {
+      if (mcpServers !== undefined && typeof name === 'string' && !mcpServers.has(name)) {
+        throw new HttpError(400, 'unknown_mcp_server', `Unknown MCP server "${name}"; use one of ${[...mcpServers.keys()].join(', ')}.`);
+      }
     }
     validateLlm(patch);
     const context = await configureUser(patch);
@@ -428,12 +307,7 @@ export function createApp(options: ExampleAppOptions): ExampleApp {
       failedEarly = reject;
     });
     let started = false;
-    const send = async (event: string, data: unknown): Promise<void> => {
-      if (!out.write(sseFrame(event, data))) {
-        const signal = getRequestSignal();
-        await once(out, 'drain', signal !== undefined ? { signal } : {});
-      }
-    };
+    const send = sseSender(out);
     const produce = onQueryConfiguration(query, async () => {
       const llm = await requireConfigured();
       const mcp = await mcpInfo();
@@ -488,6 +362,8 @@ export function createApp(options: ExampleAppOptions): ExampleApp {
     if (session === undefined) throw new HttpError(404, 'session_not_found', 'No such session for this user.');
     ctx.body = describeSession(session, getUserRuntimeContext());
   });
+
+  registerAgentLoop(router);
 
   router.get('/mcp/tools', async (ctx) => {
     const connection = await getUserMcpConnection();

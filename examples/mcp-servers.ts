@@ -61,6 +61,24 @@ export function memoryServer(dataDir: string): McpServerDefinition {
 export interface ExampleTool {
   name: string;
   description: string;
+  /**
+   * Milliseconds the tool takes; a call cancelled meanwhile (the client's
+   * `notifications/cancelled`) stops and is counted in `cancelled`.
+   * @default 0
+   */
+  delayMs?: number;
+}
+
+/** A tool call as the server received it. */
+export interface ServedToolCall {
+  readonly tool: string;
+  readonly input: string | undefined;
+  /** The MCP session it came on. */
+  readonly sessionId: string | undefined;
+  /** The `x-user` header of the request (registry entries may send the user's id). */
+  readonly user: string | undefined;
+  /** The call was cancelled by the client before it finished. */
+  cancelled: boolean;
 }
 
 export interface RunningMcpServer {
@@ -74,6 +92,10 @@ export interface RunningMcpServer {
   readonly closed: number;
   /** JSON-RPC requests received, by method (e.g. `tools/list`). */
   readonly requests: ReadonlyMap<string, number>;
+  /** Every tool call received, oldest first. */
+  readonly toolCalls: readonly ServedToolCall[];
+  /** Adds a tool to every live session (each client gets `notifications/tools/list_changed`) and to later ones. */
+  addTool(tool: ExampleTool): void;
   /** Resolves when the session count drops to `n` or below. */
   waitForOpenSessions(n: number, timeoutMs?: number): Promise<void>;
   close(): Promise<void>;
@@ -91,17 +113,32 @@ export const EXAMPLE_SERVERS = {
   ],
 } as const satisfies Record<string, readonly ExampleTool[]>;
 
-function buildServer(name: string, tools: readonly ExampleTool[]): McpServer {
-  const server = new McpServer({ name, version: '1.0.0' });
-  for (const tool of tools) {
-    server.registerTool(
-      tool.name,
-      { description: tool.description, inputSchema: { input: z.string().max(1000).optional() } },
-      async ({ input }) => ({
-        content: [{ type: 'text', text: `${name}.${tool.name}(${input ?? ''})` }],
-      }),
-    );
-  }
+function registerExampleTool(server: McpServer, name: string, tool: ExampleTool, served: ServedToolCall[]): void {
+  server.registerTool(
+    tool.name,
+    { description: tool.description, inputSchema: { input: z.string().max(100_000).optional() } },
+    async ({ input }, extra) => {
+      const user = extra.requestInfo?.headers['x-user'];
+      const call: ServedToolCall = { tool: tool.name, input, sessionId: extra.sessionId, user: typeof user === 'string' ? user : undefined, cancelled: false };
+      served.push(call);
+      if ((tool.delayMs ?? 0) > 0) {
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, tool.delayMs);
+          extra.signal.addEventListener('abort', () => {
+            call.cancelled = true;
+            clearTimeout(timer);
+            resolve();
+          }, { once: true });
+        });
+      }
+      return { content: [{ type: 'text', text: `${name}.${tool.name}(${input ?? ''})` }] };
+    },
+  );
+}
+
+function buildServer(name: string, tools: readonly ExampleTool[], served: ServedToolCall[]): McpServer {
+  const server = new McpServer({ name, version: '1.0.0' }, { capabilities: { tools: { listChanged: true } } });
+  for (const tool of tools) registerExampleTool(server, name, tool, served);
   return server;
 }
 
@@ -112,6 +149,9 @@ export async function startMcpServer(
   port = 0,
 ): Promise<RunningMcpServer> {
   const sessions = new Map<string, StreamableHTTPServerTransport>();
+  const servers = new Set<McpServer>();
+  const served: ServedToolCall[] = [];
+  const toolList = [...tools];
   let opened = 0;
   let closed = 0;
   const requests = new Map<string, number>();
@@ -174,7 +214,10 @@ export async function startMcpServer(
       closed++;
       changed();
     };
-    await buildServer(name, tools).connect(transport);
+    const mcpServer = buildServer(name, toolList, served);
+    servers.add(mcpServer);
+    mcpServer.server.onclose = () => servers.delete(mcpServer);
+    await mcpServer.connect(transport);
     await transport.handleRequest(req, res, body);
   }
 
@@ -203,6 +246,11 @@ export async function startMcpServer(
       return closed;
     },
     requests,
+    toolCalls: served,
+    addTool(tool) {
+      toolList.push(tool);
+      for (const server of servers) registerExampleTool(server, name, tool, served);
+    },
     waitForOpenSessions(n, timeoutMs = 5000) {
       return new Promise<void>((resolve, reject) => {
         const check = (): void => {

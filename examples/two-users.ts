@@ -1,20 +1,22 @@
 /**
  * The multi-user demo, on real SDK clients: user A configures
- * Google/gemini-2.5-flash with their own API key and the `warehouse` MCP
- * server, user B Anthropic/claude-3-5-haiku with theirs and the `crm` server
- * (two real Streamable HTTP MCP servers on 127.0.0.1), and user C
- * OpenAI/gpt-4o-mini with theirs and the `memory` server — the MCP project's
- * reference server-memory run over stdio as a child process of its own — all
- * at the same time. They fire interleaved queries; the app builds each user's
- * client with the AI SDK (`@ai-sdk/google`, `@ai-sdk/anthropic`,
- * `@ai-sdk/openai`) and calls the local wire server
- * (examples/providers/wire-server.ts), which records the key and model of
- * every call. Then A rotates their key and everyone queries again.
+ * Google/gemini-2.5-flash with their own API key and two MCP servers,
+ * `warehouse` (Streamable HTTP) and `memory` (the MCP project's reference
+ * server-memory over stdio, a child process of A's own), user B
+ * Anthropic/claude-3-5-haiku with theirs and `crm` (Streamable HTTP), and
+ * user C OpenAI/gpt-4o-mini with theirs and a `memory` child of their own —
+ * all at the same time. They fire interleaved agent queries (POST /agent):
+ * each user's LLM, built with the AI SDK and answered by the local wire
+ * server (examples/providers/wire-server.ts, which records the key, model,
+ * tools offered and tool results of every call), calls that user's MCP tools
+ * step after step. Then A rotates their key and everyone queries again.
  *
- * Prints, per query, the (masked) key and model that reached the wire and the
- * tools seen, and the stdio processes started and ended; exits 1 on any call
- * with another user's key or model, with A's old key after the rotation was
- * acknowledged, or on a leftover process.
+ * Prints, per query, the (masked) key and model that reached the wire, the
+ * tools offered and called, and the server that ran each call; exits 1 on any
+ * tool call that reached another user's server (the HTTP servers record the
+ * user each call came for), any LLM call with another user's key or model or
+ * tools, A's old key after the rotation was acknowledged, or a leftover
+ * stdio process.
  */
 import { randomBytes, randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -22,7 +24,7 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { stdioCounters } from '../src/mcp.js';
+import { stdioCounters, type McpServerDefinition } from '../src/mcp.js';
 import { createApp } from './app.js';
 import { EXAMPLE_SERVERS, MEMORY_TOOLS, memoryServer, startExampleServers } from './mcp-servers.js';
 import { exampleLlmRegistry } from './providers/registry.js';
@@ -42,22 +44,37 @@ export interface DemoRow {
   keyOnWire: string;
   modelOnWire: string;
   ok: boolean;
-  /** MCP server the user configured, and the tools the query saw on it. */
-  mcpServer?: string;
-  tools?: string[];
+  /** MCP servers the user configured, the tools their LLM was offered, and each tool call with the server that ran it. */
+  mcpServers: readonly string[];
+  toolsOffered: string[];
+  toolCalls: Array<{ tool: string; server: string; ok: boolean }>;
 }
 
-const USERS = [
-  { name: 'A', provider: 'Google', model: 'gemini-2.5-flash', wire: 'google', mcpServerName: 'warehouse' },
-  { name: 'B', provider: 'Anthropic', model: 'claude-3-5-haiku', wire: 'anthropic', mcpServerName: 'crm' },
-  { name: 'C', provider: 'OpenAI', model: 'gpt-4o-mini', wire: 'openai', mcpServerName: 'memory' },
-] as const;
+type ServerName = 'warehouse' | 'crm' | 'memory';
 
-const TOOLS_OF: Record<(typeof USERS)[number]['mcpServerName'], readonly string[]> = {
+const USERS = [
+  { name: 'A', provider: 'Google', model: 'gemini-2.5-flash', wire: 'google', mcpServerNames: ['warehouse', 'memory'] },
+  { name: 'B', provider: 'Anthropic', model: 'claude-3-5-haiku', wire: 'anthropic', mcpServerNames: ['crm'] },
+  { name: 'C', provider: 'OpenAI', model: 'gpt-4o-mini', wire: 'openai', mcpServerNames: ['memory'] },
+] as const satisfies ReadonlyArray<{ mcpServerNames: readonly ServerName[] } & Record<string, unknown>>;
+
+const TOOLS_OF: Record<ServerName, readonly string[]> = {
   warehouse: EXAMPLE_SERVERS.warehouse.map((t) => t.name),
   crm: EXAMPLE_SERVERS.crm.map((t) => t.name),
   memory: MEMORY_TOOLS,
 };
+
+/** The agent query of user `who` number `i`: two tool calls on their own servers, then the answer. */
+function promptOf(who: 'A' | 'B' | 'C', i: number): { prompt: string; calls: string[] } {
+  const tag = `${who}-q${i}`;
+  const entity = `{"entities":[{"name":"${tag}","entityType":"query","observations":["asked by ${who}"]}]}`;
+  const calls = {
+    A: [`warehouse__run_sql {"input":"${tag}"}`, `memory__create_entities ${entity}`],
+    B: [`crm__find_customer {"input":"${tag}"}`, `crm__open_ticket {"input":"${tag}"}`],
+    C: [`memory__create_entities ${entity}`, `memory__search_nodes {"query":"${tag}"}`],
+  }[who];
+  return { prompt: `query ${i} from user ${who}: call ${calls.join(' then call ')}`, calls: calls.map((c) => c.split(' ')[0]!) };
+}
 
 /** stdio children of the last run: started and ended. */
 export const demoProcesses = { started: 0, ended: 0 };
@@ -73,9 +90,10 @@ export async function runDemo(queriesPerUser = 8): Promise<DemoRow[]> {
   const { app, store } = createApp({
     secret,
     llms: exampleLlmRegistry(wire.url),
-    mcpServers: new Map([
-      ['warehouse', mcp.warehouse.url],
-      ['crm', mcp.crm.url],
+    // The HTTP servers get the user's id in a header (the operator's choice), so they can tell whose call they ran.
+    mcpServers: new Map<string, McpServerDefinition>([
+      ['warehouse', (_config: unknown, userUuid: string) => ({ url: mcp.warehouse.url, headers: { 'x-user': userUuid } })],
+      ['crm', (_config: unknown, userUuid: string) => ({ url: mcp.crm.url, headers: { 'x-user': userUuid } })],
       ['memory', memoryServer(dataDir)],
     ]),
   });
@@ -102,19 +120,23 @@ export async function runDemo(queriesPerUser = 8): Promise<DemoRow[]> {
     return Promise.all(
       jobs.map(async ({ u, i }) => {
         const key = u.key;
-        const prompt = `query ${i} from user ${u.name}`;
-        const res = await call(u.token, '/query', { prompt });
+        const { prompt, calls: wanted } = promptOf(u.name, i);
+        const res = await call(u.token, '/agent', { prompt });
         const ran = `${String(res['provider'])}/${String(res['model'])}`;
         const expected = `${u.provider}/${u.model}`;
-        // The wire server's own record of this query's call: key and model as they reached it.
-        const onWire: WireCall | undefined = wire.calls.find((c) => c.prompt === prompt);
-        const wireOk = onWire !== undefined && onWire.label === u.wire && onWire.model === u.model && onWire.keyHash === keyFingerprint(key);
-        // The user's own MCP server's tools, as listed through their own MCP client.
-        const listed = (await call(u.token, '/mcp/tools')) as { server: unknown; tools: { name: string }[] };
-        const tools = listed.tools.map((t) => t.name);
-        const ownTools = TOOLS_OF[u.mcpServerName];
-        const toolsOk = listed.server === u.mcpServerName && res['mcpServer'] === u.mcpServerName
-          && sameList([...tools].sort(), ownTools.toSorted()) && sameList([...(res['tools'] as string[])].sort(), ownTools.toSorted());
+        const toolCalls = res['toolCalls'] as DemoRow['toolCalls'];
+        const toolsOffered = res['toolsOffered'] as string[];
+        const ownTools = u.mcpServerNames.flatMap((s) => TOOLS_OF[s].map((t) => `${s}__${t}`));
+        // The wire server's own record of this query's LLM calls (one per step): key, model and tools as they reached it.
+        const onWire: WireCall[] = wire.calls.filter((c) => c.prompt.startsWith(`query ${i} from user ${u.name}:`));
+        const wireOk = onWire.length === wanted.length + 1 && onWire.every((c) => c.label === u.wire && c.model === u.model
+          && c.keyHash === keyFingerprint(key) && sameList([...c.toolsOffered].sort(), ownTools.toSorted()));
+        // The HTTP servers' own record: every call for this query came on this user's connection.
+        const served = [...mcp.warehouse.toolCalls, ...mcp.crm.toolCalls].filter((c) => c.input === `${u.name}-q${i}`);
+        const servedOk = served.every((c) => c.user === u.uuid);
+        const callsOk = sameList(toolCalls.map((c) => c.tool), wanted) && toolCalls.every((c) => c.ok && (u.mcpServerNames as readonly string[]).includes(c.server));
+        const answer = String(res['answer']);
+        const answerOk = answer.includes(`${u.name}-q${i}`) && users.every((o) => o === u || !answer.includes(`${o.name}-q`));
         return {
           user: u.name,
           phase,
@@ -122,11 +144,12 @@ export async function runDemo(queriesPerUser = 8): Promise<DemoRow[]> {
           expected,
           ran,
           key: maskKey(key),
-          keyOnWire: onWire?.keyMasked ?? '(no call)',
-          modelOnWire: onWire === undefined ? '(no call)' : `${onWire.label}/${onWire.model}`,
-          ok: ran === expected && wireOk && res['user'] === u.uuid && toolsOk && !JSON.stringify(res).includes(key),
-          mcpServer: String(listed.server),
-          tools,
+          keyOnWire: onWire[0]?.keyMasked ?? '(no call)',
+          modelOnWire: onWire[0] === undefined ? '(no call)' : `${onWire[0].label}/${onWire[0].model}`,
+          ok: ran === expected && wireOk && servedOk && callsOk && answerOk && res['user'] === u.uuid && !JSON.stringify(res).includes(key),
+          mcpServers: u.mcpServerNames,
+          toolsOffered,
+          toolCalls,
         };
       }),
     );
@@ -135,7 +158,7 @@ export async function runDemo(queriesPerUser = 8): Promise<DemoRow[]> {
   try {
     // The users configure at the same moment, each with their own key.
     await Promise.all(users.map((u) => call(u.token, '/configure', {
-      provider: u.provider, model: u.model, mcpServerName: u.mcpServerName, llmCredentials: { apiKey: u.key },
+      provider: u.provider, model: u.model, mcpServerNames: u.mcpServerNames, llmCredentials: { apiKey: u.key },
     })));
     const before = await runPhase(1);
     // A rotates their key; once acknowledged, every later call must carry the new one.
@@ -161,16 +184,20 @@ function sameList(a: readonly string[] | undefined, b: readonly string[]): boole
 function printTable(rows: DemoRow[]): void {
   const sorted = [...rows].sort((a, b) => a.user.localeCompare(b.user) || a.query - b.query);
   const col = (text: string, width: number): string => `${text} `.padEnd(width);
+  console.log('Tools offered to each user\'s LLM (prefixed by server):');
+  for (const user of [...new Set(sorted.map((r) => r.user))]) {
+    const row = sorted.find((r) => r.user === user)!;
+    console.log(`  ${user} (${row.mcpServers.join(' + ')}): ${row.toolsOffered.join(', ')}`);
+  }
   console.log(
-    `${col('user', 6)}${col('query', 7)}${col('configured', 28)}${col("user's key", 13)}${col('key on the wire', 18)}` +
-      `${col('model on the wire', 29)}${col('MCP tools seen', 46)}ok`,
+    `\n${col('user', 6)}${col('query', 7)}${col('configured', 28)}${col("user's key", 13)}${col('key on the wire', 18)}` +
+      `${col('model on the wire', 29)}${col('tools called → server that ran them', 62)}ok`,
   );
   for (const r of sorted) {
-    const all = r.tools ?? [];
-    const tools = `${r.mcpServer ?? '-'}: ${all.slice(0, 2).join(', ')}${all.length > 2 ? ` +${all.length - 2}` : ''}`;
+    const calls = r.toolCalls.map((c) => `${c.tool.split('__')[1]} → ${c.server}${c.ok ? '' : ' (failed)'}`).join(', ');
     console.log(
       `${col(r.user, 6)}${col(String(r.query), 7)}${col(r.expected, 28)}${col(r.key, 13)}${col(r.keyOnWire, 18)}` +
-        `${col(r.modelOnWire, 29)}${col(tools, 46)}${r.ok ? 'yes' : 'NO'}`,
+        `${col(r.modelOnWire, 29)}${col(calls, 62)}${r.ok ? 'yes' : 'NO'}`,
     );
   }
 }
@@ -183,8 +210,9 @@ if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
       const rotated = rows.filter((r) => r.user === 'A' && r.phase === 2).length;
       console.log(
         bad === 0
-          ? `\n${rows.length} queries, each on its user's own key and model; user A rotated their key and all ${rotated} later calls carried the new one.`
-          : `\n${bad} of ${rows.length} queries reached the wire with another key or model!`,
+          ? `\n${rows.length} agent queries, ${rows.reduce((n, r) => n + r.toolCalls.length, 0)} tool calls, each on its user's own LLM key, model and MCP servers; ` +
+            `user A rotated their key and all ${rotated} later queries carried the new one.`
+          : `\n${bad} of ${rows.length} queries had a tool call on another user's server, or an LLM call with another user's key, model or tools!`,
       );
       console.log(`stdio MCP processes: ${demoProcesses.started} started, ${demoProcesses.ended} ended.`);
       const leftover = demoProcesses.started !== demoProcesses.ended;

@@ -35,4 +35,5 @@ export {
   type ProviderDefinition,
   type ProviderInput,
 } from './agents/ai/providers.js';
+export { boundResult, getUserTools, userToolOrigin, type BoundedResult, type UserToolOrigin, type UserToolsOptions } from './agents/ai/tools.js';
 export { credentialsShapeProblem } from './agents/ai/credentials.js';

@@ -33,6 +33,7 @@ export type UserContextErrorCode =
   | 'ERR_MCP_CONNECTION_LOST'
   | 'ERR_MCP_BACKOFF'
   | 'ERR_MCP_POOL_EXHAUSTED'
+  | 'ERR_MCP_TOOL_NOT_ALLOWED'
   | 'ERR_INVALID_PROFILE'
   | 'ERR_CLIENT_DISCONNECTED'
   | 'ERR_LLM_CONFIGURATION'
@@ -285,6 +286,15 @@ export class McpBackoffError extends McpConnectError {
  */
 export class McpPoolExhaustedError extends McpConnectError {
   static override readonly code = 'ERR_MCP_POOL_EXHAUSTED';
+}
+
+/**
+ * The operator's tool policy for this MCP server (the registry entry's
+ * `tools: { allow, hide }`) hides the tool that was called; it was not sent
+ * to the server.
+ */
+export class McpToolNotAllowedError extends UserContextError {
+  static override readonly code = 'ERR_MCP_TOOL_NOT_ALLOWED';
 }
 
 /** A profile override given to `runWithProfile()` is not valid. */

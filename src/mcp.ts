@@ -5,4 +5,4 @@
  * @module
  */
 export * from './agents/mcp/index.js';
-export { McpBackoffError, McpConnectError, McpConnectionLostError, McpPoolExhaustedError } from './errors.js';
+export { McpBackoffError, McpConnectError, McpConnectionLostError, McpPoolExhaustedError, McpToolNotAllowedError } from './errors.js';

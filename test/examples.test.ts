@@ -50,9 +50,9 @@ describe('examples/two-users.ts', () => {
     expect(new Set(rows.filter((r) => r.user === 'B').map((r) => r.keyOnWire)).size).toBe(1);
     expect(new Set(rows.filter((r) => r.user === 'A').map((r) => r.ran))).toEqual(new Set(['Google/gemini-2.5-flash']));
     expect(new Set(rows.filter((r) => r.user === 'B').map((r) => r.ran))).toEqual(new Set(['Anthropic/claude-3-5-haiku']));
-    expect(new Set(rows.filter((r) => r.user === 'C').map((r) => r.mcpServer))).toEqual(new Set(['memory']));
-    // User C's stdio server: one child for all twelve queries, ended with the store.
-    expect(demoProcesses).toEqual({ started: 1, ended: 1 });
+    expect(new Set(rows.filter((r) => r.user === 'C').flatMap((r) => r.toolCalls.map((c) => c.server)))).toEqual(new Set(['memory']));
+    // A's and C's stdio memory servers: one child each for all their queries, ended with the store.
+    expect(demoProcesses).toEqual({ started: 2, ended: 2 });
   });
 });
 

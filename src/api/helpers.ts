@@ -76,6 +76,10 @@ export const setUserModel = fieldSetter('model');
 export const getUserMcpServerName = fieldGetter('mcpServerName');
 /** Sets the MCP server name (drops the MCP client). */
 export const setUserMcpServerName = fieldSetter('mcpServerName');
+/** Names of the user's MCP servers (several), or `null` when they use `mcpServerName`. */
+export const getUserMcpServerNames = fieldGetter('mcpServerNames');
+/** Sets the current user's MCP servers, by name from the operator's registry (rebuilds their MCP connections). */
+export const setUserMcpServerNames = fieldSetter('mcpServerNames');
 /** Id of the user's MCP server. */
 export const getUserMcpServerId = fieldGetter('mcpServerId');
 /** Sets the MCP server id (drops the MCP client). */

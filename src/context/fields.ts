@@ -54,6 +54,7 @@ export const BUILTIN_FIELDS = Object.freeze({
   mcpServerName: {
     default: null, usedBy: 'mcpClient', legacy: config('CURRENT_MCP_SERVER_NAME'), accessor: 'UserMcpServerName', secret: null,
   },
+  mcpServerNames: { default: null, usedBy: 'mcpClient', legacy: null, accessor: 'UserMcpServerNames', secret: null },
   mcpServerId: { default: null, usedBy: 'mcpClient', legacy: config('CURRENT_MCP_SERVER_ID'), accessor: 'UserMcpServerId', secret: null },
   awsRegion: { default: null, usedBy: 'llmInstance', legacy: config('CURRENT_AWS_REGION'), accessor: 'UserAwsRegion', secret: null },
   azureDeploymentDetails: {

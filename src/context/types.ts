@@ -73,6 +73,8 @@ export interface BuiltinFields {
   provider: string | null;
   model: string | null;
   mcpServerName: string | null;
+  /** Several MCP servers from the operator's registry, by name (`mcpServerName` is the one-server form). */
+  mcpServerNames: readonly string[] | null;
   mcpServerId: string | null;
   awsRegion: string | null;
   azureDeploymentDetails: Readonly<AzureDeploymentDetails> | null;

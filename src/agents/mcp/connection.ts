@@ -11,9 +11,11 @@
  */
 import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import type { CallToolResult, Tool } from '@modelcontextprotocol/sdk/types.js';
-import { McpConnectionLostError } from '../../errors.js';
+import { stamp } from '../../brand.js';
+import { McpConnectionLostError, McpToolNotAllowedError } from '../../errors.js';
 import { getRequestSignal } from '../../api/request-signal.js';
 import { verdictOf, type McpLink } from './health.js';
+import { CONNECTION_KIND } from './servers.js';
 import type { McpPool, PoolEntry } from './pool.js';
 import type { ResolvedTarget } from './targets.js';
 
@@ -37,7 +39,13 @@ export interface McpCallOptions {
  * read it with `getUserMcpConnection()`.
  */
 export class UserMcpConnection {
+  /** @internal The brand other copies of the package recognise. */
+  static readonly kind = CONNECTION_KIND;
   readonly serverName: string;
+  /** Prefix of this server's tools in the user's AI SDK tool set (`<prefix>__<tool>`): the registry's `toolPrefix`, else the server's name. */
+  readonly toolPrefix: string;
+  /** Whether the operator's tool policy (the registry entry's `tools`) lets this tool through. */
+  readonly allowsTool: (name: string) => boolean;
   readonly userUuid: string;
   /** `'http'` (Streamable HTTP) or `'stdio'` (a child process). */
   readonly transport: 'http' | 'stdio';
@@ -47,6 +55,7 @@ export class UserMcpConnection {
   readonly shared: boolean;
   readonly #pool: McpPool;
   readonly #entry: PoolEntry;
+  readonly #filtered = new WeakMap<readonly Tool[], readonly Tool[]>();
   #closing: Promise<void> | undefined;
 
   /** @internal Use {@link createMcpClientFactory}. */
@@ -58,6 +67,9 @@ export class UserMcpConnection {
     this.transport = target.kind;
     this.url = target.kind === 'http' ? target.url : undefined;
     this.shared = target.shared;
+    this.toolPrefix = target.toolPrefix;
+    this.allowsTool = target.allows;
+    stamp(this, UserMcpConnection);
   }
 
   /** Whether `close()` was called. */
@@ -95,9 +107,10 @@ export class UserMcpConnection {
   }
 
   /**
-   * The server's tools, fetched once per live link (all pages) and cached
-   * until the server says the list changed, the link is rebuilt, or
-   * {@link invalidateTools} is called. Concurrent callers share one fetch.
+   * The server's tools that the operator's policy lets through, fetched once
+   * per live link (all pages) and cached until the server says the list
+   * changed, the link is rebuilt, or {@link invalidateTools} is called: the
+   * same array until then. Concurrent callers share one fetch.
    */
   listTools(): Promise<readonly Tool[]> {
     return this.#run((link) => {
@@ -109,7 +122,17 @@ export class UserMcpConnection {
         });
       }
       return link.tools;
-    }, true);
+    }, true).then((all) => this.#visible(all));
+  }
+
+  /** The tools of `all` the policy lets through: the same array for the same catalog (a shared link's catalog is filtered per user's policy). */
+  #visible(all: readonly Tool[]): readonly Tool[] {
+    let visible = this.#filtered.get(all);
+    if (visible === undefined) {
+      visible = all.every((t) => this.allowsTool(t.name)) ? all : Object.freeze(all.filter((t) => this.allowsTool(t.name)));
+      this.#filtered.set(all, visible);
+    }
+    return visible;
   }
 
   /** Drops the cached catalog; the next `listTools()` asks the server again. */
@@ -118,8 +141,11 @@ export class UserMcpConnection {
     if (link !== undefined) link.tools = undefined;
   }
 
-  /** Calls a tool of this server. */
+  /** Calls a tool of this server; rejects with `McpToolNotAllowedError` for a tool the operator's policy hides. */
   callTool(name: string, args: Record<string, unknown> = {}, options: McpCallOptions = {}): Promise<CallToolResult> {
+    if (!this.allowsTool(name)) {
+      return Promise.reject(new McpToolNotAllowedError(`Tool "${name}" of MCP server "${this.serverName}" is hidden by the operator's tool policy (the registry entry's tools: { allow, hide }).`));
+    }
     const signal = options.signal ?? getRequestSignal();
     return this.#run(async (link) => {
       const result = await link.client.callTool({ name, arguments: args }, undefined, {

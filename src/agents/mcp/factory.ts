@@ -25,7 +25,8 @@ import { Backoff, type BackoffOptions } from './health.js';
 import { openHttpLink, type OpenContext } from './http.js';
 import { McpPool, type McpPoolStats } from './pool.js';
 import { defaultStderrSink, openStdioLink, type McpStderrSink } from './stdio.js';
-import { normaliseTarget, resolverOf, type McpServerDefinition, type McpServerTarget } from './targets.js';
+import { UserMcpServers } from './servers.js';
+import { normaliseTarget, resolverOf, serverNamesOf, type McpServerDefinition, type McpServerTarget } from './targets.js';
 
 /** Options of {@link createMcpClientFactory}. Give `servers` or `resolveServer`. */
 export interface McpClientFactoryOptions {
@@ -33,7 +34,8 @@ export interface McpClientFactoryOptions {
    * The operator's registry: server name → target (`{ url }`, `{ command }`,
    * a URL string) or a function of the user's configuration returning one
    * (for a per-user environment or header). A user's `mcpServerName` picks
-   * the entry; a name not in it is an error.
+   * the entry (or their `mcpServerNames` pick several); a name not in it is
+   * an error.
    * @default undefined (use resolveServer)
    */
   servers?: Readonly<Record<string, McpServerDefinition>>;
@@ -95,13 +97,13 @@ export interface McpClientFactoryOptions {
   /**
    * Configuration fields the client is built from; changing one of them
    * closes the client once no request uses it.
-   * @default DEFAULT_DEPENDS_ON.mcpClient (mcpServerName, mcpServerId, serverConfigs)
+   * @default DEFAULT_DEPENDS_ON.mcpClient (mcpServerName, mcpServerNames, mcpServerId, serverConfigs)
    */
   dependsOn?: readonly ConfigField[];
 }
 
 /** The resource spec, with the pool's counters. */
-export interface McpClientFactory extends ResourceSpec<Promise<UserMcpConnection>> {
+export interface McpClientFactory extends ResourceSpec<Promise<UserMcpConnection | UserMcpServers>> {
   /** Live connections, evictions, deaths and connect failures of this factory. */
   readonly stats: McpPoolStats;
   /** Waits until every connection this factory began closing has closed (children reaped). */
@@ -157,7 +159,8 @@ export function createMcpClientFactory(options: McpClientFactoryOptions): McpCli
 
   const pool = new McpPool({ max: maxConnections, acquireTimeout, backoff: new Backoff(backoff ?? {}) });
 
-  function createMcpClient(config: UserConfig, userUuid: string): Promise<UserMcpConnection> | null {
+  /** A handle (not connected yet) on the server `config` resolves to, or `null`. */
+  function handleOf(config: UserConfig, userUuid: string): UserMcpConnection | null {
     const target = normaliseTarget(resolveServer!(config, userUuid), config);
     if (target === null) return null;
     const owner = target.shared ? '(shared)' : userUuid;
@@ -165,21 +168,41 @@ export function createMcpClientFactory(options: McpClientFactoryOptions): McpCli
     const entry = pool.attach(`${target.shared ? 'shared' : `user:${userUuid}`}|${target.key}`, target.name, () =>
       target.kind === 'http' ? openHttpLink(target, ctx) : openStdioLink(target, { ...ctx, killTimeout, stderr }),
     );
-    const connection = new UserMcpConnection(pool, entry, target, userUuid);
-    return connection.connect().then(
-      () => connection,
-      async (error: unknown) => {
-        await connection.close();
-        throw error;
-      },
-    );
+    return new UserMcpConnection(pool, entry, target, userUuid);
   }
 
-  const spec: ResourceSpec<Promise<UserMcpConnection>> = {
+  function createMcpClient(config: UserConfig, userUuid: string): Promise<UserMcpConnection | UserMcpServers> | null {
+    const names = serverNamesOf(config);
+    if (names === null) {
+      const connection = handleOf(config, userUuid);
+      if (connection === null) return null;
+      return connection.connect().then(
+        () => connection,
+        async (error: unknown) => {
+          await connection.close();
+          throw error;
+        },
+      );
+    }
+    // Several servers: each is resolved as if it were the user's one mcpServerName.
+    const connections = names.map((name) => handleOf({ ...config, mcpServerName: name }, userUuid)).filter((c) => c !== null);
+    if (connections.length === 0) return null;
+    return Promise.allSettled(connections.map((c) => c.connect())).then(async (settled) => {
+      const failed = settled.find((s) => s.status === 'rejected');
+      // One server down leaves the others usable (it reconnects on its next use); all down fails like one.
+      if (failed !== undefined && settled.every((s) => s.status === 'rejected')) {
+        await Promise.all(connections.map((c) => c.close()));
+        throw failed.reason;
+      }
+      return new UserMcpServers(userUuid, connections);
+    });
+  }
+
+  const spec: ResourceSpec<Promise<UserMcpConnection | UserMcpServers>> = {
     dependsOn,
     create: createMcpClient,
     dispose: async function disposeMcpClient(value: unknown) {
-      if (value instanceof UserMcpConnection) await value.close();
+      if (value instanceof UserMcpConnection || value instanceof UserMcpServers) await value.close();
     },
   };
   // Not enumerable: the store takes the spec's own keys (create, dispose, dependsOn) only.

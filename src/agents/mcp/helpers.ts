@@ -12,6 +12,7 @@ import { getUserMcpClient } from '../../api/helpers.js';
 import { getRequestSignal } from '../../api/request-signal.js';
 import { McpConnectError } from '../../errors.js';
 import { fetchTools, UserMcpConnection, type McpCallOptions } from './connection.js';
+import { connectionsOf } from './servers.js';
 
 /** The part of the SDK `Client` the helpers use. */
 export interface McpClientLike {
@@ -35,27 +36,40 @@ export function isMcpClientLike(value: unknown): value is McpClientLike {
 
 /**
  * The current (or given) user's MCP connection from `createMcpClientFactory()`,
- * connected; `null` when their configuration names no MCP server. Rejects with
- * an `McpConnectError` (or a subclass) when the server cannot be reached; the
- * failure is not cached. For clients of another kind use `getUserMcpClient()`.
+ * connected; `null` when their configuration names no MCP server. With
+ * several servers (`mcpServerNames`), the first one; see
+ * {@link getUserMcpConnections}. Rejects with an `McpConnectError` (or a
+ * subclass) when the server cannot be reached; the failure is not cached.
+ * For clients of another kind use `getUserMcpClient()`.
  */
 export async function getUserMcpConnection(userUuid?: string): Promise<UserMcpConnection | null> {
+  return (await getUserMcpConnections(userUuid))[0] ?? null;
+}
+
+/**
+ * All MCP connections of the current (or given) user, in the order of their
+ * `mcpServerNames` (or their one `mcpServerName`); `[]` without any.
+ */
+export async function getUserMcpConnections(userUuid?: string): Promise<readonly UserMcpConnection[]> {
   const value: unknown = await getUserMcpClient(userUuid);
-  if (value == null) return null;
-  if (!(value instanceof UserMcpConnection)) {
+  if (value == null) return [];
+  const connections = connectionsOf(value);
+  if (connections === null) {
     throw new TypeError(
       "The store's mcpClient is not a UserMcpConnection: configure resources.mcpClient = createMcpClientFactory(…), " +
         'or read your own client with getUserMcpClient() (getUserMcpTools() and callUserMcpTool() accept any SDK Client).',
     );
   }
-  return value;
+  return connections;
 }
 
-/** The current user's client, whichever kind; `null` without one. */
+/** The current user's client, whichever kind (the first of several servers); `null` without one. */
 async function currentClient(userUuid?: string): Promise<UserMcpConnection | McpClientLike | null> {
   const value: unknown = await getUserMcpClient(userUuid);
   if (value == null) return null;
-  if (value instanceof UserMcpConnection || isMcpClientLike(value)) return value;
+  const connections = connectionsOf(value);
+  if (connections !== null) return connections[0] ?? null;
+  if (isMcpClientLike(value)) return value;
   throw new TypeError(
     "The store's mcpClient has no listTools()/callTool(): hand over an SDK Client (or anything with its surface), " +
       'or configure resources.mcpClient = createMcpClientFactory(…).',
@@ -63,7 +77,8 @@ async function currentClient(userUuid?: string): Promise<UserMcpConnection | Mcp
 }
 
 /**
- * The tools of the current (or given) user's MCP server; `[]` without one.
+ * The tools of the current (or given) user's MCP server (the first of
+ * several; `getUserTools()` of `koa-user-context/ai` has them all); `[]` without one.
  * Cached per connection for `UserMcpConnection`s; other clients are asked
  * every time (all pages).
  */

@@ -9,8 +9,16 @@
  */
 export { createMcpClientFactory, type McpClientFactory, type McpClientFactoryOptions } from './factory.js';
 export { UserMcpConnection, type McpCallOptions } from './connection.js';
-export { callUserMcpTool, getUserMcpConnection, getUserMcpTools, isMcpClientLike, type McpClientLike } from './helpers.js';
-export type { McpHttpTarget, McpServerDefinition, McpServerTarget, McpStdioTarget } from './targets.js';
+export {
+  callUserMcpTool,
+  getUserMcpConnection,
+  getUserMcpConnections,
+  getUserMcpTools,
+  isMcpClientLike,
+  type McpClientLike,
+} from './helpers.js';
+export { UserMcpServers } from './servers.js';
+export type { McpHttpTarget, McpServerDefinition, McpServerTarget, McpStdioTarget, McpToolPolicy } from './targets.js';
 export type { BackoffOptions } from './health.js';
 export type { McpPoolStats } from './pool.js';
 export { defaultStderrSink, stdioCounters, type McpStderrSink } from './stdio.js';

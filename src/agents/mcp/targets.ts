@@ -33,6 +33,20 @@ export interface McpHttpTarget {
    * @default false
    */
   shared?: boolean;
+  /**
+   * Which of this server's tools its users' LLMs see and may call: names
+   * (`'read_graph'`) or prefixes ending in `*` (`'read_*'`). A hidden tool is
+   * left out of `listTools()` and the AI SDK tool set, and `callTool()`
+   * refuses it.
+   * @default {} (every tool)
+   */
+  tools?: McpToolPolicy;
+  /**
+   * Prefix of this server's tools in a user's tool set (`<prefix>__<tool>`),
+   * stable whatever other servers the user has.
+   * @default the entry's name
+   */
+  toolPrefix?: string;
 }
 
 /** An MCP server run as a child process speaking MCP on its stdin/stdout. */
@@ -67,24 +81,59 @@ export interface McpStdioTarget {
    * @default false
    */
   shared?: boolean;
+  /**
+   * Which of this server's tools its users' LLMs see and may call: names
+   * (`'read_graph'`) or prefixes ending in `*` (`'read_*'`). A hidden tool is
+   * left out of `listTools()` and the AI SDK tool set, and `callTool()`
+   * refuses it.
+   * @default {} (every tool)
+   */
+  tools?: McpToolPolicy;
+  /**
+   * Prefix of this server's tools in a user's tool set (`<prefix>__<tool>`),
+   * stable whatever other servers the user has.
+   * @default the entry's name
+   */
+  toolPrefix?: string;
+}
+
+/** The operator's tool policy of one server: `allow` first (when given), then `hide`. */
+export interface McpToolPolicy {
+  /**
+   * Only these tools (names, or prefixes ending in `*`).
+   * @default every tool
+   */
+  allow?: readonly string[];
+  /**
+   * Never these tools (names, or prefixes ending in `*`).
+   * @default none
+   */
+  hide?: readonly string[];
 }
 
 /** What a registry entry or `resolveServer()` may give: a target, or a bare URL. */
 export type McpServerTarget = McpHttpTarget | McpStdioTarget;
 
+/** What every validated target has: its name, tool policy and prefix, pool key. */
+interface TargetCommon {
+  name: string;
+  shared: boolean;
+  /** Whether the policy lets a tool of this name through. */
+  allows: (tool: string) => boolean;
+  toolPrefix: string;
+  key: string;
+}
+
 /** A target after validation, with its pool key. */
 export type ResolvedTarget =
-  | { kind: 'http'; name: string; url: URL; headers: Readonly<Record<string, string>>; shared: boolean; key: string }
-  | {
+  | (TargetCommon & { kind: 'http'; url: URL; headers: Readonly<Record<string, string>> })
+  | (TargetCommon & {
       kind: 'stdio';
-      name: string;
       command: string;
       args: readonly string[];
       cwd: string | undefined;
       env: Readonly<Record<string, string>>;
-      shared: boolean;
-      key: string;
-    };
+    });
 
 /** A registry entry: a fixed target, or one computed per user (e.g. with a per-user env). */
 export type McpServerDefinition =
@@ -92,6 +141,19 @@ export type McpServerDefinition =
   | string
   | URL
   | ((config: UserConfig, userUuid: string) => McpServerTarget | string | URL | null | undefined);
+
+/**
+ * The names of the servers a configuration picks: `mcpServerNames` when set
+ * (duplicates dropped, order kept), else `mcpServerName` alone.
+ */
+export function serverNamesOf(config: UserConfig): readonly string[] | null {
+  const names = config.mcpServerNames;
+  if (names == null) return null;
+  if (!Array.isArray(names) || !names.every((n) => typeof n === 'string' && n !== '')) {
+    throw new TypeError('mcpServerNames must be an array of server names from the registry, or null');
+  }
+  return [...new Set(names)];
+}
 
 /** Builds `resolveServer` from a name → definition registry, by `config.mcpServerName`. */
 export function resolverOf(
@@ -138,15 +200,8 @@ function httpTarget(target: McpHttpTarget, config: UserConfig): ResolvedTarget {
     throw new TypeError(`resolveServer() must return an http(s) URL or a { command } for stdio, got ${url.protocol}`);
   }
   const headers = stringRecord(target.headers, 'headers');
-  const shared = target.shared === true;
-  return {
-    kind: 'http',
-    name: target.name ?? config.mcpServerName ?? url.host,
-    url,
-    headers,
-    shared,
-    key: digest(['http', url.href, headers]),
-  };
+  const name = target.name ?? config.mcpServerName ?? url.host;
+  return { kind: 'http', url, headers, ...common(target, name), key: digest(['http', url.href, headers]) };
 }
 
 function stdioTarget(target: McpStdioTarget, config: UserConfig): ResolvedTarget {
@@ -162,14 +217,40 @@ function stdioTarget(target: McpStdioTarget, config: UserConfig): ResolvedTarget
   const fallback = target.command.split(/[\\/]/).pop() ?? target.command;
   return {
     kind: 'stdio',
-    name: target.name ?? config.mcpServerName ?? fallback,
     command: target.command,
     args: Object.freeze([...args]),
     cwd: target.cwd,
     env,
-    shared: target.shared === true,
+    ...common(target, target.name ?? config.mcpServerName ?? fallback),
     key: digest(['stdio', target.command, args, target.cwd ?? null, env]),
   };
+}
+
+function common(target: McpServerTarget, name: string): Omit<TargetCommon, 'key'> {
+  const prefix = target.toolPrefix ?? name;
+  if (typeof prefix !== 'string' || prefix === '') throw new TypeError('the toolPrefix of an MCP target must be a non-empty string');
+  return { name, shared: target.shared === true, allows: policyOf(target.tools), toolPrefix: prefix };
+}
+
+/** The policy's test; every tool passes without one. */
+function policyOf(policy: McpToolPolicy | undefined): (tool: string) => boolean {
+  if (policy === undefined) return () => true;
+  if (policy === null || typeof policy !== 'object') throw new TypeError('the tools policy of an MCP target must be { allow?, hide? }');
+  for (const key of Object.keys(policy)) {
+    if (key !== 'allow' && key !== 'hide') throw new TypeError(`unknown key "${key}" in the tools policy of an MCP target (use allow or hide)`);
+  }
+  const matcher = (list: readonly string[] | undefined, what: string): ((tool: string) => boolean) | undefined => {
+    if (list === undefined) return undefined;
+    if (!Array.isArray(list) || !list.every((p) => typeof p === 'string' && p !== '')) {
+      throw new TypeError(`tools.${what} of an MCP target must be an array of tool names (or prefixes ending in *)`);
+    }
+    const exact = new Set(list.filter((p) => !p.endsWith('*')));
+    const prefixes = list.filter((p) => p.endsWith('*')).map((p) => p.slice(0, -1));
+    return (tool) => exact.has(tool) || prefixes.some((p) => tool.startsWith(p));
+  };
+  const allow = matcher(policy.allow, 'allow');
+  const hide = matcher(policy.hide, 'hide');
+  return (tool) => (allow === undefined || allow(tool)) && (hide === undefined || !hide(tool));
 }
 
 function stringRecord(value: unknown, what: string): Readonly<Record<string, string>> {
