@@ -74,6 +74,8 @@ describe.skipIf(!HAVE_REDIS)('usage on Redis, two instances', () => {
       await sleep(Math.random() * 20);
       expect(await call(j % 2 === 0 ? a : b, u.uuid, u.key, u.patch, `user ${i} call ${j}`)).toBe('ok');
     })));
+    // Bookings are written after each call returns: once both instances have flushed, either reads everything.
+    await Promise.all([a.meter.flush(), b.meter.flush()]);
     for (const u of users) {
       const [ua, ub] = [await a.meter.read(u.uuid), await b.meter.read(u.uuid)];
       expect(ua.inputTokens + ua.outputTokens).toBe(wireTotal(u.key));
@@ -102,6 +104,7 @@ describe.skipIf(!HAVE_REDIS)('usage on Redis, two instances', () => {
     expect(results.slice(20)).toEqual(['ok', 'ok', 'ok', 'ok']);
     const used = wireTotal(heavy.key);
     expect(used - LIMIT).toBeLessThanOrEqual(ESTIMATE);
+    await a.meter.flush();
     expect(20 - refused.length).toBe(Math.ceil(LIMIT / ESTIMATE));
     expect((await b.meter.read(heavy.uuid)).period.tokensUsed).toBe(used);
   });
@@ -121,6 +124,7 @@ describe.skipIf(!HAVE_REDIS)('usage on Redis, two instances', () => {
     for (let i = 0; i < 11; i++) serial.push(await call(i % 2 ? a : b, user, key, PATCHES[2]!, 'again'));
     expect(serial.slice(0, 9)).toEqual(Array(9).fill('ok'));
     expect(serial.slice(9).every((e) => e instanceof UsageLimitExceededError && e.limit === 'requests' && e.retryAfterMs > 0)).toBe(true);
+    await b.meter.flush();
     const usage = await a.meter.read(user);
     expect(usage.limited).toEqual({ concurrent: 7, requests: 2 });
     expect(usage.calls).toBe(12);

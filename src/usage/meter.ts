@@ -146,6 +146,8 @@ export class UsageMeter {
   readonly #leaseMs: number;
   readonly #maxPending: number;
   readonly #pending: Booking[] = [];
+  /** Bookings on their way to the backend. */
+  readonly #writing = new Set<Promise<void>>();
   readonly #listeners = new Set<(event: UsageEvent) => void>();
   #retry: NodeJS.Timeout | undefined;
   #flushing: Promise<void> | undefined;
@@ -318,8 +320,17 @@ export class UsageMeter {
     return this.#pending.length;
   }
 
-  /** Writes the bookings kept while the backend was down (each applies once). */
-  flush(): Promise<void> {
+  /**
+   * Waits for the bookings on their way to the backend, and writes those kept
+   * while it was down (each applies once). After it, another instance reads
+   * everything this one booked.
+   */
+  async flush(): Promise<void> {
+    await Promise.all(this.#writing);
+    return this.#replay();
+  }
+
+  #replay(): Promise<void> {
     if (this.#flushing !== undefined) return this.#flushing;
     if (this.#pending.length === 0) return Promise.resolve();
     this.#flushing = (async () => {
@@ -349,10 +360,13 @@ export class UsageMeter {
       this.#queue(booking);
       return;
     }
-    this.#timed(this.backend.book(booking)).catch(() => {
-      this.#emit({ type: 'storeError', phase: 'book' });
-      this.#queue(booking);
-    });
+    const writing: Promise<void> = this.#timed(this.backend.book(booking))
+      .catch(() => {
+        this.#emit({ type: 'storeError', phase: 'book' });
+        this.#queue(booking);
+      })
+      .finally(() => this.#writing.delete(writing));
+    this.#writing.add(writing);
   }
 
   #queue(booking: Booking): void {
@@ -368,7 +382,7 @@ export class UsageMeter {
     if (this.#retry !== undefined) return;
     this.#retry = setTimeout(() => {
       this.#retry = undefined;
-      void this.flush();
+      void this.#replay();
     }, 500);
     this.#retry.unref();
   }
