@@ -11,9 +11,11 @@ import { jsonSchema, stepCountIs, tool, type ToolSet } from 'ai';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { exampleLlmRegistry } from '../examples/providers/registry.js';
 import { keyFingerprint, startWireServer, type WireServer } from '../examples/providers/wire-server.js';
-import { getUserLlm } from '../src/ai.js';
+import { EXAMPLE_SERVERS, startMcpServer, type RunningMcpServer } from '../examples/mcp-servers.js';
+import { getUserLlm, getUserTools } from '../src/ai.js';
 import { configureUser, runAsUser, UsageLimitExceededError, type ContextPatch } from '../src/index.js';
-import { createUsageMeter, MemoryUsageBackend, type UsageMeter } from '../src/usage.js';
+import { createMcpClientFactory } from '../src/mcp.js';
+import { createUsageMeter, MemoryUsageBackend, setDefaultUsageMeter, type UsageMeter } from '../src/usage.js';
 import { useStores } from './support/stores.js';
 
 let wire: WireServer;
@@ -88,5 +90,41 @@ describe.each(PATCHES)('%s: tool calls per loop', (_name, patch) => {
     }, { store });
     expect(ran).toEqual(['d', 'e']);
     expect(next).toContain('definition of e');
+  });
+});
+
+describe('tool calls per MCP server, counted by the real tool bridge (getUserTools)', () => {
+  it('10 users × loops on their own MCP connections: each user is booked exactly the tool calls their server saw from them', async () => {
+    const [warehouse, crm] = await Promise.all([startMcpServer('warehouse', EXAMPLE_SERVERS.warehouse), startMcpServer('crm', EXAMPLE_SERVERS.crm)]);
+    const perUser = (server: RunningMcpServer) => (_config: unknown, userUuid: string) => ({ url: server.url, headers: { 'x-user': userUuid } });
+    const mcp = createMcpClientFactory({ servers: { warehouse: perUser(warehouse), crm: perUser(crm) } });
+    const meter = createUsageMeter({ backend: new MemoryUsageBackend() });
+    const previous = setDefaultUsageMeter(meter);
+    const store = newStore({ resources: { mcpClient: mcp, llmInstance: exampleLlmRegistry(wire.url, { usage: meter }).resource() } });
+    try {
+      const users = Array.from({ length: 10 }, (_, i) => ({ uuid: randomUUID(), key: `t${i}-${randomUUID()}`, queries: 1 + (i % 3) }));
+      await Promise.all(users.map((u) => runAsUser(u.uuid, async () => {
+        await configureUser({ provider: 'OpenAI', model: 'gpt-4o-mini', llmCredentials: { apiKey: u.key }, mcpServerNames: ['warehouse', 'crm'] });
+        const llm = (await getUserLlm())!;
+        for (let q = 0; q < u.queries; q++) {
+          await new Promise((resolve) => setTimeout(resolve, Math.random() * 10));
+          await llm.generateText({ prompt: `call warehouse__run_sql {"input":"${q}"} then call crm__find_customer {"input":"${q}"}`, tools: await getUserTools(), stopWhen: stepCountIs(4) });
+        }
+      }, { store })));
+      await meter.flush();
+      for (const u of users) {
+        const usage = await meter.read(u.uuid);
+        const seen = (server: RunningMcpServer) => server.toolCalls.filter((c) => c.user === u.uuid).length;
+        expect(seen(warehouse)).toBe(u.queries);
+        expect(usage.tools).toEqual([{ server: 'crm', calls: seen(crm), errors: 0 }, { server: 'warehouse', calls: seen(warehouse), errors: 0 }]);
+        expect(usage.toolCalls).toBe(2 * u.queries);
+        expect(usage.calls).toBe(wire.calls.filter((c) => c.keyHash === keyFingerprint(u.key)).length);
+      }
+    } finally {
+      if (previous !== undefined) setDefaultUsageMeter(previous);
+      await store.close();
+      await mcp.settle();
+      await Promise.all([warehouse.close(), crm.close()]);
+    }
   });
 });

@@ -42,3 +42,12 @@ export async function getUserUsage(meter: UsageMeter | undefined = holder[KEY]):
   if (meter === undefined) throw new TypeError('getUserUsage(): no usage meter was created; call createUsageMeter() first, or pass the meter.');
   return meter.read(userUuid);
 }
+
+/**
+ * Counts one tool call of `userUuid` on MCP server `server` on the default
+ * meter, if there is one (the hook the MCP tool bridge, `getUserTools()`,
+ * calls after each `execute`); never given arguments or results.
+ */
+export function countToolCall(server: string, userUuid: string, ok: boolean): void {
+  holder[KEY]?.recordToolCall(server, { ok, userUuid });
+}
