@@ -7,21 +7,21 @@
  * booked exactly once (the wire server is the client-side ledger).
  */
 import { randomUUID } from 'node:crypto';
-import { Redis } from 'ioredis';
+import { Cluster, Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { exampleLlmRegistry } from '../examples/providers/registry.js';
 import { keyFingerprint, startWireServer, type WireServer } from '../examples/providers/wire-server.js';
 import { getUserLlm } from '../src/ai.js';
 import { configureUser, runAsUser, UsageLimitExceededError, UsageStoreUnavailableError, type ContextPatch } from '../src/index.js';
 import { createUsageMeter, RedisUsageBackend, type UsageMeter, type UsageMeterOptions } from '../src/usage.js';
-import { adminClient, deletePrefix, OwnRedisServer, REDIS_URL, requireRedis, requireRedisServerBinary, runPrefix, sleep } from './helpers/redis.js';
+import { adminClient, deletePrefix, OwnRedisCluster, OwnRedisServer, REDIS_URL, requireRedis, requireRedisServerBinary, runPrefix, sleep } from './helpers/redis.js';
 import { useStores } from './support/stores.js';
 
 const HAVE_REDIS = await requireRedis('usage on Redis');
 const HAVE_BINARY = requireRedisServerBinary('usage under a Redis fault');
 const prefix = runPrefix('usage');
 let wire: WireServer;
-const clients: Redis[] = [];
+const clients: Array<Redis | Cluster> = [];
 beforeAll(async () => {
   wire = await startWireServer({ tokenDelayMs: 1, words: 8 });
 });
@@ -47,8 +47,8 @@ interface Instance {
   store: ReturnType<typeof newStore>;
 }
 
-function instance(url: string, options: UsageMeterOptions = {}, keyPrefix = prefix): Instance {
-  const redis = new Redis(url, { maxRetriesPerRequest: 1, connectTimeout: 500, retryStrategy: () => 100 });
+function instance(url: string | Cluster, options: UsageMeterOptions = {}, keyPrefix = prefix): Instance {
+  const redis = typeof url === 'string' ? new Redis(url, { maxRetriesPerRequest: 1, connectTimeout: 500, retryStrategy: () => 100 }) : url;
   redis.on('error', () => {});
   clients.push(redis);
   const meter = createUsageMeter({ backend: new RedisUsageBackend({ redis, prefix: keyPrefix }), ...options });
@@ -195,4 +195,50 @@ describe.skipIf(!HAVE_BINARY)('usage under a Redis fault (own redis-server kille
       expect(usage.period.tokensReserved).toBe(0);
     }
   });
+});
+
+describe.skipIf(!HAVE_BINARY)('usage on a Redis Cluster (3 own masters), two instances', () => {
+  let cluster: OwnRedisCluster;
+  beforeAll(async () => {
+    cluster = await OwnRedisCluster.start(3);
+  }, 60_000);
+  afterAll(async () => {
+    for (const c of clients) c.disconnect();
+    clients.length = 0;
+    await Promise.all(cluster?.nodes.map((n) => n.destroy()) ?? []);
+  });
+
+  it('users spread over the slots: exact totals per key, and a token limit held across both instances', async () => {
+    const ESTIMATE = 25;
+    const LIMIT = 100;
+    const options = { limits: { tokensPerPeriod: LIMIT }, estimateTokens: () => ESTIMATE };
+    const node = () => new Cluster(cluster.startupNodes, { redisOptions: { maxRetriesPerRequest: 1 } });
+    const [a, b] = [instance(node(), options, 'kuc:c:'), instance(node(), options, 'kuc:c:')];
+    const users = Array.from({ length: 20 }, (_, i) => ({ uuid: randomUUID(), key: `cl${i}-${randomUUID()}`, patch: PATCHES[i % 3]! }));
+    const results = await Promise.all(users.flatMap((u, i) => Array.from({ length: 8 }, async (_, j) => {
+      await sleep(Math.random() * 10);
+      return call(j % 2 ? a : b, u.uuid, u.key, u.patch, `cluster user ${i} call ${j}`);
+    })));
+    await Promise.all([a.meter.flush(), b.meter.flush()]);
+    const refused = results.filter((r) => r !== 'ok');
+    expect(refused.length).toBeGreaterThan(0);
+    expect(refused.every((e) => e instanceof UsageLimitExceededError && e.limit === 'tokens')).toBe(true);
+    for (const u of users) {
+      const usage = await b.meter.read(u.uuid);
+      const used = wireTotal(u.key);
+      expect(usage.inputTokens + usage.outputTokens).toBe(used);
+      expect(usage.period).toMatchObject({ tokensUsed: used, tokensReserved: 0 });
+      expect(used - LIMIT).toBeLessThanOrEqual(ESTIMATE);
+    }
+    // The users' keys landed on more than one master.
+    const holding = await Promise.all(cluster.nodes.map(async (n) => {
+      const c = adminClient(n.url);
+      try {
+        return (await c.keys('kuc:c:{*')).length;
+      } finally {
+        c.disconnect();
+      }
+    }));
+    expect(holding.filter((n) => n > 0).length).toBeGreaterThan(1);
+  }, 60_000);
 });
