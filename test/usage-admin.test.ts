@@ -100,3 +100,32 @@ describe('usage in the example app and the admin API', () => {
     expect((await registry.metrics()).trim()).toBe('');
   });
 });
+
+describe('usage limits in the example agent loop (POST /agent)', () => {
+  it('JSON: a loop refused is 429 with Retry-After; SSE: the stream ends with an error event usage_limit_exceeded', async () => {
+    const server = request(app.callback());
+    const user = { id: randomUUID(), key: `agent-${randomUUID()}` };
+    await server.post('/configure').set('Authorization', as(user)).send({ provider: 'Google', model: 'gemini-2.5-flash', llmCredentials: { apiKey: user.key } }).expect(200);
+    // The minute holds 3 calls: two loops of one step each, the third call is refused.
+    for (let i = 0; i < 2; i++) await server.post('/agent').set('Authorization', as(user)).send({ prompt: `hello ${i}`, stream: false }).expect(200);
+    const stream = await server.post('/agent').set('Authorization', as(user)).send({ prompt: 'hello streamed', stream: true }).buffer(true).parse((res, done) => {
+      let text = '';
+      res.on('data', (chunk: Buffer) => (text += chunk.toString('utf8')));
+      res.on('end', () => done(null, text));
+    });
+    expect(stream.status).toBe(200);
+    expect(stream.body as string).toMatch(/event: token/);
+    const refused = await server.post('/agent').set('Authorization', as(user)).send({ prompt: 'once more', stream: true }).buffer(true).parse((res, done) => {
+      let text = '';
+      res.on('data', (chunk: Buffer) => (text += chunk.toString('utf8')));
+      res.on('end', () => done(null, text));
+    });
+    const events = (refused.body as string).trim().split('\n\n');
+    expect(events.at(-1)).toMatch(/^event: error\ndata: .*"error":"usage_limit_exceeded"/);
+    expect(JSON.parse(events.at(-1)!.split('data: ')[1]!)).toMatchObject({ error: 'usage_limit_exceeded', retryAfter: expect.any(Number) });
+    const json = await server.post('/agent').set('Authorization', as(user)).send({ prompt: 'and again', stream: false });
+    expect(json.status).toBe(429);
+    expect(json.body).toMatchObject({ error: 'usage_limit_exceeded', limit: 'requests' });
+    expect(Number(json.headers['retry-after'])).toBeGreaterThanOrEqual(1);
+  });
+});
