@@ -204,3 +204,25 @@ describe('limits per user', () => {
     expect(() => meter.setLimits(vip, { requestsPerHour: 1 } as never)).toThrow(/unknown limit "requestsPerHour"/);
   });
 });
+
+describe('options are read once and checked', () => {
+  it('refuses unknown options and bad values with a TypeError naming them', async () => {
+    expect(() => createUsageMeter({ limit: {} } as never)).toThrow(/unknown option "limit"/);
+    expect(() => createUsageMeter({ limits: { tokensPerDay: 5 } } as never)).toThrow(/unknown limit "tokensPerDay"/);
+    expect(() => createUsageMeter({ limits: { concurrent: -1 } })).toThrow(/options\.limits\.concurrent must be a non-negative integer/);
+    expect(() => createUsageMeter({ limits: { periodMs: 10 } })).toThrow(/periodMs must be a non-negative integer of at least 1000 ms/);
+    expect(() => createUsageMeter({ onStoreError: 'ignore' as never })).toThrow(/onStoreError must be 'refuse' or 'allow'/);
+    expect(() => createUsageMeter({ backend: {} as never })).toThrow(/options\.backend must be a usage backend/);
+    expect(() => new MemoryUsageBackend({ size: 1 } as never)).toThrow(/unknown option "size"/);
+    const { RedisUsageBackend } = await import('../src/usage.js');
+    expect(() => new RedisUsageBackend({ redis: {} as never })).toThrow(/options\.redis must be an ioredis client/);
+    expect(() => exampleLlmRegistry(wire.url, { usage: {} as never })).toThrow(/options\.usage must be a usage meter/);
+    const { adminRouter } = await import('../src/index.js');
+    expect(() => adminRouter({ usage: {} as never })).toThrow(/options\.usage must be a usage meter/);
+    const { registerUsageMetrics } = await import('../src/metrics.js');
+    expect(() => registerUsageMetrics(createUsageMeter(), { registery: 1 } as never)).toThrow(/unknown option "registery"/);
+    // Limits a function of the operator returns are checked too.
+    const meter = createUsageMeter({ limitsFor: () => ({ requestsPerHour: 1 }) as never });
+    expect(() => meter.limitsOf('u')).toThrow(/limitsFor\(\): unknown limit "requestsPerHour"/);
+  });
+});
