@@ -100,8 +100,12 @@ export interface ReportedUsage {
 export interface UsageTicket {
   /** The call answered; `usage` is the SDK's report. */
   finish(usage: ReportedUsage | undefined): void;
-  /** The call failed (`error` gives the code: `http_<status>`, `aborted`, `timeout`, `error`). */
-  fail(error: unknown): void;
+  /**
+   * The call failed (`error` gives the code: `http_<status>`, `aborted`,
+   * `timeout`, `error`); `usage` when the provider still reported some (a
+   * stream that failed after its usage part).
+   */
+  fail(error: unknown, usage?: ReportedUsage): void;
 }
 
 /** Who a call is for: the user, and the provider and model it goes to. */
@@ -247,7 +251,7 @@ export class UsageMeter {
       const inputTokens = usage?.inputTokens.total ?? 0;
       const outputTokens = usage?.outputTokens.total ?? 0;
       const errorCode = failed ? errorCodeOf(error) : undefined;
-      // No usage report (a failed call, a provider that sends none): the reservation is released, nothing booked.
+      // No usage report (a failed or aborted call, a provider that sends none): the reservation is released, nothing booked.
       const tokens = inputTokens + outputTokens;
       this.#emit({ type: 'call', provider: target.provider, model: target.model, outcome: errorCode === undefined ? 'ok' : errorCode === 'aborted' ? 'aborted' : 'error', inputTokens, outputTokens, latencyMs });
       const at = Date.now();
@@ -259,7 +263,7 @@ export class UsageMeter {
         now: at,
       });
     };
-    return { finish: (usage) => end(usage, undefined, false), fail: (error) => end(undefined, error, true) };
+    return { finish: (usage) => end(usage, undefined, false), fail: (error, usage) => end(usage, error, true) };
   }
 
   /** The error for a refusal by `limit`. */

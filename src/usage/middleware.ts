@@ -90,7 +90,7 @@ export function meteredModel(model: LanguageModelObject, binding: UsageBinding, 
             return;
           }
           if (next.done) {
-            if (failure !== undefined || usage === undefined) ticket.fail(failure);
+            if (failure !== undefined || usage === undefined) ticket.fail(failure, usage);
             else ticket.finish(usage);
             controller.close();
             return;
