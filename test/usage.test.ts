@@ -184,6 +184,32 @@ describe('limits per user', () => {
 
   });
 
+  it('an aborted stream frees its slot and its reservation at once, booked as aborted', async () => {
+    const slow = await startWireServer({ tokenDelayMs: 20, words: 12 });
+    const { meter, store } = setup({ limits: { concurrent: 1, tokensPerPeriod: 10_000 } }, { url: slow.url });
+    const user = randomUUID();
+    try {
+      await runAsUser(user, async () => {
+        await configureUser(PROVIDERS[1]!(`abort-${randomUUID()}`));
+        const llm = (await getUserLlm())!;
+        const controller = new AbortController();
+        const result = llm.streamText({ prompt: 'a long answer please', abortSignal: controller.signal, onError: () => {} });
+        for await (const _ of result.textStream) {
+          controller.abort();
+          break;
+        }
+        // The slot is free: the next call is admitted (concurrent: 1) and completes.
+        const next = await llm.generateText({ prompt: 'next', maxRetries: 0 });
+        expect(next.text).toContain('answered');
+      }, { store });
+      const usage = await meter.read(user);
+      expect(usage).toMatchObject({ calls: 2, errors: 1, errorsByCode: { aborted: 1 }, inFlight: 0, limited: {} });
+      expect(usage.period.tokensReserved).toBe(0);
+    } finally {
+      await slow.close();
+    }
+  });
+
   it('requests per minute: the call past the limit is refused with Retry-After; per-user overrides set by the operator apply', async () => {
     const { meter, store } = setup({ limits: { requestsPerMinute: 3 } });
     const vip = randomUUID();
