@@ -8,6 +8,7 @@ import { writeFileSync } from 'node:fs';
 import jwt from 'jsonwebtoken';
 import { do_not_optimize, measure } from 'mitata';
 import { als } from '../src/store/als.js';
+import { mutableClaims } from '../src/auth/claims.js';
 import {
   ContextStore,
   TokenVerifier,
@@ -59,6 +60,26 @@ await runAsUser(user, async () => {
 });
 await record('run-as-user', 'runAsUser(user, fn) (sync fn)', () => runAsUser(user, () => 1));
 await record('token-cache-hit', 'TokenVerifier#verify(), token-cache hit', () => do_not_optimize(verifier.verify(token)));
+// What the middleware does per request on a token-cache hit: the verify, then
+// the request's own copy of the claims (ctx.state.user). Flat claims, and
+// claims with nested values as an OpenID provider issues them (Keycloak).
+const nestedToken = jwt.sign(
+  {
+    sub: user, scope: 'openid email profile', email: 'ada@example.com', roles: ['user', 'editor'],
+    realm_access: { roles: ['offline_access', 'uma_authorization', 'user'] },
+    resource_access: { account: { roles: ['manage-account', 'view-profile'] }, api: { roles: ['read', 'write'] } },
+  },
+  secret, { algorithm: 'HS256', expiresIn: '2h' },
+);
+const flatToken = jwt.sign({ sub: user, scope: 'openid email profile', email: 'ada@example.com', azp: 'web' }, secret, { algorithm: 'HS256', expiresIn: '2h' });
+await verifier.verify(nestedToken);
+await verifier.verify(flatToken);
+await record('claims-copy-flat', 'cache hit + state.user copy, flat claims', () =>
+  do_not_optimize(mutableClaims((verifier.verify(flatToken) as { claims: Record<string, unknown> }).claims)),
+);
+await record('claims-copy-nested', 'cache hit + state.user copy, nested claims', () =>
+  do_not_optimize(mutableClaims((verifier.verify(nestedToken) as { claims: Record<string, unknown> }).claims)),
+);
 await record('context-lookup', 'context lookup: getUserProvider(userUuid)', () => do_not_optimize(getUserProvider(user)));
 await record('store-lookup', 'store.currentGeneration(userUuid)', () => do_not_optimize(store.currentGeneration(user)));
 

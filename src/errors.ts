@@ -24,6 +24,7 @@ export type UserContextErrorCode =
   | 'ERR_TOKEN_NOT_ACTIVE'
   | 'ERR_INVALID_SUBJECT'
   | 'ERR_KEY_UNAVAILABLE'
+  | 'ERR_KEY_MISCONFIGURED'
   | 'ERR_TOKEN_REVOKED'
   | 'ERR_INVALID_TOKEN_TYPE'
   | 'ERR_REVOCATION_CHECK_FAILED'
@@ -34,6 +35,7 @@ export type UserContextErrorCode =
   | 'ERR_MCP_BACKOFF'
   | 'ERR_MCP_POOL_EXHAUSTED'
   | 'ERR_MCP_TOOL_NOT_ALLOWED'
+  | 'ERR_MCP_INVALID_ANSWER'
   | 'ERR_INVALID_PROFILE'
   | 'ERR_CLIENT_DISCONNECTED'
   | 'ERR_LLM_CONFIGURATION'
@@ -221,6 +223,20 @@ export class KeyUnavailableError extends AuthError {
 }
 
 /**
+ * `getKey()` (or a `secret` function) returned a key that can never verify a
+ * token: an HMAC secret under 32 bytes, a PEM that is not a public key, a
+ * value that is no key. A server configuration error, not an outage: 500
+ * `key_misconfigured` without `Retry-After` (retrying cannot help), and one
+ * process warning `KUC_KEY_MISCONFIGURED` per cause saying what to fix.
+ */
+export class KeyMisconfiguredError extends AuthError {
+  static override readonly code = 'ERR_KEY_MISCONFIGURED';
+  static override status = 500;
+  static override error = 'key_misconfigured';
+  static override bearerError = undefined;
+}
+
+/**
  * The shared context store (Redis) cannot be reached, or answered with data
  * this instance cannot read: a request whose context is not cached here, or a
  * write, cannot be served now. The middleware answers 503
@@ -295,6 +311,16 @@ export class McpPoolExhaustedError extends McpConnectError {
  */
 export class McpToolNotAllowedError extends UserContextError {
   static override readonly code = 'ERR_MCP_TOOL_NOT_ALLOWED';
+}
+
+/**
+ * The user's MCP client answered `listTools()` or `callTool()` with something
+ * that is not an MCP answer (a look-alike of the SDK `Client`, or a transport
+ * that mangles answers). The message names the method and the shape that
+ * came back; nothing of it was used.
+ */
+export class McpInvalidAnswerError extends UserContextError {
+  static override readonly code = 'ERR_MCP_INVALID_ANSWER';
 }
 
 /** A profile override given to `runWithProfile()` is not valid. */
@@ -432,4 +458,5 @@ const AUTH_ERRORS: ReadonlyArray<typeof AuthError> = [
   TokenNotActiveError,
   InvalidSubjectError,
   KeyUnavailableError,
+  KeyMisconfiguredError,
 ];

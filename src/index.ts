@@ -82,7 +82,7 @@ export {
   type LegacyAppConfig,
   type LegacyAppState,
 } from './compat/legacy.js';
-export { redactContext } from './context/redact.js';
+export { isCredentialName, redactContext, redactText } from './context/redact.js';
 export { DEFAULT_DEPENDS_ON, SECRET_FIELD_NAMES } from './context/fields.js';
 export { type AzureDeploymentDetails, type ConfigField, type ContextPatch, type FriendliDetails, type LlmCredentials, type LlmInstance, type McpClient, type ResourceName, type UserConfig, type UserContextFields, type UserContextTypes, type UserResourceValues, type UserRuntimeContext } from './context/types.js';
 export { TokenVerifier, type GetKey, type TokenOptions, type VerifiedToken } from './auth/token.js';
@@ -110,11 +110,13 @@ export {
   InvalidTokenError,
   InvalidTokenTypeError,
   InvalidUserIdError,
+  KeyMisconfiguredError,
   KeyUnavailableError,
   MalformedAuthorizationError,
   McpBackoffError,
   McpConnectError,
   McpConnectionLostError,
+  McpInvalidAnswerError,
   McpPoolExhaustedError,
   McpToolNotAllowedError,
   MissingTokenError,

@@ -5,4 +5,11 @@
  * @module
  */
 export * from './agents/mcp/index.js';
-export { McpBackoffError, McpConnectError, McpConnectionLostError, McpPoolExhaustedError, McpToolNotAllowedError } from './errors.js';
+export {
+  McpBackoffError,
+  McpConnectError,
+  McpConnectionLostError,
+  McpInvalidAnswerError,
+  McpPoolExhaustedError,
+  McpToolNotAllowedError,
+} from './errors.js';

@@ -13,6 +13,7 @@ import {
   type AdminContextRow,
   type AdminRouterOptions,
 } from '../src/index.js';
+import { credentialCorpus, expectNoCredentials, expectRedactedCorpus } from './support/credentials.js';
 
 const SECRET = randomBytes(48).toString('base64url');
 const sign = (sub: string, extra: Record<string, unknown> = {}) =>
@@ -269,6 +270,22 @@ describe('GET /admin/contexts/:uuid', () => {
     expect(res.body.context.friendliDetails.token).toBe('[redacted]');
     expect(res.body.context.serverConfigs.teradata).toEqual({ url: 'http://127.0.0.1:9', password: '[redacted]', sessionCookie: '[redacted]' });
     expect(res.text).not.toMatch(/secret"/);
+  });
+
+  it('redacts credentials by name and inside values, nested, in serverConfigs and app fields (the corpus)', async () => {
+    const s = setup();
+    const user = randomUUID();
+    const servers = credentialCorpus();
+    const app = credentialCorpus();
+    s.store.commit(user, { provider: 'OpenAI', serverConfigs: { crm: servers.config }, integrations: app.config } as never); // integrations: an app field
+    const res = await asAdmin(s, 'get', `/admin/contexts/${user}`).expect(200);
+    expectNoCredentials(res.text, servers);
+    expectNoCredentials(res.text, app);
+    const { serverConfigs, integrations } = res.body.context;
+    for (const view of [serverConfigs.crm, serverConfigs.crm.nested.list[0], integrations, integrations.nested.list[0]]) {
+      expectRedactedCorpus(view);
+    }
+    expect(res.body.provider).toBe('OpenAI');
   });
 
   it('404 for an unknown user, 400 for an invalid id, 405 for another method', async () => {

@@ -17,10 +17,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { exampleLlmRegistry } from '../examples/providers/registry.js';
 import { keyFingerprint, startWireServer, type WireServer } from '../examples/providers/wire-server.js';
 import { EXAMPLE_SERVERS, memoryServer, startMcpServer, type RunningMcpServer } from '../examples/mcp-servers.js';
-import { getUserLlm, getUserTools, userToolOrigin } from '../src/ai.js';
+import { boundResult, getUserLlm, getUserTools, userToolOrigin } from '../src/ai.js';
 import { ContextStore, configureUser, runAsUser, setUserMcpServerNames } from '../src/index.js';
 import { createMcpClientFactory, getUserMcpConnections, McpToolNotAllowedError, type McpClientFactory } from '../src/mcp.js';
-import { processAlive, until } from './support/mcp-reference.js';
+import { freePort } from './helpers/redis.js';
+import { processAlive, startEverythingHttp, until, type EverythingHttp } from './support/mcp-reference.js';
 
 (globalThis as { AI_SDK_LOG_WARNINGS?: boolean }).AI_SDK_LOG_WARNINGS = false;
 
@@ -38,6 +39,7 @@ let alpha: RunningMcpServer;
 let beta: RunningMcpServer;
 let fragile: RunningMcpServer;
 let dataDir: string;
+let everything: EverythingHttp;
 let mcp: McpClientFactory;
 let store: ContextStore;
 let slowStore: ContextStore;
@@ -57,6 +59,7 @@ beforeAll(async () => {
     startMcpServer('fragile', [{ name: 'ping', description: 'Pings.' }]),
   ]);
   dataDir = mkdtempSync(join(tmpdir(), 'kuc-loop-memory-'));
+  everything = await startEverythingHttp(await freePort());
   const servers = {
     warehouse: perUser(() => warehouse),
     crm: perUser(() => crm, { tools: { hide: ['open_ticket'] } }),
@@ -64,6 +67,7 @@ beforeAll(async () => {
     beta: perUser(() => beta),
     fragile: perUser(() => fragile),
     memory: memoryServer(dataDir),
+    everything: { url: everything.url, tools: { allow: ['echo', 'get-sum'] } },
   };
   mcp = createMcpClientFactory({ servers, backoff: { initialDelay: 50, maxDelay: 200 } });
   store = new ContextStore({ resources: { mcpClient: mcp, llmInstance: exampleLlmRegistry(wire.url).resource() } });
@@ -76,6 +80,7 @@ afterAll(async () => {
   await Promise.all([store?.close(), slowStore?.close()]);
   await mcp?.settle();
   await Promise.all([wire, slowWire, warehouse, crm, alpha, beta, fragile].map((s) => s?.close()));
+  await everything?.stop();
   rmSync(dataDir, { recursive: true, force: true });
 });
 
@@ -104,12 +109,15 @@ describe('the agent loop on the user\'s own LLM and MCP servers', { timeout: 60_
     wire.reset();
     const servedBefore = { warehouse: warehouse.toolCalls.length, crm: crm.toolCalls.length };
     const users = await Promise.all(Array.from({ length: 50 }, (_, i) => newUser(i, ['warehouse', 'crm'])));
-    const answers = await Promise.all(users.flatMap((u) => [0, 1].map((q) =>
+    // allSettled: a failed loop is reported with its reason, and no loop outlives the test.
+    const settled = await Promise.allSettled(users.flatMap((u) => [0, 1].map((q) =>
       runAsUser(u.uuid, async () => {
         await delay(Math.random() * 30);
         const prompt = `for ${u.uuid}: call warehouse__run_sql {"input":"${u.uuid}-sql-${q}"} then call crm__find_customer {"input":"${u.uuid}-cust-${q}"}`;
         return { u, q, ...(await loop(prompt, q === 1)) };
       }, { store }))));
+    expect(settled.flatMap((s) => (s.status === 'rejected' ? [String(s.reason)] : []))).toEqual([]);
+    const answers = settled.flatMap((s) => (s.status === 'fulfilled' ? [s.value] : []));
     // What each user's loop answered: their own two results, from their own tools.
     const wrongAnswers = answers.filter((a) =>
       !a.text.includes(`warehouse.run_sql(${a.u.uuid}-sql-${a.q})`) || !a.text.includes(`crm.find_customer(${a.u.uuid}-cust-${a.q})`)
@@ -119,9 +127,11 @@ describe('the agent loop on the user\'s own LLM and MCP servers', { timeout: 60_
     const served = [...warehouse.toolCalls.slice(servedBefore.warehouse), ...crm.toolCalls.slice(servedBefore.crm)];
     expect(served).toHaveLength(200);
     expect(served.filter((c) => c.user === undefined || !c.input?.startsWith(c.user))).toEqual([]);
-    const sessionsOf = new Map<string, Set<string | undefined>>();
-    for (const c of served) sessionsOf.set(c.user!, (sessionsOf.get(c.user!) ?? new Set()).add(c.sessionId));
-    expect([...sessionsOf.values()].every((s) => s.size === 2)).toBe(true); // one session per user per server
+    // No MCP session carried two users' calls.
+    const usersOf = new Map<string | undefined, Set<string>>();
+    for (const c of served) usersOf.set(c.sessionId, (usersOf.get(c.sessionId) ?? new Set()).add(c.user!));
+    expect([...usersOf.entries()].filter(([id, who]) => id === undefined || who.size !== 1)).toEqual([]);
+    expect(usersOf.size).toBeGreaterThanOrEqual(100); // at least one session per user and server
     // The wire's ledger: every LLM call carried its user's key and model, offered that user's tools.
     const byUser = new Map(users.map((u) => [u.uuid, u]));
     expect(wire.calls).toHaveLength(300);
@@ -132,6 +142,24 @@ describe('the agent loop on the user\'s own LLM and MCP servers', { timeout: 60_
         || c.toolResults.some((r) => !r.text.includes(u.uuid));
     });
     expect(wrongCalls).toEqual([]);
+  });
+
+  it('the reference servers: 12 users loop on server-everything (Streamable HTTP) and a server-memory child each (stdio): each reads back only their own graph', async () => {
+    const users = await Promise.all(Array.from({ length: 12 }, (_, i) => newUser(i, ['everything', 'memory'])));
+    const answers = await Promise.all(users.map((u, i) => runAsUser(u.uuid, async () => {
+      await delay(Math.random() * 30);
+      const entity = `{"entities":[{"name":"e-${u.uuid}","entityType":"user","observations":["own"]}]}`;
+      return loop(`call everything__echo {"message":"${u.uuid}"} then call memory__create_entities ${entity} then call memory__read_graph`, i % 2 === 0, 5);
+    }, { store })));
+    answers.forEach((a, i) => {
+      const u = users[i]!;
+      expect(a.calls).toEqual(['everything__echo', 'memory__create_entities', 'memory__read_graph']);
+      expect(a.text).toContain(`everything__echo → Echo: ${u.uuid}`);
+      expect(a.text).toMatch(new RegExp(`memory__read_graph → .*e-${u.uuid}`));
+      // The policy lets two of server-everything's tools through; each user's graph holds their entity only.
+      expect(Object.keys(a.tools).filter((n) => n.startsWith('everything__')).sort()).toEqual(['everything__echo', 'everything__get-sum']);
+      expect(users.filter((o) => o !== u && a.text.includes(o.uuid))).toEqual([]);
+    });
   });
 
   it('a client disconnect mid tool call cancels the call (the MCP server is told) and the loop; the connection serves the next request', async () => {
@@ -232,6 +260,47 @@ describe('the tool set', { timeout: 30_000 }, () => {
     expect(alpha.toolCalls.filter((c) => c.user === u.uuid).map((c) => c.input)).toEqual([`${u.uuid}-a`]);
     expect(beta.toolCalls.filter((c) => c.user === u.uuid).map((c) => c.input)).toEqual([`${u.uuid}-b`]);
     expect(userToolOrigin(r.tools, 'beta__lookup')).toEqual({ server: 'beta', tool: 'lookup' });
+  });
+
+  it('keeps names within what providers accept: prefixes that coincide get a stable hash, long names are cut with one', async () => {
+    const long = 'p'.repeat(70);
+    const own = new ContextStore({
+      resources: {
+        mcpClient: createMcpClientFactory({
+          servers: { 'a.b': { url: alpha.url, toolPrefix: 'same' }, 'a-b': { url: beta.url, toolPrefix: 'same' }, long: { url: crm.url, toolPrefix: long } },
+        }),
+      },
+    });
+    try {
+      const names = await runAsUser(randomUUID(), async () => {
+        await configureUser({ mcpServerNames: ['a.b', 'a-b', 'long'] });
+        return Object.keys(await getUserTools());
+      }, { store: own });
+      const again = await runAsUser(randomUUID(), async () => {
+        await configureUser({ mcpServerNames: ['a.b', 'a-b', 'long'] });
+        return Object.keys(await getUserTools());
+      }, { store: own });
+      expect(names).toEqual(again); // stable across users
+      // (alpha may carry tools added by the list-change test: look at the lookups and the long ones.)
+      const lookups = names.filter((n) => n.endsWith('__lookup'));
+      expect(lookups[0]).toBe('same__lookup');
+      expect(lookups[1]).toMatch(/^same_[0-9a-f]{8}__lookup$/);
+      const longOnes = names.filter((n) => n.startsWith('ppp'));
+      expect(longOnes).toHaveLength(EXAMPLE_SERVERS.crm.length);
+      expect(longOnes.every((n) => n.length === 64 && /^p+_[0-9a-f]{8}$/.test(n))).toBe(true);
+      expect(new Set(names).size).toBe(names.length);
+      expect(names.every((n) => /^[A-Za-z0-9_-]{1,64}$/.test(n))).toBe(true);
+    } finally {
+      await own.close();
+    }
+  });
+
+  it('reads a result\'s text parts, resources, images and structured content, bounded with a marker', () => {
+    expect(boundResult({ content: [{ type: 'text', text: 'a' }, { type: 'image', data: 'xx', mimeType: 'image/png' }, { type: 'resource', resource: { uri: 'u:1', text: 'r' } }, { type: 'resource_link', uri: 'u:2' }] }, 100))
+      .toEqual({ text: 'a\n[image image/png]\nr\n[resource u:2]', isError: false, truncated: 0 });
+    expect(boundResult({ content: [], structuredContent: { n: 1 }, isError: true }, 100)).toEqual({ text: '{"n":1}', isError: true, truncated: 0 });
+    const cut = boundResult({ content: [{ type: 'text', text: 'z'.repeat(250) }] }, 100);
+    expect(cut).toEqual({ text: `${'z'.repeat(100)}\n[truncated: the tool returned 250 characters; the last 150 were left out]`, isError: false, truncated: 150 });
   });
 
   it('hides what the operator\'s policy hides: not offered to the LLM, refused when called directly, never sent to the server', async () => {

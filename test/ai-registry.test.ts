@@ -428,7 +428,7 @@ describe('packaging', () => {
     return packages;
   }
 
-  it('the root entry never loads ai or @ai-sdk/*; koa-user-context/ai loads ai and no provider package', () => {
+  it('the root entry never loads ai or @ai-sdk/*; koa-user-context/ai loads ai and neither a provider package nor the MCP SDK', () => {
     const root = packagesReachedFrom('src/index.ts');
     expect(root.has('lru-cache')).toBe(true); // the walk does reach the root's dependencies
     expect([...root].filter((p) => p === 'ai' || p.startsWith('@ai-sdk/'))).toEqual([]);
@@ -436,6 +436,8 @@ describe('packaging', () => {
     expect(sub.has('ai')).toBe(true);
     // Provider packages are loaded by the app (it passes their factories), never by the subpath.
     expect([...sub].filter((p) => p.startsWith('@ai-sdk/'))).toEqual([]);
+    // getUserTools() recognises MCP connections by their brand: /ai without the MCP SDK installed still loads.
+    expect(sub.has('@modelcontextprotocol/sdk')).toBe(false);
     const pkg = JSON.parse(readFileSync('package.json', 'utf8')) as {
       exports: Record<string, unknown>;
       peerDependencies: Record<string, string>;

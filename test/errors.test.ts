@@ -6,6 +6,7 @@ import {
   InvalidSubjectError,
   InvalidTokenError,
   InvalidUserIdError,
+  KeyMisconfiguredError,
   KeyUnavailableError,
   MalformedAuthorizationError,
   MissingTokenError,
@@ -31,6 +32,7 @@ const auth = [
   ['TokenNotActiveError', 'ERR_TOKEN_NOT_ACTIVE', 401, 'token_not_yet_valid', 'invalid_token', TokenNotActiveError],
   ['InvalidSubjectError', 'ERR_INVALID_SUBJECT', 401, 'invalid_subject', 'invalid_token', InvalidSubjectError],
   ['KeyUnavailableError', 'ERR_KEY_UNAVAILABLE', 503, 'key_unavailable', undefined, KeyUnavailableError],
+  ['KeyMisconfiguredError', 'ERR_KEY_MISCONFIGURED', 500, 'key_misconfigured', undefined, KeyMisconfiguredError],
 ] as const;
 
 describe('error classes', () => {

@@ -15,6 +15,7 @@ import {
   runAsUser,
   userLogMixin,
 } from '../src/index.js';
+import { credentialCorpus, expectNoCredentials, expectRedactedCorpus } from './support/credentials.js';
 
 interface Line {
   level: number;
@@ -99,6 +100,29 @@ describe('userLogMixin', () => {
     }
     emitter.emit('tick', 1); // outside any scope: each listener runs as its own user
     expect(lines.map((l) => l.userUuid)).toEqual([a, b]);
+  });
+
+  it('logs serverConfigs and app fields with credentials redacted by name and inside values, nested (the corpus)', async () => {
+    const store = newStore();
+    const { lines, stream } = capture();
+    const logger = pino({ mixin: userLogMixin({ fields: ['serverConfigs', 'integrations' as never, 'model'] }) }, stream);
+    const servers = credentialCorpus();
+    const app = credentialCorpus();
+    await runAsUser(randomUUID(), async () => {
+      await configureUser({ model: 'm-1', serverConfigs: { crm: servers.config }, integrations: app.config } as never); // integrations: an app field
+      await tick();
+      logger.info('configured');
+    }, { store });
+    expect(lines).toHaveLength(1);
+    const text = JSON.stringify(lines[0]);
+    expectNoCredentials(text, servers);
+    expectNoCredentials(text, app);
+    const line = lines[0] as Line & { serverConfigs: { crm: Record<string, unknown> & { nested: { list: Record<string, unknown>[] } } } };
+    const integrations = line['integrations'] as Record<string, unknown> & { nested: { list: Record<string, unknown>[] } };
+    for (const view of [line.serverConfigs.crm, line.serverConfigs.crm.nested.list[0]!, integrations, integrations.nested.list[0]!]) {
+      expectRedactedCorpus(view);
+    }
+    expect(line.model).toBe('m-1');
   });
 
   it('validates its options', () => {

@@ -275,6 +275,54 @@ describe('stdio MCP servers (reference servers as child processes)', { timeout: 
     expect(childProcesses().zombies).toEqual([]);
   });
 
+  it('maxConnections without churn: a connection is never evicted before its first use (5 users, limit 2)', async () => {
+    const before = childProcesses().live.length;
+    const { store, mcp } = newStore({ maxConnections: 2, acquireTimeout: 60_000 });
+    const users = Array.from({ length: 5 }, () => randomUUID());
+    const started = stdioCounters.started;
+    let most = 0;
+    const sampler = setInterval(() => (most = Math.max(most, childProcesses().live.length - before)), 10);
+    // Each user, all at once: pick the server and make `calls` calls (the first creates the connection).
+    const round = (calls: number) =>
+      Promise.all(users.map((u) => runAsUser(u, async () => {
+        await jitter();
+        await configureUser({ mcpServerName: 'everything' });
+        const answers: string[] = [];
+        for (let i = 0; i < calls; i++) {
+          answers.push(textOf(await callUserMcpTool(EVERYTHING.echo, { message: `${u}#${i}` })));
+          await jitter();
+        }
+        return answers;
+      }, { store })));
+    try {
+      // One call per user: each connection serves the call it was made for, so one start per user.
+      const one = await round(1);
+      console.log(`maxConnections 2, 5 users, 1 call each: ${mcp.stats.opened} opens for 5 calls`);
+      expect(one).toEqual(users.map((u) => [`Echo: ${u}#0`]));
+      const first = { opened: mcp.stats.opened, uses: mcp.stats.uses };
+      expect(first).toEqual({ opened: 5, uses: 5 });
+      expect(stdioCounters.started - started).toBe(5);
+      // Two calls per user, with the users' connections from the first round evicted (switch away and back).
+      for (const u of users) await runAsUser(u, () => configureUser({ mcpServerName: null }), { store });
+      await mcp.settle();
+      const two = await round(2);
+      expect(two).toEqual(users.map((u) => [`Echo: ${u}#0`, `Echo: ${u}#1`]));
+      const opened = mcp.stats.opened - first.opened;
+      const uses = mcp.stats.uses - first.uses;
+      console.log(`maxConnections 2, 5 users, 2 calls each: ${opened} opens for ${uses} uses`);
+      expect(uses).toBe(10);
+      // Every connection opened served at least one call before it was closed.
+      expect(opened).toBeLessThanOrEqual(uses);
+      expect(mcp.stats.evictedUnused).toBe(0);
+    } finally {
+      clearInterval(sampler);
+    }
+    expect(most).toBeLessThanOrEqual(2);
+    await store.close();
+    await mcp.settle();
+    expect(childProcesses().live.length).toBe(before);
+  });
+
   it('a shared server runs one child for all users', async () => {
     const { store, mcp } = newStore();
     const started = stdioCounters.started;

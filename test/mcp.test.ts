@@ -1,11 +1,15 @@
 import { randomUUID } from 'node:crypto';
+import Koa from 'koa';
+import request from 'supertest';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { startMcpServer, type RunningMcpServer } from '../examples/mcp-servers.js';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { referenceServerBin } from '../examples/mcp-servers.js';
-import { ContextStore, McpConnectError, configureUser, runAsUser, runWithProfile, setUserMcpClient } from '../src/index.js';
+import { ContextStore, McpConnectError, McpInvalidAnswerError, configureUser, runAsUser, runWithProfile, setUserMcpClient, userContext } from '../src/index.js';
+import { freePort } from './helpers/redis.js';
+import { SECRET, tokenFor } from './support/tokens.js';
 import {
   UserMcpConnection,
   callUserMcpTool,
@@ -13,6 +17,7 @@ import {
   getUserMcpConnection,
   getUserMcpTools,
   isMcpClientLike,
+  type McpClientLike,
 } from '../src/mcp.js';
 
 const ALPHA_TOOLS = [
@@ -29,6 +34,14 @@ let alpha: RunningMcpServer;
 let beta: RunningMcpServer;
 const registry = new Map<string, string>();
 const stores: ContextStore[] = [];
+
+/** An object with the SDK Client's surface that answers what it is told to. */
+function lookAlike(answers: { listTools?: unknown; callTool?: unknown }): McpClientLike {
+  return {
+    listTools: async () => answers.listTools as never,
+    callTool: async () => answers.callTool,
+  };
+}
 
 const delay = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 const jitter = () => delay(Math.random() * 8);
@@ -298,6 +311,53 @@ describe('per-user MCP clients with two real servers', () => {
   });
 });
 
+describe('credentials in MCP targets never reach an error body', () => {
+  it('a connect failure to a URL with a password and an api_key query answers with both masked', async () => {
+    const port = await freePort();
+    const password = `pw${randomUUID().slice(0, 8)}`;
+    const apiKey = `key${randomUUID().slice(0, 8)}`;
+    const store = new ContextStore({
+      resources: {
+        mcpClient: createMcpClientFactory({
+          resolveServer: (config) =>
+            config.mcpServerName === 'crm'
+              ? { name: 'crm', url: `http://app:${password}@127.0.0.1:${port}/mcp?api_key=${apiKey}&tenant=t1` }
+              : config.mcpServerName === 'broken'
+                ? { name: 'broken', url: `http://app:${password}@[not-a-host/mcp` }
+                : null,
+          connectTimeout: 2000,
+        }),
+      },
+    });
+    stores.push(store);
+    const app = new Koa();
+    app.use(userContext({ store, secret: SECRET, algorithms: ['HS256'] }));
+    app.use(async (ctx) => {
+      await configureUser({ mcpServerName: String(ctx.query['server']) });
+      try {
+        await getUserMcpConnection();
+        ctx.body = { ok: true };
+      } catch (error) {
+        // What an app's error handler sends (examples/app.ts: 502 mcp_unavailable with the message).
+        ctx.status = error instanceof McpConnectError ? 502 : 500;
+        ctx.body = { error: error instanceof McpConnectError ? 'mcp_unavailable' : 'invalid_mcp_target', message: (error as Error).message };
+      }
+    });
+    const handler = app.callback();
+    const token = tokenFor(randomUUID());
+    const down = await request(handler).get('/?server=crm').set('Authorization', `Bearer ${token}`);
+    expect(down.status).toBe(502);
+    expect(down.body.message).toContain(`http://app:[redacted]@127.0.0.1:${port}/mcp?api_key=[redacted]&tenant=t1`);
+    const broken = await request(handler).get('/?server=broken').set('Authorization', `Bearer ${token}`);
+    expect(broken.status).toBe(500);
+    expect(broken.body.message).toContain('http://app:[redacted]@');
+    for (const res of [down, broken]) {
+      expect(res.text).not.toContain(password);
+      expect(res.text).not.toContain(apiKey);
+    }
+  });
+});
+
 describe('helpers with any MCP client (the SDK Client surface)', () => {
   it('getUserMcpTools() and callUserMcpTool() use a Client handed over with setUserMcpClient(), over HTTP or stdio', async () => {
     const store = new ContextStore();
@@ -322,6 +382,56 @@ describe('helpers with any MCP client (the SDK Client surface)', () => {
       await expect(getUserMcpConnection()).rejects.toThrow(/getUserMcpClient\(\)/);
     }, { store });
     await store.close(); // disposes both clients (close())
+  });
+
+  it('a look-alike client that answers something else fails with McpInvalidAnswerError naming the method and what came back', async () => {
+    const store = new ContextStore();
+    stores.push(store);
+    const tool = { name: 'echo', inputSchema: { type: 'object' as const } };
+    let pagesAsked = 0;
+    const cases: Array<{ client: McpClientLike; call: 'tools' | 'call'; says: RegExp[] }> = [
+      // The SDK's answer with a typo'd key (was: "page.tools is not iterable").
+      { client: lookAlike({ listTools: { tool: [tool] } }), call: 'tools', says: [/listTools\(\) resolved to an object with keys \[tool\]/, /\{ tools: Tool\[\]/] },
+      // The tools themselves instead of the page.
+      { client: lookAlike({ listTools: [tool, tool] }), call: 'tools', says: [/listTools\(\) resolved to an array of 2/] },
+      // Tool names instead of tools (was: a "tool list" of strings).
+      { client: lookAlike({ listTools: { tools: ['echo'] } }), call: 'tools', says: [/listTools\(\) answered tools\[0\] as a string, not a Tool/] },
+      // Paging that never ends (was: an endless loop).
+      {
+        client: {
+          listTools: async () => {
+            if (++pagesAsked > 50) throw new Error('looped');
+            return { tools: [tool], nextCursor: 'again' };
+          },
+          callTool: async () => ({ content: [] }),
+        },
+        call: 'tools',
+        says: [/listTools\(\{ cursor \}\) gave a nextCursor it gave before \(after 2 tools\)/],
+      },
+      // A bare value instead of a result (was: handed to the app as a CallToolResult).
+      { client: lookAlike({ callTool: 'done' }), call: 'call', says: [/callTool\(\{ name: "echo" \}\) resolved to a string, not \{ content: ContentBlock\[\]/] },
+      { client: lookAlike({ callTool: { result: 'done', secretValue: 'hunter2' } }), call: 'call', says: [/resolved to an object with keys \[result, secretValue\]/] },
+    ];
+    for (const { client, call, says } of cases) {
+      await runAsUser(randomUUID(), async () => {
+        await setUserMcpClient(client as never);
+        const error = await (call === 'tools' ? getUserMcpTools() : callUserMcpTool('echo', { message: 'hi' })).then(
+          () => null,
+          (e: unknown) => e,
+        );
+        expect(error).toBeInstanceOf(McpInvalidAnswerError);
+        expect((error as McpInvalidAnswerError).code).toBe('ERR_MCP_INVALID_ANSWER');
+        for (const pattern of says) expect((error as Error).message).toMatch(pattern);
+        expect((error as Error).message).not.toContain('hunter2');
+      }, { store });
+    }
+    expect(pagesAsked).toBe(2);
+    // A look-alike that answers as the SDK does is served as before.
+    await runAsUser(randomUUID(), async () => {
+      await setUserMcpClient(lookAlike({ listTools: { tools: [tool] }, callTool: { content: [{ type: 'text', text: 'hi' }] } }) as never);
+      expect(await getUserMcpTools()).toEqual([tool]);
+      expect(await callUserMcpTool('echo')).toEqual({ content: [{ type: 'text', text: 'hi' }] });
+    }, { store });
   });
 
   it('a value without listTools()/callTool() gets a TypeError that says what is expected', async () => {

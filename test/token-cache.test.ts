@@ -4,8 +4,8 @@ import jwt from 'jsonwebtoken';
 import Koa from 'koa';
 import request from 'supertest';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { ContextStore, userContext, type GetKey, type UserContextOptions } from '../src/index.js';
-import { buildApp, expectAuthError } from './support/app.js';
+import { ContextStore, currentUserClaims, userContext, type GetKey, type UserContextOptions } from '../src/index.js';
+import { buildApp, expectAuthError, randomDelay } from './support/app.js';
 import { RSA, SECRET, b64url, nowSec, signHs, signRs, tokenFor } from './support/tokens.js';
 
 let store: ContextStore;
@@ -120,6 +120,62 @@ describe('token cache', () => {
     }
   });
 
+  for (const tokenCache of [undefined, false] as const) {
+    it(`keeps nested claims per request: a push into ctx.state.user.roles reaches neither the next request nor currentUserClaims() (tokenCache ${tokenCache ?? 'on'})`, async () => {
+      const claims = {
+        roles: ['user'],
+        scope: ['read'],
+        realm_access: { roles: ['offline_access'] },
+        resource_access: { api: { roles: ['read'] } },
+      };
+      const seen: unknown[] = [];
+      const scopeViews: unknown[] = [];
+      const refusals: string[] = [];
+      const app = new Koa();
+      app.use(userContext({ store, algorithms: ['HS256'], secret: SECRET, ...(tokenCache === false ? { tokenCache } : {}) }));
+      app.use(async (ctx) => {
+        const user = ctx.state['user'] as typeof claims;
+        seen.push(structuredClone(user));
+        // The app's own copy, all the way down.
+        user.roles.push('admin');
+        user.scope.push('write');
+        user.realm_access.roles.push('admin');
+        user.resource_access.api.roles.push('write');
+        user.resource_access['api'] = { roles: ['everything'] };
+        await randomDelay(3);
+        const shared = currentUserClaims() as typeof claims;
+        scopeViews.push(structuredClone(shared));
+        // The scope's (and the cache's) claims are frozen at every depth.
+        for (const mutate of [
+          () => shared.roles.push('admin'),
+          () => shared.realm_access.roles.push('admin'),
+          () => { shared.resource_access.api.roles[0] = 'admin'; },
+          () => { (shared.resource_access as Record<string, unknown>)['other'] = {}; },
+        ]) {
+          try {
+            mutate();
+          } catch (error) {
+            refusals.push((error as Error).name);
+          }
+        }
+        ctx.body = { ok: true };
+      });
+      const handler = app.callback();
+      const token = tokenFor(randomUUID(), claims);
+      // Concurrent requests with the same token, then one more after them.
+      const statuses = await Promise.all(
+        Array.from({ length: 4 }, () => request(handler).get('/').set('Authorization', `Bearer ${token}`).then((r) => r.status)),
+      );
+      statuses.push((await request(handler).get('/').set('Authorization', `Bearer ${token}`)).status);
+      expect(statuses).toEqual([200, 200, 200, 200, 200]);
+      expect(seen).toHaveLength(5);
+      for (const user of seen) expect(user).toMatchObject(claims);
+      expect(scopeViews).toHaveLength(5);
+      for (const view of scopeViews) expect(view).toMatchObject(claims);
+      expect(refusals).toEqual(Array.from({ length: 20 }, () => 'TypeError'));
+    });
+  }
+
   it('tokenCache: false verifies every request', async () => {
     const verify = vi.spyOn(jwt, 'verify');
     const { mw, get } = server({ tokenCache: false });
@@ -168,7 +224,6 @@ describe('getKey', () => {
   it.each([
     ['throwing', () => { throw new Error(`key server down ${SECRET}`); }],
     ['rejecting', () => Promise.reject(new Error(`key server down ${SECRET}`))],
-    ['returning an unusable key', () => 'short'],
   ])('%s: 503 key_unavailable with Retry-After', async (_name, getKey) => {
     const { mw, get } = server({ getKey: getKey as GetKey });
     const id = randomUUID();
@@ -177,6 +232,43 @@ describe('getKey', () => {
     expect(res.headers['retry-after']).toBe('5');
     expect(store.size).toBe(0);
     expect(mw.tokenCacheSize).toBe(0);
+  });
+
+  it('a key that can never verify is a configuration error: 500 key_misconfigured without Retry-After, one warning per cause with the fix', async () => {
+    const warnings: Error[] = [];
+    const onWarning = (warning: Error): void => {
+      if ((warning as { code?: string }).code === 'KUC_KEY_MISCONFIGURED') warnings.push(warning);
+    };
+    process.on('warning', onWarning);
+    try {
+      // Lengths no other test uses: each is its own cause for the once-per-cause warning.
+      const short = 'a-deployment-mistake'.slice(0, 17);
+      const shortBuffer = Buffer.alloc(23, 7);
+      for (const [key, via] of [[short, 'getKey'], [shortBuffer, 'secret']] as const) {
+        const resolver: GetKey = () => key;
+        const { mw, get } = server(via === 'getKey' ? { getKey: resolver } : { secret: resolver });
+        const answers = await Promise.all(Array.from({ length: 5 }, () => get(tokenFor(randomUUID()))));
+        for (const res of answers) {
+          expectAuthError(res, 500, 'key_misconfigured', [SECRET, short]);
+          expect(res.headers['retry-after']).toBeUndefined();
+          expect(res.headers['www-authenticate']).toBeUndefined();
+        }
+        expect(mw.tokenCacheSize).toBe(0);
+      }
+      await new Promise((resolve) => setImmediate(resolve)); // process warnings are emitted on the next tick
+      expect(warnings.map((w) => w.message)).toEqual([
+        expect.stringMatching(/17 bytes long; HMAC secrets must be at least 32 bytes .*randomBytes\(48\).*500 key_misconfigured/),
+        expect.stringMatching(/23 bytes long; HMAC secrets must be at least 32 bytes/),
+      ]);
+      for (const warning of warnings) expect(warning.message).not.toContain(short);
+    } finally {
+      process.off('warning', onWarning);
+    }
+    // A real outage of the key source stays a 503 the client may retry.
+    const { get } = server({ getKey: () => Promise.reject(new Error('IdP down')) });
+    const outage = await get(tokenFor(randomUUID()));
+    expectAuthError(outage, 503, 'key_unavailable');
+    expect(outage.headers['retry-after']).toBe('5');
   });
 
   describe('with HMAC and RSA algorithms together', () => {

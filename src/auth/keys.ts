@@ -8,7 +8,8 @@
  */
 import { KeyObject, createPublicKey, createSecretKey } from 'node:crypto';
 import jwt from 'jsonwebtoken';
-import { AuthError, InvalidTokenError, TokenExpiredError, TokenNotActiveError } from '../errors.js';
+import { AuthError, InvalidTokenError, KeyMisconfiguredError, TokenExpiredError, TokenNotActiveError } from '../errors.js';
+import { warnOnce } from '../warn.js';
 
 /** A key as apps hold it: a secret, a PEM string/Buffer or a `KeyObject`. */
 export type KeyInput = string | Buffer | KeyObject;
@@ -107,4 +108,23 @@ export function mapJwtError(error: unknown): AuthError {
   }
   const reason = error instanceof jwt.JsonWebTokenError ? error.message : 'verification failed';
   return new InvalidTokenError(`The token was rejected: ${reason}.`, { cause: error });
+}
+
+/**
+ * The error for a key from `getKey` that can never verify (too short, not a
+ * key): a configuration error (500, no retry), told to the operator once per
+ * cause with the fix; the client's message says nothing of the key.
+ */
+export function misconfiguredKey(cause: unknown): KeyMisconfiguredError {
+  const why = cause instanceof Error ? cause.message : String(cause);
+  warnOnce(
+    'KUC_KEY_MISCONFIGURED',
+    `options.getKey (or the options.secret function) returned a key that can never verify a token: ${why}. ` +
+      'Every request whose token needs this key is answered 500 key_misconfigured (without Retry-After) until the key source is fixed.',
+    `KUC_KEY_MISCONFIGURED:${why}`,
+  );
+  return new KeyMisconfiguredError(
+    'The server cannot verify this token: its key is misconfigured on the server (a configuration error, not an outage; retrying will not help).',
+    { cause },
+  );
 }

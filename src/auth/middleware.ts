@@ -22,7 +22,8 @@ import type { ContextStore } from '../store/store.js';
 import { checkOptionNames } from './options.js';
 import { renderFailure, type RenderOptions } from './render.js';
 import { checkRevocation, type IsRevoked } from './revocation.js';
-import { mutableClaims, TokenVerifier, type TokenOptions } from './token.js';
+import { mutableClaims } from './claims.js';
+import { TokenVerifier, type TokenOptions } from './token.js';
 import { subjectOf } from './user-id.js';
 
 /**

@@ -19,7 +19,10 @@ import {
 } from '../errors.js';
 import type { ContextEvents } from '../store/events.js';
 import { subjectOf } from './user-id.js';
-import { ALGORITHMS, isWrongKey, keyFamily, mapJwtError, toKeyObject, unsupportedAlgorithm, type KeyInput, type KeyLease } from './keys.js';
+import { freezeClaims } from './claims.js';
+import {
+  ALGORITHMS, isWrongKey, keyFamily, mapJwtError, misconfiguredKey, toKeyObject, unsupportedAlgorithm, type KeyInput, type KeyLease,
+} from './keys.js';
 
 export type { KeyInput, KeyLease } from './keys.js';
 
@@ -55,7 +58,9 @@ export interface TokenOptions {
   secret?: KeyInput | readonly KeyInput[] | GetKey;
   /**
    * Resolves the key per token (e.g. by `kid`). Return `null` for an unknown
-   * key (→ 401), throw when no key can be had now (→ 503).
+   * key (→ 401), throw when no key can be had now (→ 503). A key that can
+   * never verify (an HMAC secret under 32 bytes, a bad PEM) is a server
+   * configuration error (→ 500 `key_misconfigured`, one process warning).
    * @default undefined
    */
   getKey?: GetKey;
@@ -299,7 +304,7 @@ export class TokenVerifier {
       try {
         keys.push(this.#resolveKey(input, family));
       } catch (cause) {
-        throw new KeyUnavailableError('options.getKey returned a key that cannot be used.', { cause });
+        throw misconfiguredKey(cause);
       }
     }
     if (keys.length === 0) {
@@ -348,12 +353,10 @@ export class TokenVerifier {
     }
     const userUuid = this.#subjectOf(claims);
     const clientId = typeof claims['client_id'] === 'string' ? claims['client_id'] : typeof claims.azp === 'string' ? claims.azp : undefined;
-    // The claims are frozen (the cache, the scope and every request share
-    // them); the unfrozen twin is only ever spread into each request's own
-    // `ctx.state.user` (spreading a frozen object takes V8's slow path). Only
-    // worth making when the claims are cached and so copied again and again.
-    if (this.#cache !== undefined) mutableTwins.set(claims, { ...claims });
-    const verified: VerifiedToken = Object.freeze({ claims: Object.freeze(claims), userUuid, expiresAt, clientId });
+    // Deep-frozen: the cache, the scope and every request share them. The
+    // unfrozen twin that each request's own copy is made from is only worth
+    // making when the claims are cached and so copied again and again.
+    const verified: VerifiedToken = Object.freeze({ claims: freezeClaims(claims, this.#cache !== undefined), userUuid, expiresAt, clientId });
     if (this.#cache !== undefined) {
       let validUntil = expiresAt;
       if (this.#maxAgeMs !== undefined && typeof claims.iat === 'number') {
@@ -374,19 +377,6 @@ export class TokenVerifier {
 function isLease(value: unknown): value is KeyLease {
   return typeof value === 'object' && value !== null && !(value instanceof KeyObject) && !Buffer.isBuffer(value) &&
     !Array.isArray(value) && 'validUntil' in value && 'key' in value;
-}
-
-/** Verified (frozen) claims → an unfrozen copy of them, never handed out itself. */
-const mutableTwins = new WeakMap<object, Readonly<Record<string, unknown>>>();
-
-/**
- * A new, mutable copy of verified claims (for `ctx.state.user`), made from
- * their unfrozen twin when they came from this module: the same own
- * enumerable properties as `{ ...claims }`, without V8's slow path for
- * spreading a frozen object.
- */
-export function mutableClaims(claims: Readonly<Record<string, unknown>>): Record<string, unknown> {
-  return { ...(mutableTwins.get(claims) ?? claims) };
 }
 
 /**

@@ -13,8 +13,13 @@ import type { BuiltinFields, ResourceName } from './types.js';
  * Which parts of a field are credentials:
  * - `'whole'`: the value itself (an API key);
  * - `{ keys }`: these keys of the (object) value, at any depth;
- * - `'pattern'`: any key that looks like a credential (`apiKey`, `token`,
- *   `secret`, `password`, `credential`, `authorization`), for free-form data.
+ * - `'pattern'`: any key that names a credential (`isCredentialName()` in
+ *   redact.ts: `key`, `apiKey`, `token`, `password`, `privateKey`, …), for
+ *   free-form data.
+ *
+ * Whatever the spec, every key that names a credential is redacted at any
+ * depth, and credentials inside strings (a connection string's password)
+ * are masked.
  *
  * A field with any of them is encrypted at rest by the Redis store.
  */

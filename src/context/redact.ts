@@ -1,9 +1,14 @@
 /**
  * Redaction of contexts for every view that leaves the process (admin API,
  * dashboard, logs, events, error messages). Built-in fields are redacted by
- * what the field table says they hold; on top of that, any key that looks
- * like a credential is redacted wherever it appears (defence in depth for
- * app fields and free-form data).
+ * what the field table says they hold; on top of that, one name rule
+ * ({@link isCredentialName}) redacts any key that names a credential wherever
+ * it appears (app fields, `serverConfigs`, free-form data, nested), and one
+ * text rule ({@link redactText}) masks credentials inside strings: the
+ * password of a connection string (`postgres://app:[redacted]@db/x`), a
+ * credential in a URL's query (`?api_key=[redacted]`), `name=value`
+ * assignments (`--password=[redacted]`, `PGPASSWORD=[redacted]`) and
+ * `Bearer …` / `Basic …` values.
  *
  * @module
  */
@@ -13,12 +18,76 @@ import type { UserRuntimeContext } from './types.js';
 /** What a redacted value is replaced with. */
 export const REDACTED = '[redacted]';
 
-const SECRET_KEY = /(api[-_]?key|token|secret|password|credential|authorization)/i;
+/**
+ * Stems that name a credential anywhere in a name, compared without case and
+ * separators (`api_key`, `API-KEY`, `x-api-key`, `apiKey` → `apikey`).
+ */
+const CREDENTIAL_STEM = /apikey|accesskey|privatekey|secretkey|token|secret|passw|passphrase|credential|authoriz|bearer|cookie/;
+
+/**
+ * Words that name a credential as the last word of a name (`key`,
+ * `encryptionKey`, `GH_PAT`, `db.pwd`, `basicAuth`), but not inside one
+ * (`keyId`, `compat`, `passThrough`, `authority`).
+ */
+const CREDENTIAL_LAST_WORD: ReadonlySet<string> = new Set(['key', 'keys', 'pat', 'pwd', 'pass', 'auth', 'jwt', 'dsn']);
+
+/**
+ * Whether a key (a field, a property at any depth, a header, a query
+ * parameter, an environment variable) names a credential: the one name rule
+ * of every redaction. Case and format do not matter: `apiKey`, `api_key`,
+ * `API-KEY`, `x-api-key`, `Authorization`, `clientSecret`, `secretAccessKey`,
+ * `privateKey`, `accessKey`, `bearer`, `password`, `token`, `key`, `pat`.
+ */
+export function isCredentialName(name: string): boolean {
+  const lower = name.toLowerCase();
+  if (CREDENTIAL_STEM.test(lower.replace(/[^a-z0-9]/g, ''))) return true;
+  // The last word: split on separators and on camelCase humps.
+  const words = name.split(/[^A-Za-z0-9]+|(?<=[a-z0-9])(?=[A-Z])/);
+  let last = words.pop();
+  while (last === '' && words.length > 0) last = words.pop();
+  return last !== undefined && CREDENTIAL_LAST_WORD.has(last.toLowerCase());
+}
+
+/** `scheme://user:password@` — the password of a URL or connection string. */
+const URL_PASSWORD = /([a-z][a-z0-9+.-]*:\/\/[^\s/?#@:]*:)[^\s/?#@]+@/gi;
+/** `?name=value` / `&name=value` / `;name=value` in a URL or connection string. */
+const QUERY_PARAM = /([?&;])([^=&;#\s]+)=([^&;#\s]*)/g;
+/** An HTTP credential as a value: `Bearer <token>`, `Basic <base64>`. */
+const AUTH_SCHEME = /\b(Bearer|Basic)\s+[A-Za-z0-9._~+/=-]{12,}/gi;
+/** A whole string `name=value`, `--name=value` or `-name=value` (an argument, an env assignment). */
+const ASSIGNMENT = /^(-{0,2}[A-Za-z_][\w.-]*)=/;
+
+/**
+ * `text` with the credentials inside it masked: URL passwords, query
+ * parameters and `name=value` assignments whose name is a credential, and
+ * `Bearer` / `Basic` credentials.
+ * Text without any is returned as it is.
+ */
+export function redactText(text: string): string {
+  let out = text;
+  if (out.includes('://')) out = out.replace(URL_PASSWORD, `$1${REDACTED}@`);
+  if (/bearer|basic/i.test(out)) out = out.replace(AUTH_SCHEME, `$1 ${REDACTED}`);
+  if (out.includes('=')) {
+    out = out.replace(QUERY_PARAM, (all, sep: string, name: string) => (isCredentialName(decodeName(name)) ? `${sep}${name}=${REDACTED}` : all));
+    const assignment = ASSIGNMENT.exec(out);
+    if (assignment !== null && isCredentialName(assignment[1]!.replace(/^-+/, ''))) out = `${assignment[1]}=${REDACTED}`;
+  }
+  return out;
+}
+
+function decodeName(name: string): string {
+  try {
+    return decodeURIComponent(name);
+  } catch {
+    return name;
+  }
+}
 
 /** Options of {@link redactContext}. */
 export interface RedactOptions {
   /**
-   * Further keys to redact at any depth (e.g. `['key']`).
+   * Further keys to redact at any depth, on top of every name
+   * {@link isCredentialName} matches (e.g. `['tenantPin']`).
    * @default []
    */
   secretKeys?: readonly string[];
@@ -37,7 +106,7 @@ export interface RedactOptions {
 export function redactContext(context: UserRuntimeContext, options: RedactOptions = {}): Record<string, unknown> {
   const extraKeys = options.secretKeys?.length ? new Set(options.secretKeys) : undefined;
   const wholeFields = options.secretFields?.length ? new Set(options.secretFields) : undefined;
-  const isSecretKey = (key: string): boolean => SECRET_KEY.test(key) || (extraKeys?.has(key) ?? false);
+  const isSecretKey = extraKeys === undefined ? isCredentialName : (key: string): boolean => isCredentialName(key) || extraKeys.has(key);
   const out: Record<string, unknown> = {};
   for (const [key, value] of Object.entries(context)) {
     if (isResourceName(key)) out[key] = value != null ? '[live]' : null;
@@ -48,8 +117,8 @@ export function redactContext(context: UserRuntimeContext, options: RedactOption
   return out;
 }
 
-/** One field's value, redacted by its spec (built-in fields) and by key pattern. */
-export function redactField(field: string, value: unknown, isSecretKey: (key: string) => boolean = (k) => SECRET_KEY.test(k)): unknown {
+/** One field's value, redacted by its spec (built-in fields), by key name and by {@link redactText}. */
+export function redactField(field: string, value: unknown, isSecretKey: (key: string) => boolean = isCredentialName): unknown {
   const spec: SecretSpec | null = Object.prototype.hasOwnProperty.call(BUILTIN_FIELDS, field)
     ? (BUILTIN_FIELDS[field as BuiltinField] as FieldSpec).secret
     : null;
@@ -63,9 +132,15 @@ export function redactField(field: string, value: unknown, isSecretKey: (key: st
 }
 
 function redactValue(value: unknown, isSecretKey: (key: string) => boolean): unknown {
+  if (typeof value === 'string') return redactText(value);
   if (value === null || typeof value !== 'object') return value;
   if (Array.isArray(value)) return value.map((v) => redactValue(v, isSecretKey));
   const out: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(value)) out[k] = v != null && isSecretKey(k) ? REDACTED : redactValue(v, isSecretKey);
+  for (const [k, v] of Object.entries(value)) {
+    const shown = v != null && isSecretKey(k) ? REDACTED : redactValue(v, isSecretKey);
+    // An own "__proto__" key (from JSON) stays a key, not the copy's prototype.
+    if (k === '__proto__') Object.defineProperty(out, k, { value: shown, writable: true, enumerable: true, configurable: true });
+    else out[k] = shown;
+  }
   return out;
 }

@@ -79,8 +79,8 @@ export interface AdminRouterOptions {
   maxPageSize?: number;
   /**
    * Further keys (at any depth) to redact in `GET <prefix>/contexts/:uuid`,
-   * on top of the built-in ones (`apiKey`, `token`, `secret`, `password`,
-   * `credential`, `authorization`).
+   * on top of every name `isCredentialName()` matches (`key`, `apiKey`,
+   * `token`, `secret`, `password`, `privateKey`, `pat`, `Authorization`, …).
    * @default []
    */
   secretKeys?: readonly string[];

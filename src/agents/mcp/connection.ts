@@ -12,8 +12,10 @@
 import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import type { CallToolResult, Tool } from '@modelcontextprotocol/sdk/types.js';
 import { stamp } from '../../brand.js';
-import { McpConnectionLostError, McpToolNotAllowedError } from '../../errors.js';
+import { McpConnectionLostError, McpInvalidAnswerError, McpToolNotAllowedError } from '../../errors.js';
 import { getRequestSignal } from '../../api/request-signal.js';
+import { redactText } from '../../context/redact.js';
+import { toolsPage } from './answers.js';
 import { verdictOf, type McpLink } from './health.js';
 import { CONNECTION_KIND } from './servers.js';
 import type { McpPool, PoolEntry } from './pool.js';
@@ -101,9 +103,12 @@ export class UserMcpConnection {
     return this.#run((link) => Promise.resolve(link.client), true);
   }
 
-  /** Connects now (the factory calls it so a bad server fails the first request). */
+  /**
+   * Connects now (the factory calls it so a bad server fails the first
+   * request). Not a use: the new link is kept for this handle's first call.
+   */
   async connect(): Promise<void> {
-    await this.#run(() => Promise.resolve(), true);
+    await this.#run(() => Promise.resolve(), true, true);
   }
 
   /**
@@ -171,7 +176,7 @@ export class UserMcpConnection {
    * once on a new one when the request never reached the server (or when
    * `idempotent`); otherwise the loss is reported.
    */
-  async #run<T>(fn: (link: McpLink) => Promise<T>, idempotent: boolean): Promise<T> {
+  async #run<T>(fn: (link: McpLink) => Promise<T>, idempotent: boolean, connectOnly = false): Promise<T> {
     if (this.#closing !== undefined) throw this.#closedError();
     for (let attempt = 0; ; attempt++) {
       let used: McpLink | undefined;
@@ -179,7 +184,7 @@ export class UserMcpConnection {
         return await this.#pool.use(this.#entry, (link) => {
           used = link;
           return fn(link);
-        });
+        }, connectOnly);
       } catch (error) {
         if (used === undefined) throw error;
         const verdict = verdictOf(error, used);
@@ -188,7 +193,7 @@ export class UserMcpConnection {
         if (attempt === 0 && (verdict === 'not-delivered' || idempotent) && this.#closing === undefined) continue;
         throw new McpConnectionLostError(
           `The connection of user ${this.userUuid} to MCP server "${this.serverName}" broke during the call ` +
-            `(${error instanceof Error ? error.message : String(error)}); it may or may not have run. ` +
+            `(${redactText(error instanceof Error ? error.message : String(error))}); it may or may not have run. ` +
             'The connection is rebuilt on the next call: retry if the tool is safe to repeat.',
           { cause: error, retryAfterMs: 0 },
         );
@@ -204,14 +209,27 @@ export class UserMcpConnection {
   }
 }
 
-/** All pages of `tools/list`. */
-export async function fetchTools(client: Pick<Client, 'listTools'>): Promise<readonly Tool[]> {
+/**
+ * All pages of `tools/list`, each checked ({@link toolsPage}). A cursor the
+ * client gave before ends the listing with an error instead of a loop.
+ */
+export async function fetchTools(client: { listTools(params?: { cursor: string }): Promise<unknown> }): Promise<readonly Tool[]> {
   const tools: Tool[] = [];
+  const seen = new Set<string>();
   let cursor: string | undefined;
   do {
-    const page = await client.listTools(cursor === undefined ? undefined : { cursor });
+    const page = toolsPage(await client.listTools(cursor === undefined ? undefined : { cursor }), cursor);
     tools.push(...page.tools);
     cursor = page.nextCursor;
+    if (cursor !== undefined) {
+      if (seen.has(cursor)) {
+        throw new McpInvalidAnswerError(
+          `The user's MCP client's listTools({ cursor }) gave a nextCursor it gave before (after ${tools.length} tools): ` +
+            'its pages never end. Fix the server or client paging.',
+        );
+      }
+      seen.add(cursor);
+    }
   } while (cursor !== undefined);
   return Object.freeze(tools);
 }

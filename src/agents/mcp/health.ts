@@ -11,6 +11,7 @@ import { StreamableHTTPError } from '@modelcontextprotocol/sdk/client/streamable
 import { ErrorCode, McpError, type Tool } from '@modelcontextprotocol/sdk/types.js';
 import { McpConnectError } from '../../errors.js';
 import { rejectUnknownOptions } from '../../options.js';
+import { redactText } from '../../context/redact.js';
 
 /** One live connection (an MCP session, or a stdio child) as the pool holds it. */
 export interface McpLink {
@@ -45,7 +46,8 @@ export async function connectOrClose<L extends McpLink & { connect(timeout: numb
     await link.connect(timeout);
   } catch (cause) {
     await link.close();
-    throw new McpConnectError(failure(cause instanceof Error ? cause.message : String(cause)), { cause });
+    // The message reaches error bodies and logs: no URL password, no query credential.
+    throw new McpConnectError(redactText(failure(cause instanceof Error ? cause.message : String(cause))), { cause });
   }
   return link;
 }

@@ -4,6 +4,8 @@
  * catalog, health checks, rebuilds) and with any other client that has the
  * SDK `Client` surface (`listTools`, `callTool`) — whatever its transport —
  * handed over with `setUserMcpClient()` or built by your own resource spec.
+ * What such a client answers is checked (`answers.ts`): a look-alike that
+ * answers something else fails with `McpInvalidAnswerError` naming the method.
  *
  * @module
  */
@@ -11,6 +13,7 @@ import type { CallToolResult, Tool } from '@modelcontextprotocol/sdk/types.js';
 import { getUserMcpClient } from '../../api/helpers.js';
 import { getRequestSignal } from '../../api/request-signal.js';
 import { McpConnectError } from '../../errors.js';
+import { toolResult } from './answers.js';
 import { fetchTools, UserMcpConnection, type McpCallOptions } from './connection.js';
 import { connectionsOf } from './servers.js';
 
@@ -104,5 +107,5 @@ export async function callUserMcpTool(
     ...(signal !== undefined ? { signal } : {}),
     ...(options.timeout !== undefined ? { timeout: options.timeout } : {}),
   });
-  return result as CallToolResult;
+  return toolResult(result, name);
 }

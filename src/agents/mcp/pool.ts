@@ -4,7 +4,9 @@
  * shared servers), built on first use by one single-flight connect, rebuilt
  * on the next use after it died, and bounded by `maxConnections`: when the
  * bound is reached the least recently used *idle* link is closed first —
- * never one with a call in flight — and rebuilt on demand later.
+ * never one with a call in flight, nor one that has not served its first
+ * call yet (the connect a handle makes when it is created is not a use) — and
+ * rebuilt on demand later.
  *
  * @internal
  * @module
@@ -23,6 +25,12 @@ export interface PoolEntry {
   building: Promise<McpLink> | undefined;
   /** Between taking a slot and the connect settling. */
   connecting: boolean;
+  /**
+   * Until when (ms since the epoch) the link may not be evicted because it
+   * has not served a call yet; 0 once it has. A link nobody uses within
+   * `acquireTimeout` of connecting is abandoned and may be evicted.
+   */
+  unusedUntil: number;
   /** Handles (logical connections) attached. */
   refs: number;
   /** Calls in flight on this entry. */
@@ -43,6 +51,10 @@ export interface McpPoolStats {
   closed: number;
   /** Links closed to stay under `maxConnections`. */
   evicted: number;
+  /** Of those, links closed before serving any call (abandoned for `acquireTimeout` after connecting). */
+  evictedUnused: number;
+  /** Calls served (tool calls, tool lists, `client()`); `opened / uses` is the churn under `maxConnections`. */
+  uses: number;
   /** Links found dead (transport closed, child exited, session unknown) and dropped. */
   died: number;
   /** Connect attempts that failed. */
@@ -59,7 +71,7 @@ export class McpPool {
   readonly #waiters = new Set<() => void>();
   readonly #closing = new Set<Promise<void>>();
   readonly #closed = new WeakSet<McpLink>();
-  readonly #stats = { opened: 0, closed: 0, evicted: 0, died: 0, connectFailures: 0 };
+  readonly #stats = { opened: 0, closed: 0, evicted: 0, evictedUnused: 0, uses: 0, died: 0, connectFailures: 0 };
 
   constructor(options: { max: number; acquireTimeout: number; backoff: Backoff }) {
     this.#max = options.max;
@@ -77,7 +89,9 @@ export class McpPool {
   attach(key: string, name: string, open: () => Promise<McpLink>): PoolEntry {
     let entry = this.#entries.get(key);
     if (entry === undefined) {
-      entry = { key, name, open, link: undefined, building: undefined, connecting: false, refs: 0, inUse: 0, lastUsed: Date.now() };
+      entry = {
+        key, name, open, link: undefined, building: undefined, connecting: false, unusedUntil: 0, refs: 0, inUse: 0, lastUsed: Date.now(),
+      };
       this.#entries.set(key, entry);
     }
     entry.refs++;
@@ -97,13 +111,19 @@ export class McpPool {
 
   /**
    * Runs `fn` on the entry's live link, connecting first if needed. The link
-   * counts as in use (never evicted) until `fn` settles.
+   * counts as in use (never evicted) until `fn` settles. `connectOnly`: the
+   * connect of a new handle, which leaves a new link unused (so protected
+   * from eviction until its first call).
    */
-  async use<T>(entry: PoolEntry, fn: (link: McpLink) => Promise<T>): Promise<T> {
+  async use<T>(entry: PoolEntry, fn: (link: McpLink) => Promise<T>, connectOnly = false): Promise<T> {
     entry.inUse++;
     try {
       const link = await this.#ensure(entry);
       this.#touch(entry);
+      if (!connectOnly) {
+        entry.unusedUntil = 0;
+        this.#stats.uses++;
+      }
       return await fn(link);
     } finally {
       entry.inUse--;
@@ -169,6 +189,7 @@ export class McpPool {
     this.#stats.opened++;
     entry.connecting = false;
     entry.link = link;
+    entry.unusedUntil = Date.now() + this.#acquireTimeout;
     link.onDead = () => {
       // Died by itself (child exited, transport closed): free the slot now.
       if (entry.link === link) void this.#closeLink(entry, link, true);
@@ -189,15 +210,18 @@ export class McpPool {
         this.#slots.add(entry);
         return;
       }
-      const victim = this.#idleVictim();
+      const now = Date.now();
+      const victim = this.#idleVictim(now);
       if (victim !== undefined) {
         this.#stats.evicted++;
+        if (victim.unusedUntil !== 0) this.#stats.evictedUnused++;
         this.#slots.delete(victim);
         this.#slots.add(entry);
-        void this.#closeLink(victim, victim.link!);
+        // Wait for it to end (a stdio child exited and reaped): the bound holds for processes too.
+        await this.#closeLink(victim, victim.link!);
         return;
       }
-      const left = deadline - Date.now();
+      const left = deadline - now;
       if (left <= 0) {
         throw new McpPoolExhaustedError(
           `All ${this.#max} MCP connections of this instance stayed in use for ${this.#acquireTimeout} ms, so none could ` +
@@ -205,16 +229,26 @@ export class McpPool {
           { retryAfterMs: 1000 },
         );
       }
-      await this.#waitForChange(left);
+      // Woken by a call ending or a link closing; an unused link's protection ends by itself.
+      await this.#waitForChange(Math.min(left, this.#nextUnprotected(now) - now));
     }
   }
 
-  /** The least recently used entry whose link is alive and idle. */
-  #idleVictim(): PoolEntry | undefined {
+  /** The least recently used entry whose link is alive, idle and has served a call (or was abandoned unused). */
+  #idleVictim(now: number): PoolEntry | undefined {
     for (const e of this.#slots) {
-      if (e.inUse === 0 && !e.connecting && e.link !== undefined) return e;
+      if (e.inUse === 0 && !e.connecting && e.link !== undefined && e.unusedUntil <= now) return e;
     }
     return undefined;
+  }
+
+  /** When the earliest idle, unused link stops being protected (`Infinity` if none). */
+  #nextUnprotected(now: number): number {
+    let next = Infinity;
+    for (const e of this.#slots) {
+      if (e.inUse === 0 && !e.connecting && e.link !== undefined && e.unusedUntil > now) next = Math.min(next, e.unusedUntil);
+    }
+    return next;
   }
 
   #touch(entry: PoolEntry): void {

@@ -11,6 +11,7 @@
  */
 import { createHash } from 'node:crypto';
 import type { UserConfig } from '../../context/types.js';
+import { redactText } from '../../context/redact.js';
 
 /** An MCP server reached over Streamable HTTP. */
 export interface McpHttpTarget {
@@ -194,7 +195,7 @@ function httpTarget(target: McpHttpTarget, config: UserConfig): ResolvedTarget {
   try {
     url = new URL(target.url);
   } catch (cause) {
-    throw new TypeError(`resolveServer() returned an invalid URL: ${String(target.url)}`, { cause });
+    throw new TypeError(`resolveServer() returned an invalid URL: ${redactText(String(target.url))}`, { cause });
   }
   if (url.protocol !== 'http:' && url.protocol !== 'https:') {
     throw new TypeError(`resolveServer() must return an http(s) URL or a { command } for stdio, got ${url.protocol}`);
