@@ -10,6 +10,11 @@
  *   CONTEXT_ENCRYPTION_KEY  32 bytes, base64 or hex: encrypts the credential
  *               fields written to Redis; by default derived from JWT_SECRET
  *               (HKDF-SHA256). Every instance needs the same key.
+ *   DATABASE_URL, SQLITE_PATH, TABLE_PREFIX, CHOICES_ENCRYPTION_KEY: where
+ *               users' choices are saved (PostgreSQL, else SQLite), so a
+ *               returning user keeps them across evictions and restarts;
+ *               see examples/persistence/index.ts. PERSISTENCE=off keeps
+ *               them in the store only
  *   LLM_BASE_URL  where the LLM calls go: a server speaking the providers'
  *               wire formats under /openai, /anthropic, /google, … (default:
  *               a local wire server started here, see examples/providers/)
@@ -24,6 +29,7 @@ import { join } from 'node:path';
 import type { ContextStore } from '../src/index.js';
 import type { McpServerDefinition } from '../src/mcp.js';
 import { createApp, createLogger, createSharedStore } from './app.js';
+import { choicesKey, openChoicesDatabase, type ChoicesDatabase } from './persistence/index.js';
 import { memoryServer, startExampleServers } from './mcp-servers.js';
 import { exampleLlmRegistry } from './providers/registry.js';
 import { startWireServer, type WireServer } from './providers/wire-server.js';
@@ -51,7 +57,11 @@ const wire: WireServer | undefined = llmBase === undefined ? await startWireServ
 const llms = exampleLlmRegistry(llmBase ?? wire!.url);
 const redisUrl = process.env['REDIS_URL'];
 let created;
+let choices: ChoicesDatabase | undefined;
 try {
+  // Users' choices live in the database; the store is the cache in front of it.
+  if (process.env['PERSISTENCE'] !== 'off') choices = await openChoicesDatabase(process.env, choicesKey(process.env, given));
+  const persistence = choices === undefined ? {} : { persistence: choices.persistence };
   let store: ContextStore | undefined;
   if (redisUrl !== undefined && redisUrl !== '') {
     if (given === undefined) {
@@ -59,7 +69,7 @@ try {
     }
     const encryptionKey = process.env['CONTEXT_ENCRYPTION_KEY'] ??
       (given !== undefined ? Buffer.from(hkdfSync('sha256', given, 'koa-user-context', 'redis field encryption', 32)) : randomBytes(32));
-    const shared = createSharedStore({ redis: redisUrl, encryptionKey }, mcpServers, llms);
+    const shared = createSharedStore({ redis: redisUrl, encryptionKey, ...persistence }, mcpServers, llms);
     if (!(await shared.whenReady(5000))) {
       console.warn(`Redis at ${redisUrl} is not reachable yet: GET /ready answers 503 until it is; the store keeps reconnecting.`);
     }
@@ -70,10 +80,12 @@ try {
     llms,
     mcpServers,
     logger: createLogger({ level: process.env['LOG_LEVEL'] ?? 'info' }),
+    storeOptions: persistence,
     ...(store !== undefined ? { store } : {}),
   });
 } catch (err) {
   console.error(`cannot start: ${(err as Error).message}`);
+  await choices?.table.close();
   await mcp.close();
   await wire?.close();
   process.exit(2);
@@ -95,6 +107,7 @@ const server = app.listen(port, '127.0.0.1', () => {
     console.log(`dashboard: http://127.0.0.1:${actual}/admin#token=${adminToken}`);
   }
   console.log(`LLM calls go to ${llmBase ?? `${wire!.url} (local wire server)`}`);
+  console.log(`choices saved in ${choices?.table.description ?? 'this process only'}`);
   console.log(`listening on http://127.0.0.1:${actual} (metrics on /metrics${redisUrl ? `; contexts shared through ${redisUrl}` : ''})`);
 });
 
@@ -102,6 +115,7 @@ function shutdown(signal: string): void {
   console.log(`${signal}: closing`);
   server.close();
   store.close({ timeout: 5000 })
+    .then(() => choices?.table.close())
     .then(() => mcp.close())
     .then(() => wire?.close())
     .then(() => rmSync(memoryDir, { recursive: true, force: true }))

@@ -30,6 +30,8 @@ export type UserContextErrorCode =
   | 'ERR_REVOCATION_CHECK_FAILED'
   | 'ERR_CONTEXT_STORE_UNAVAILABLE'
   | 'ERR_CONTEXT_NOT_LOADED'
+  | 'ERR_CONTEXT_LOAD_FAILED'
+  | 'ERR_CONTEXT_SAVE_FAILED'
   | 'ERR_MCP_CONNECT_FAILED'
   | 'ERR_MCP_CONNECTION_LOST'
   | 'ERR_MCP_BACKOFF'
@@ -244,10 +246,34 @@ export class KeyMisconfiguredError extends AuthError {
  * was applied entirely or not at all (retrying it is safe).
  */
 export class ContextStoreUnavailableError extends RequestError {
-  static override readonly code = 'ERR_CONTEXT_STORE_UNAVAILABLE';
+  static override readonly code: UserContextErrorCode = 'ERR_CONTEXT_STORE_UNAVAILABLE';
   static override status = 503;
   static override error = 'context_store_unavailable';
   static override bearerError = undefined;
+}
+
+/**
+ * The app's loader (`persistence.load`) failed, timed out or returned
+ * something that is not a configuration, for a user whose context is not
+ * cached: the request is answered 503 `context_load_failed` with
+ * `Retry-After`, and never with another user's context or the defaults. The
+ * loader's own error is the `cause` (never in the message, which reaches the
+ * client).
+ */
+export class ContextLoadError extends ContextStoreUnavailableError {
+  static override readonly code = 'ERR_CONTEXT_LOAD_FAILED';
+  static override error = 'context_load_failed';
+}
+
+/**
+ * The app's commit or delete hook (`persistence.onCommit` / `onDelete`)
+ * failed or timed out: the write is not acknowledged and not applied in the
+ * store, and the user's cached context is dropped, so the next request reads
+ * the app's database again (503 `context_save_failed`; retrying is safe).
+ */
+export class ContextSaveError extends ContextStoreUnavailableError {
+  static override readonly code = 'ERR_CONTEXT_SAVE_FAILED';
+  static override error = 'context_save_failed';
 }
 
 /**

@@ -11,6 +11,11 @@ export {
   type EvictionReason,
   type ResourceSpec,
   type UserEntry,
+  type CommitInfo,
+  type ContextPersistence,
+  type DeleteInfo,
+  type LoadInfo,
+  type LoadedContext,
 } from './store/store.js';
 export { getDefaultStore, setDefaultStore } from './store/default-store.js';
 export {
@@ -101,7 +106,9 @@ export {
   RequestError,
   type UserContextErrorCode,
   ConfigurationConflictError,
+  ContextLoadError,
   ContextNotLoadedError,
+  ContextSaveError,
   ContextStoreUnavailableError,
   ClientDisconnectedError,
   InvalidContextValueError,

@@ -65,7 +65,7 @@ const METRIC_NAME = /^[a-zA-Z_:][a-zA-Z0-9_:]*$/;
  * | `active_contexts` | gauge | |
  * | `requests_in_flight` | gauge (user scopes open: requests and `runAsUser` calls) | |
  * | `context_loads_total` | counter | `source` (`created`, `shared`) |
- * | `evictions_total` | counter | `reason` (`expired`, `evicted`, `manual`, `replaced`, `inactive`, `closed`) |
+ * | `evictions_total` | counter | `reason` (`expired`, `evicted`, `manual`, `replaced`, `inactive`, `closed`, `unsaved`) |
  * | `token_cache_hits_total`, `token_cache_misses_total` | counters | |
  * | `tokens_rejected_total` | counter | `code` (the JSON `error`, e.g. `token_expired`) |
  * | `store_unavailable_total` | counter (503 `context_store_unavailable`) | |

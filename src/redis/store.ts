@@ -18,7 +18,9 @@ import { randomUUID } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
 import { splitPatch } from '../context/values.js';
 import type { ContextPatch, ResourceName } from '../context/types.js';
-import { ConfigurationConflictError, ContextNotLoadedError, ContextStoreUnavailableError, StoreClosedError } from '../errors.js';
+import {
+  ConfigurationConflictError, ContextLoadError, ContextNotLoadedError, ContextStoreUnavailableError, StoreClosedError,
+} from '../errors.js';
 import type { Generation } from '../store/generation.js';
 import type { Scope } from '../store/scope.js';
 import { ContextStore } from '../store/store.js';
@@ -26,6 +28,7 @@ import { warnOnce } from '../warn.js';
 import { FieldCodec, toEncryptionKey } from './codec.js';
 import { RedisClock, localNow } from './fence.js';
 import { ScriptRunner, VersionMoved, toUnavailable } from './runner.js';
+import { SharedPersistence, type Claims } from './persisted.js';
 import { DEFAULT_SECRET_FIELDS, REDIS_OPTION_NAMES, checkOptions, type RedisConsistency, type RedisContextStoreOptions } from './options.js';
 import { COMMIT, DELETE, LOAD, TOUCH } from './scripts.js';
 import type { RedisReadiness, RedisStoreStats } from './stats.js';
@@ -49,6 +52,9 @@ interface Fresh {
 const NO_RESOURCES: ReadonlyMap<ResourceName, unknown> = new Map();
 const NO_FIELDS: ReadonlyMap<string, unknown> = new Map();
 const CONFLICT_ATTEMPTS = 3;
+/** Attempts of a saved write (`persistence.onCommit`) whose version another instance moved meanwhile. */
+const SAVED_ATTEMPTS = 5;
+
 
 /**
  * A {@link ContextStore} whose configurations live in Redis, shared by every
@@ -90,6 +96,7 @@ export class RedisContextStore extends ContextStore {
   readonly #refreshInterval: number;
   readonly #revalidateInterval: number;
   readonly #runner: ScriptRunner;
+  readonly #saved: SharedPersistence | undefined;
   readonly #fresh: LRUCache<string, Fresh>;
   /**
    * Users whose local generation an invalidation reported outdated, with the
@@ -157,9 +164,14 @@ export class RedisContextStore extends ContextStore {
       // Deleting an entry while it loads (an invalidation) must not fail the
       // requests waiting for it: they get the result, which is not cached.
       ignoreFetchAbort: true,
-      fetchMethod: (userUuid) => this.#load(userUuid),
+      fetchMethod: (userUuid, _stale, { context }) => this.#load(userUuid, context as Claims),
     });
     this.#outdated = new LRUCache<string, number>({ max: this.max });
+    this.#saved = this.persistence && new SharedPersistence(this.persistence, {
+      commit: (userUuid, fields, expected) => this.#commitScript(userUuid, this.#codec.encode(userUuid, fields), expected),
+      read: (userUuid) => this.#loadScript(userUuid), deleteShared: (userUuid) => this.#deleteShared(userUuid),
+      dropLocal: (userUuid) => this.#dropLocal(userUuid),
+    });
   }
 
   /** Counters of Redis reads and writes done by this store. */
@@ -262,7 +274,14 @@ export class RedisContextStore extends ContextStore {
     if (userUuid === null) return super.write(null, patch, scope);
     if (this.closed) throw new StoreClosedError('The context store is closed; it cannot store configurations any more.');
     const { fields, resources } = splitPatch(patch);
-    return fields.size === 0 ? this.#writeLocal(userUuid, resources, scope) : this.#writeShared(userUuid, fields, resources, scope);
+    if (fields.size === 0) return this.#writeLocal(userUuid, resources, scope);
+    const persistence = this.#saved?.persistence;
+    if (persistence?.saves === true) return persistence.serialize(userUuid, () => this.#writeShared(userUuid, fields, resources, scope));
+    // A user not in Redis is loaded (from the app's loader) before a write merges into it.
+    if (persistence?.loads === true && this.#freshEntry(userUuid, false) === undefined) {
+      return this.#whenLoaded(userUuid, () => undefined, scope?.claims).then(() => this.#writeShared(userUuid, fields, resources, scope));
+    }
+    return this.#writeShared(userUuid, fields, resources, scope);
   }
 
   /**
@@ -274,6 +293,10 @@ export class RedisContextStore extends ContextStore {
    */
   override async deleteContext(userUuid: string): Promise<boolean> {
     if (this.closed) throw new StoreClosedError('The context store is closed; it cannot delete contexts any more.');
+    return this.#saved === undefined ? this.#deleteShared(userUuid) : this.#saved.delete(userUuid);
+  }
+
+  async #deleteShared(userUuid: string): Promise<boolean> {
     const reply = await this.#runner.run(DELETE, this.keyOf(userUuid), (deadline) => [this.#channel, this.instanceId, userUuid, deadline]);
     this.#stats.deletes++;
     // A local entry on the defaults (version 0) is no stored context.
@@ -316,7 +339,7 @@ export class RedisContextStore extends ContextStore {
   }
 
   async #loadAndOpen(userUuid: string, claims: Readonly<Record<string, unknown>> | undefined): Promise<Scope> {
-    return this.#whenLoaded(userUuid, () => super.openScope(userUuid, claims));
+    return this.#whenLoaded(userUuid, () => super.openScope(userUuid, claims), claims);
   }
 
   /**
@@ -325,12 +348,14 @@ export class RedisContextStore extends ContextStore {
    * here: `then` runs on the cached one if `consistency` is `'available'`
    * and no invalidation said it is outdated; otherwise the error.
    */
-  async #whenLoaded<T>(userUuid: string, then: () => T): Promise<T> {
+  async #whenLoaded<T>(userUuid: string, then: () => T, claims?: Claims): Promise<T> {
     for (let attempt = 0; attempt < 3; attempt++) {
       try {
-        await this.#fresh.fetch(userUuid, { forceRefresh: true });
+        await this.#fresh.fetch(userUuid, { forceRefresh: true, context: claims });
       } catch (error) {
         if (!(error instanceof ContextStoreUnavailableError)) throw error;
+        // The app's loader failed: a user who has no context in Redis is never served the defaults.
+        if (error instanceof ContextLoadError) throw error;
         // Strict, nothing cached, or what is cached is known to be outdated: 503.
         if (this.consistency === 'strict' || this.peekGeneration(userUuid) === undefined || this.#outdated.has(userUuid)) {
           throw error;
@@ -349,13 +374,18 @@ export class RedisContextStore extends ContextStore {
     throw new ContextStoreUnavailableError('The context could not be kept in the near-cache (it is full); retry shortly.');
   }
 
-  async #load(userUuid: string): Promise<Fresh> {
-    const tick = ++this.#tick;
+  async #load(userUuid: string, claims: Claims): Promise<Fresh> {
+    let tick = ++this.#tick;
     const epoch = this.#subscription.epoch;
     const checkedAt = localNow();
     this.#stats.loads++;
-    const reply = await this.#runner.run(LOAD, this.keyOf(userUuid), () => [String(Date.now()), String(this.#redisTtl)]);
-    const { version, fields } = this.#decode(userUuid, reply);
+    let { version, fields } = this.#decode(userUuid, await this.#loadScript(userUuid));
+    if (version === 0 && this.#saved?.persistence.loads === true) {
+      // Redis has no context for the user: the app's database has the last word.
+      const loaded = await this.#saved.persistence.load(userUuid, claims, () => {});
+      tick = ++this.#tick;
+      ({ version, fields } = this.#decode(userUuid, await this.#saved.seed(userUuid, loaded)));
+    }
     this.#adopt(userUuid, fields, version, tick, NO_RESOURCES, undefined);
     return { tick, epoch, checkedAt, touchedAt: Date.now() };
   }
@@ -371,38 +401,59 @@ export class RedisContextStore extends ContextStore {
     // Redis still holds that version, or a newer one that leaves the client's
     // fields as they were (checked here, then retried on that version).
     const guarded = resources.size > 0 && scope !== undefined && scope.open && scope.userUuid === userUuid;
-    let expected = guarded ? String(scope.gen.version) : '';
+    // With persistence.onCommit, what is saved is merged into a version, and stored only on that version.
+    const saving = this.#saved?.persistence.saves === true;
+    let base = saving ? await this.#current(userUuid, scope?.claims) : undefined;
+    let expected = base !== undefined ? String(base.version) : guarded ? String(scope.gen.version) : '';
     for (let attempt = 0; ; attempt++) {
+      if (base !== undefined) {
+        if (guarded) this.#conflictCheck(scope, base, fields, resources);
+        await this.#saved!.save(userUuid, base, fields);
+      }
       const tick = ++this.#tick;
       let reply: unknown;
       try {
-        reply = await this.#runner.run(COMMIT, this.keyOf(userUuid), (deadline) => [
-          String(Date.now()),
-          String(this.#redisTtl),
-          this.#channel,
-          this.instanceId,
-          userUuid,
-          deadline,
-          expected,
-          ...encoded,
-        ]);
+        reply = await this.#commitScript(userUuid, encoded, expected);
       } catch (error) {
-        if (!(error instanceof VersionMoved) || !guarded) throw error;
-        const current = await this.#whenLoaded(userUuid, () => this.peekGeneration(userUuid)!);
-        this.#conflictCheck(scope, current, fields, resources);
-        if (attempt + 1 >= CONFLICT_ATTEMPTS) {
+        // Saved but not stored: drop the copies, so the database's answer is what is read next.
+        if (!(error instanceof VersionMoved) && saving) await this.#saved!.dropEverywhere(userUuid);
+        if (!(error instanceof VersionMoved) || (!guarded && !saving)) throw error;
+        const current = await this.#whenLoaded(userUuid, () => this.peekGeneration(userUuid)!, scope?.claims);
+        // (A saved write checks it at the top of the next round, against the version it merges into.)
+        if (guarded && !saving) this.#conflictCheck(scope, current, fields, resources);
+        if (attempt + 1 >= (saving ? SAVED_ATTEMPTS : CONFLICT_ATTEMPTS)) {
           this.#stats.conflicts++;
+          if (saving) await this.#saved!.dropEverywhere(userUuid);
           throw new ConfigurationConflictError(
             'The configuration kept changing while this write was being stored; nothing was applied. Retry the request.',
           );
         }
         expected = String(current.version);
+        if (saving) base = current;
         continue;
       }
       this.#stats.commits++;
       const stored = this.#decode(userUuid, reply);
       return this.#adopt(userUuid, stored.fields, stored.version, tick, resources, scope);
     }
+  }
+
+  /** The COMMIT script: `fields` (encoded) stored as one step if Redis holds version `expected` (`''`: any); the whole hash after it. */
+  #commitScript(userUuid: string, encoded: readonly string[], expected: string): Promise<unknown> {
+    return this.#runner.run(COMMIT, this.keyOf(userUuid), (deadline) => [
+      String(Date.now()), String(this.#redisTtl), this.#channel, this.instanceId, userUuid, deadline, expected, ...encoded,
+    ]);
+  }
+
+  /** The LOAD script: the user's hash (TTL and last access refreshed). */
+  #loadScript(userUuid: string): Promise<unknown> {
+    return this.#runner.run(LOAD, this.keyOf(userUuid), () => [String(Date.now()), String(this.#redisTtl)]);
+  }
+
+  /** The user's current generation here: the near-cache's if it may be served, else read from Redis (loaded if needed). */
+  async #current(userUuid: string, claims: Claims): Promise<Generation> {
+    if (this.#freshEntry(userUuid, true) !== undefined) return this.peekGeneration(userUuid)!;
+    return this.#whenLoaded(userUuid, () => this.peekGeneration(userUuid)!, claims);
   }
 
   /** A patch of live resources only: they belong to this process, nothing goes to Redis. */

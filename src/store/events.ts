@@ -27,7 +27,7 @@ export type ContextEvictionReason = EvictionReason | 'replaced';
 
 /** Every {@link ContextEvictionReason}, once. */
 export const CONTEXT_EVICTION_REASONS: readonly ContextEvictionReason[] = Object.freeze(
-  Object.keys({ expired: 1, evicted: 1, manual: 1, inactive: 1, closed: 1, replaced: 1 } satisfies Record<ContextEvictionReason, 1>) as ContextEvictionReason[],
+  Object.keys({ expired: 1, evicted: 1, manual: 1, inactive: 1, closed: 1, unsaved: 1, replaced: 1 } satisfies Record<ContextEvictionReason, 1>) as ContextEvictionReason[],
 );
 
 /** Every event and its payload. */

@@ -13,13 +13,14 @@ import { warnOnce } from '../warn.js';
 import type { UserIdPolicy } from '../auth/user-id.js';
 import { ContextEvents } from './events.js';
 import type { Generation } from './generation.js';
+import { Persistence, type ContextPersistence } from './persistence.js';
 import type { ContextStore } from './store.js';
 
 /** How helpers behave outside any user scope. */
 export type ContextMode = 'single-user' | 'multi-user';
 
 /** Why an entry left the store. */
-export type EvictionReason = 'expired' | 'evicted' | 'manual' | 'inactive' | 'closed';
+export type EvictionReason = 'expired' | 'evicted' | 'manual' | 'inactive' | 'closed' | 'unsaved';
 
 /** How a live resource is built and disposed. */
 export interface ResourceSpec<T = unknown> {
@@ -133,6 +134,13 @@ export interface ContextStoreOptions {
    * @default a new `ContextEvents` with no listeners
    */
   events?: ContextEvents;
+  /**
+   * The app's database behind the store: a loader for users not cached
+   * (a new process, an evicted or expired user) and hooks awaited before a
+   * write or a delete is acknowledged. See docs/persistence.md.
+   * @default undefined (contexts live in the store only: an evicted user starts from the defaults)
+   */
+  persistence?: ContextPersistence;
 }
 
 /** One user's slot in the store. */
@@ -150,7 +158,7 @@ export interface UserEntry {
 export const STORE_OPTIONS: readonly (keyof ContextStoreOptions)[] = Object.freeze(
   Object.keys({
     max: 1, ttl: 1, sweepInterval: 1, mode: 1, outsideScope: 1, userId: 1, defaults: 1, resources: 1,
-    mirrorToLegacyGlobals: 1, onDisposeError: 1, onEvict: 1, events: 1,
+    mirrorToLegacyGlobals: 1, onDisposeError: 1, onEvict: 1, events: 1, persistence: 1,
   } satisfies Record<keyof ContextStoreOptions, 1>) as (keyof ContextStoreOptions)[],
 );
 
@@ -205,6 +213,7 @@ export interface StoreSettings {
   readonly outsideScope: 'throw' | 'global';
   readonly mirror: boolean;
   readonly events: ContextEvents;
+  readonly persistence: Persistence | undefined;
 }
 
 /**
@@ -244,5 +253,8 @@ export function resolveStoreOptions(options: ContextStoreOptions, cls: { name: s
         'getUserProvider()/getUserModel()… and turn the option off.',
     );
   }
-  return { max, ttl, sweepInterval, mode, outsideScope, mirror: mirrorToLegacyGlobals === true, events: options.events ?? new ContextEvents() };
+  const persistence = options.persistence === undefined ? undefined : new Persistence(options.persistence);
+  return {
+    max, ttl, sweepInterval, mode, outsideScope, mirror: mirrorToLegacyGlobals === true, events: options.events ?? new ContextEvents(), persistence,
+  };
 }

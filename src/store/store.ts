@@ -15,6 +15,8 @@ import { isKind, stamp } from '../brand.js';
 import type { ContextEvents } from './events.js';
 import { Generation, viewOf, type GenerationOwner } from './generation.js';
 import { OpenScopes } from './open-scopes.js';
+import { Loader } from './loader.js';
+import type { Persistence } from './persistence.js';
 import {
   buildDefaults,
   resolveStoreOptions,
@@ -27,6 +29,7 @@ import { ResourcePolicy, type HandedOver } from './resources.js';
 import { Scope } from './scope.js';
 
 export type { ContextMode, ContextStoreOptions, EvictionReason, ResourceSpec, UserEntry } from './options.js';
+export type { CommitInfo, ContextPersistence, DeleteInfo, LoadInfo, LoadedContext } from './persistence.js';
 
 const GLOBAL_UUID = '(process-wide)';
 const LRU_REASON: Partial<Record<LRUCache.DisposeReason, EvictionReason>> = {
@@ -66,6 +69,7 @@ export class ContextStore implements GenerationOwner {
   readonly #resources: ResourcePolicy;
   readonly #mirror: boolean;
   readonly #onEvict: ContextStoreOptions['onEvict'];
+  readonly #loader: Loader | undefined;
   readonly #global: UserEntry;
   readonly #open = new OpenScopes();
   #pendingReason: EvictionReason | undefined;
@@ -88,6 +92,12 @@ export class ContextStore implements GenerationOwner {
     this.#mirror = settings.mirror;
     this.#onEvict = options.onEvict;
     this.events = settings.events;
+    this.#loader = settings.persistence && new Loader(settings.persistence, {
+      cached: (id) => this.#cache.has(id), closing: () => this.#closing !== undefined, touch: (id) => this.#touch(id).current,
+      commit: (id, patch, scope) => this.#commit(id, patch, scope), drop: (id, reason) => this.#deleteWith(id, reason),
+      checkBase: (...args) => this.#resources.checkBase(...args),
+      install: (id, fields, version, resources, scope) => this.install(id, fields, version, resources, true, scope),
+    });
     this.#resources = new ResourcePolicy(options, this.events);
     this.#cache = new LRUCache<string, UserEntry>({
       max,
@@ -143,17 +153,20 @@ export class ContextStore implements GenerationOwner {
     if (this.#closing !== undefined) {
       throw new StoreClosedError('The context store is closed; no new user scope can start. Create a new store.');
     }
+    this.#loader?.requireLoaded(userUuid);
     return this.#open.add(new Scope(this, this.#touch(userUuid), claims, this.#open.unlink));
   }
 
   /**
    * Opens a scope like {@link openScope}, but may load the context first: a
    * shared store (Redis) returns a promise when the user's context is not in
-   * its near-cache. The in-memory store always returns the scope itself, so
-   * callers await only when they get a promise. The middleware, `runAsUser`
-   * and `bindToCurrentUser` open scopes through this method.
+   * its near-cache, and so does a `persistence.load` for a user not cached.
+   * Otherwise the scope itself, so callers await only when they get a
+   * promise. The middleware, `runAsUser` and `bindToCurrentUser` open scopes
+   * through this method.
    */
   acquireScope(userUuid: string, claims?: Readonly<Record<string, unknown>>): Scope | Promise<Scope> {
+    if (this.#loader?.cold(userUuid) === true) return this.#loader.load(userUuid, claims).then(() => this.acquireScope(userUuid, claims));
     return this.openScope(userUuid, claims);
   }
 
@@ -161,11 +174,12 @@ export class ContextStore implements GenerationOwner {
    * Applies a patch like {@link commit}, but may have to store it first: a
    * shared store returns a promise settled once the write is stored (and
    * rejected, with nothing applied, when it cannot be). The in-memory store
-   * commits synchronously. The helpers (`configureUser`, `set*`) write through
-   * this method.
+   * commits synchronously (with a `persistence`, once `onCommit` has saved
+   * it). The helpers (`configureUser`, `set*`) write through this method.
    */
   write(userUuid: string | null, patch: ContextPatch, scope?: Scope): Generation | Promise<Generation> {
-    return this.commit(userUuid, patch, scope);
+    if (userUuid === null || this.#loader === undefined) return this.#commit(userUuid, patch, scope);
+    return this.#loader.write(userUuid, patch, scope);
   }
 
   /**
@@ -201,8 +215,9 @@ export class ContextStore implements GenerationOwner {
     return this.#global.current;
   }
 
-  /** The user's current generation; creates the context if needed and refreshes it. */
+  /** The user's current generation; creates the context if needed (not with a loader) and refreshes it. */
   currentGeneration(userUuid: string): Generation {
+    this.#loader?.requireLoaded(userUuid);
     return this.#touch(userUuid).current;
   }
 
@@ -210,9 +225,14 @@ export class ContextStore implements GenerationOwner {
    * Applies a patch as one atomic step and returns the new generation. With a
    * scope, the scope moves to the new generation (its own writes are visible
    * to it) and other scopes keep their snapshot. `userUuid` `null` targets the
-   * process-wide context.
+   * process-wide context (a user's, with a `persistence`: use {@link write}).
    */
   commit(userUuid: string | null, patch: ContextPatch, scope?: Scope): Generation {
+    if (userUuid !== null) this.#loader?.refuseSyncCommit();
+    return this.#commit(userUuid, patch, scope);
+  }
+
+  #commit(userUuid: string | null, patch: ContextPatch, scope?: Scope): Generation {
     const { fields, resources } = splitPatch(patch);
     const entry = userUuid === null ? this.#global : this.#touch(userUuid);
     if (resources.size > 0 && scope !== undefined) this.#resources.checkBase(entry.current, fields, resources, scope);
@@ -251,6 +271,11 @@ export class ContextStore implements GenerationOwner {
       return gen;
     }
     return this.#afterApply(entry, gen, fields, created, scope);
+  }
+
+  /** Hook for shared stores: the app's database behind the store, if any (`options.persistence`). @internal */
+  protected get persistence(): Persistence | undefined {
+    return this.#loader?.persistence;
   }
 
   /** Hook for shared stores: the user's current local generation, without creating or refreshing it. @internal */
@@ -333,11 +358,12 @@ export class ContextStore implements GenerationOwner {
   /**
    * Deletes a user's context wherever it is kept: here, the entry (as
    * {@link evict}); in a shared store, the stored context and every
-   * instance's copy. Resolves whether a context was there. The admin API's
+   * instance's copy; with `persistence.onDelete`, the database's first.
+   * Resolves whether a context was there. The admin API's
    * `DELETE /admin/contexts/:uuid` calls it.
    */
   deleteContext(userUuid: string): boolean | Promise<boolean> {
-    return this.evict(userUuid, 'manual');
+    return this.#loader === undefined ? this.evict(userUuid, 'manual') : this.#loader.delete(userUuid);
   }
 
   /**
@@ -387,6 +413,7 @@ export class ContextStore implements GenerationOwner {
   async #close(timeout: number): Promise<void> {
     if (this.#sweep !== undefined) clearInterval(this.#sweep);
     await this.#open.drain(timeout);
+    this.#loader?.persistence.close();
     this.#open.closeAll();
     this.#pendingReason = 'closed';
     this.#cache.clear();
