@@ -25,7 +25,7 @@ afterAll(async () => {
 
 function config(apiKey: string): UserConfig {
   return {
-    provider: 'OpenAI', model: 'gpt-4o-mini', mcpServerName: 'crm', mcpServerId: null, awsRegion: null,
+    provider: 'OpenAI', model: 'gpt-4o-mini', mcpServerName: 'crm', mcpServerNames: null, mcpServerId: null, awsRegion: null,
     azureDeploymentDetails: null, friendliDetails: null, modelProviderInProfile: null,
     serverConfigs: { crm: { headers: { authorization: `Bearer ${apiKey}-mcp` } } },
     llmCredentials: { apiKey, provider: 'OpenAI' },
