@@ -161,7 +161,7 @@ describe('the packed tarball', () => {
     const manifest = (dir: string): { version: string } => JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8'));
     expect(manifest(join(full, 'node_modules', 'koa-user-context')).version).toBe(manifest(repo).version);
     const installed = join(full, 'node_modules', 'koa-user-context');
-    expect(readdirSync(installed).sort()).toEqual(['LICENSE', 'README.md', 'ai', 'dist', 'jwks', 'mcp', 'metrics', 'package.json', 'redis']);
+    expect(readdirSync(installed).sort()).toEqual(['LICENSE', 'README.md', 'ai', 'dist', 'jwks', 'mcp', 'metrics', 'package.json', 'redis', 'usage']);
     expect(readdirSync(join(installed, 'dist')).sort()).toEqual(['cjs', 'esm']);
     expect(existsSync(join(installed, 'dist', 'esm', 'index.d.ts'))).toBe(true);
     expect(existsSync(join(installed, 'dist', 'cjs', 'index.d.ts'))).toBe(true);
@@ -177,7 +177,7 @@ describe('the packed tarball', () => {
     const report = JSON.parse(res.stdout) as { analysis: { problems: unknown[]; entrypoints: Record<string, unknown> } };
     expect(report.analysis.problems).toEqual([]);
     expect(Object.keys(report.analysis.entrypoints).sort()).toEqual(
-      ['.', './ai', './jwks', './mcp', './metrics', './package.json', './redis'].sort(),
+      ['.', './ai', './jwks', './mcp', './metrics', './package.json', './redis', './usage'].sort(),
     );
     expect(res.code).toBe(0);
   });
