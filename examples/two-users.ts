@@ -30,6 +30,8 @@ import { EXAMPLE_SERVERS, MEMORY_TOOLS, memoryServer, startExampleServers } from
 import { exampleLlmRegistry } from './providers/registry.js';
 import { keyFingerprint, maskKey, startWireServer, type WireCall } from './providers/wire-server.js';
 import { generateSecret, mintToken } from './tokens.js';
+import { collectUsage, limitOneUser, printUsage, usageOk } from './usage.js';
+import { createUsageMeter } from '../src/usage.js';
 
 export interface DemoRow {
   user: string;
@@ -87,9 +89,11 @@ export async function runDemo(queriesPerUser = 8): Promise<DemoRow[]> {
   const dataDir = mkdtempSync(join(tmpdir(), 'kuc-demo-memory-'));
   const started = stdioCounters.started;
   const ended = stdioCounters.exited;
+  const usage = createUsageMeter();
   const { app, store } = createApp({
     secret,
-    llms: exampleLlmRegistry(wire.url),
+    llms: exampleLlmRegistry(wire.url, { usage }),
+    admin: { usage },
     // The HTTP servers get the user's id in a header (the operator's choice), so they can tell whose call they ran.
     mcpServers: new Map<string, McpServerDefinition>([
       ['warehouse', (_config: unknown, userUuid: string) => ({ url: mcp.warehouse.url, headers: { 'x-user': userUuid } })],
@@ -166,6 +170,9 @@ export async function runDemo(queriesPerUser = 8): Promise<DemoRow[]> {
     a.key = newKey('AIza');
     await call(a.token, '/configure', { llmCredentials: { apiKey: a.key } });
     const after = await runPhase(2);
+    // The operator caps C's tokens: C's next query is refused; then each user's usage.
+    await limitOneUser(usage, base, users[2]!);
+    await collectUsage(usage, users, wire);
     return [...before, ...after];
   } finally {
     server.close();
@@ -215,9 +222,11 @@ if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
           : `\n${bad} of ${rows.length} queries had a tool call on another user's server, or an LLM call with another user's key, model or tools!`,
       );
       console.log(`stdio MCP processes: ${demoProcesses.started} started, ${demoProcesses.ended} ended.`);
+      printUsage();
       const leftover = demoProcesses.started !== demoProcesses.ended;
       if (leftover) console.log('A stdio MCP process was left running!');
-      process.exitCode = bad === 0 && !leftover ? 0 : 1;
+      if (!usageOk()) console.log('Usage booked to a user differs from what the wire reported, or the limited user was not refused!');
+      process.exitCode = bad === 0 && !leftover && usageOk() ? 0 : 1;
     },
     (err: unknown) => {
       console.error('demo failed:', err instanceof Error ? err.message : err);

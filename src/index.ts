@@ -134,4 +134,7 @@ export {
   TokenRevokedError,
   UserContextError,
   UserContextMissingError,
+  UsageLimitExceededError,
+  UsageStoreUnavailableError,
+  type UsageLimitName,
 } from './errors.js';

@@ -5,3 +5,4 @@
  * @module
  */
 export * from './ops/metrics.js';
+export * from './ops/usage-metrics.js';

@@ -8,6 +8,7 @@ import { exampleLlmRegistry } from '../examples/providers/registry.js';
 import { keyFingerprint, startWireServer, type WireServer } from '../examples/providers/wire-server.js';
 import { generateSecret, mintToken } from '../examples/tokens.js';
 import { demoProcesses, runDemo } from '../examples/two-users.js';
+import { demoUsage } from '../examples/usage.js';
 import type { ContextStore } from '../src/index.js';
 
 let wire: WireServer;
@@ -38,6 +39,9 @@ describe('examples/two-users.ts', () => {
   it('runs every user on their own provider/model, key and MCP server (one over stdio), on real SDK clients, with zero cross-talk', async () => {
     const rows = await runDemo(12);
     expect(rows).toHaveLength(36);
+    // Each user's usage equals what the wire reported for their queries; the capped user got 429.
+    expect(demoUsage.users.map((u) => [u.user, u.usage.inputTokens + u.usage.outputTokens])).toEqual(demoUsage.users.map((u) => [u.user, u.tokensOnWire]));
+    expect(demoUsage.refused).toMatchObject({ user: 'C', status: 429, error: 'usage_limit_exceeded' });
     expect(rows.filter((r) => !r.ok)).toEqual([]);
     expect(new Set(rows.filter((r) => r.user === 'A').map((r) => r.modelOnWire))).toEqual(new Set(['google/gemini-2.5-flash']));
     expect(new Set(rows.filter((r) => r.user === 'B').map((r) => r.modelOnWire))).toEqual(new Set(['anthropic/claude-3-5-haiku']));

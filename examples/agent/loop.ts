@@ -18,7 +18,7 @@ import type Router from '@koa/router';
 import type Koa from 'koa';
 import { stepCountIs, type ToolSet } from 'ai';
 import { getUserLlm, getUserTools, userToolOrigin, type UserLlm } from '../../src/ai.js';
-import { ClientDisconnectedError, currentUserUuid, getUserProvider } from '../../src/index.js';
+import { ClientDisconnectedError, currentUserUuid, getUserProvider, UsageLimitExceededError, UsageStoreUnavailableError } from '../../src/index.js';
 import { HttpError, readJson } from '../body.js';
 import { sseFrame, sseSender } from '../sse.js';
 
@@ -126,6 +126,11 @@ function streamLoop(ctx: Koa.Context, llm: UserLlm, tools: ToolSet, request: Loo
   produce().catch((error: unknown) => {
     if (error instanceof ClientDisconnectedError || (error as { name?: unknown } | null)?.name === 'AbortError' || out.destroyed) {
       out.destroy();
+      return;
+    }
+    // A usage limit (or the usage store) refused a step: the loop ends with that code (docs/usage-limits.md).
+    if (error instanceof UsageLimitExceededError || error instanceof UsageStoreUnavailableError) {
+      out.end(sseFrame('error', { error: error.error, message: error.message, retryAfter: Number(error.headers?.['Retry-After']) }));
       return;
     }
     out.end(sseFrame('error', { error: 'stream_failed', message: 'The answer could not be completed.' }));

@@ -53,6 +53,8 @@ export interface ExampleRegistryOptions {
    * @default [] (none: a missing key is an error)
    */
   useEnvironment?: readonly ExampleProvider[];
+  /** Passed through to createLlmRegistry: meters every client (koa-user-context/usage). */
+  usage?: LlmRegistryOptions['usage'];
 }
 
 /** The registry of the example app, with every provider's base URL on the wire server at `wireUrl`. */
@@ -70,5 +72,6 @@ export function exampleLlmRegistry(wireUrl: string, options: ExampleRegistryOpti
       Ollama: { provider: ollama(createOpenAICompatible), models: models('Ollama'), baseURL: `${wireUrl}/ollama/v1` },
     },
     ...(options.resolveCredentials !== undefined ? { resolveCredentials: options.resolveCredentials } : {}),
+    ...(options.usage !== undefined ? { usage: options.usage } : {}),
   });
 }

@@ -33,6 +33,7 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { AddressInfo } from 'node:net';
 import { piecesOf, WRITERS } from './wire-formats.js';
 import { decide, readConversation, type WireFormat, type WireToolCall, type WireToolResult } from './wire-tools.js';
+import { usageReported } from './wire-usage.js';
 
 export type { WireFormat, WireToolCall, WireToolResult } from './wire-tools.js';
 export { directivesOf, resolveTool } from './wire-tools.js';
@@ -62,6 +63,8 @@ export interface WireCall {
   finished: boolean;
   /** The caller disconnected before the answer was complete. */
   aborted: boolean;
+  /** The token usage the answer reported (what a provider bills the key for); `null` until it was sent. */
+  usage: { inputTokens: number; outputTokens: number } | null;
 }
 
 export interface WireServerOptions {
@@ -162,6 +165,7 @@ export async function startWireServer(options: WireServerOptions = {}): Promise<
       startedAt: Date.now(),
       finished: false,
       aborted: false,
+      usage: null,
     };
     calls.push(call);
     if (calls.length > maxRecords) calls.splice(0, calls.length - maxRecords);
@@ -182,13 +186,16 @@ export async function startWireServer(options: WireServerOptions = {}): Promise<
       await sleep(tokenDelayMs);
       if (res.destroyed) return;
       res.writeHead(200, { 'content-type': 'application/json' });
-      res.end(JSON.stringify(writer.whole(reply)));
+      const whole = writer.whole(reply);
+      res.end(JSON.stringify(whole));
+      call.usage = usageReported([whole]);
       call.finished = true;
       return;
     }
     res.writeHead(200, writer.streamHeaders);
     res.flushHeaders();
-    for (const frame of writer.start(reply)) res.write(frame);
+    const opening = writer.start(reply);
+    for (const frame of opening) res.write(frame);
     const pieces = piecesOf(answer);
     for (const piece of pieces) {
       await sleep(tokenDelayMs);
@@ -196,7 +203,9 @@ export async function startWireServer(options: WireServerOptions = {}): Promise<
       res.write(writer.delta(reply, piece));
     }
     if (res.destroyed) return;
-    for (const frame of writer.end(reply, pieces.length)) res.write(frame);
+    const closing = writer.end(reply, pieces.length);
+    for (const frame of closing) res.write(frame);
+    call.usage = usageReported([...opening, ...closing]);
     call.finished = true;
     res.end();
   }

@@ -12,6 +12,7 @@
  * @module
  */
 import { createHash } from 'node:crypto';
+import { USAGE_HTML, USAGE_SCRIPT, USAGE_STYLE } from './admin-usage-page.js';
 
 const STYLE = `
 :root{color-scheme:light dark;--fg:#1d2430;--muted:#5b6576;--bg:#f6f7f9;--card:#fff;--line:#dde1e7;--accent:#2456c7;--danger:#b42318;--ok:#067647}
@@ -50,7 +51,7 @@ dialog::backdrop{background:rgb(0 0 0/.45)}
 dialog code{overflow-wrap:anywhere}
 .actions{display:flex;gap:.5rem;justify-content:flex-end;margin-top:1rem}
 [hidden]{display:none!important}
-@media (max-width:720px){
+${USAGE_STYLE}@media (max-width:720px){
  header,main,#signin{padding:.75rem}
  table,thead,tbody,tr,td{display:block;border:0}
  thead{display:none}
@@ -145,6 +146,7 @@ const SCRIPT = `
       if (data.items.length === 0 && offset > 0 && data.total > 0) { offset = Math.max(0, data.total - limit); busy = false; return refresh(); }
       show('error', false);
       render();
+      await refreshUsage();
     } catch (err) {
       if (token) fail(err);
     } finally {
@@ -193,6 +195,7 @@ const SCRIPT = `
     text($('updated'), 'updated ' + new Date().toLocaleTimeString());
   }
 
+${USAGE_SCRIPT}
   function tick() {
     if (!data) return;
     const elapsed = performance.now() - fetchedAt;
@@ -262,7 +265,7 @@ function escapeAttr(value: string): string {
 }
 
 /** The dashboard document and the Content-Security-Policy that goes with it. */
-export function renderDashboard(prefix: string, refreshMs: number): { html: string; csp: string } {
+export function renderDashboard(prefix: string, refreshMs: number, usage = false): { html: string; csp: string } {
   const html = `<!doctype html>
 <html lang="en">
 <head>
@@ -273,7 +276,7 @@ export function renderDashboard(prefix: string, refreshMs: number): { html: stri
 <title>User contexts · koa-user-context admin</title>
 <style>${STYLE}</style>
 </head>
-<body data-prefix="${escapeAttr(prefix)}" data-refresh="${refreshMs}">
+<body data-prefix="${escapeAttr(prefix)}" data-refresh="${refreshMs}" data-usage="${usage ? '1' : '0'}">
 <header><h1>User contexts</h1><span class="muted" id="updated" role="status" aria-live="polite"></span></header>
 <form id="signin" hidden autocomplete="off">
   <label for="token">Admin token</label>
@@ -294,7 +297,7 @@ export function renderDashboard(prefix: string, refreshMs: number): { html: stri
     <tbody id="rows"></tbody>
   </table>
   <p id="empty" class="empty" hidden></p>
-  <nav class="pager" id="pager" hidden><button id="prev" type="button">← Previous</button><button id="next" type="button">Next →</button></nav>
+  <nav class="pager" id="pager" hidden><button id="prev" type="button">← Previous</button><button id="next" type="button">Next →</button></nav>${usage ? USAGE_HTML : ''}
 </main>
 <dialog id="confirm" aria-labelledby="confirm-title">
   <p id="confirm-title"><strong>Evict the context of <code id="confirm-user"></code>?</strong></p>

@@ -15,6 +15,7 @@
  *   GET    /admin/contexts/:uuid   one context, secrets redacted
  *   DELETE /admin/contexts/:uuid   delete it: from this process, and with a shared store from Redis
  *                                  and every instance (resources disposed once no request holds them)
+ *   GET    /admin/usage[/:uuid]    with `usage`: usage per user, sortable (see admin-usage.ts)
  *
  * Every data route needs an admin: 401 without credentials, 403 for a
  * caller that is not one.
@@ -30,6 +31,8 @@ import { getDefaultStore } from '../store/default-store.js';
 import { ContextStoreUnavailableError, UserContextError } from '../errors.js';
 import type { Generation } from '../store/generation.js';
 import type { ContextStore, UserEntry } from '../store/store.js';
+import type { UsageMeter } from '../usage/meter.js';
+import { usageRoute } from './admin-usage.js';
 
 /** Decides whether the caller is an admin, from its verified claims. */
 export type AdminPredicate = (
@@ -81,6 +84,8 @@ export interface AdminRouterOptions {
    * @default []
    */
   secretKeys?: readonly string[];
+  /** A usage meter (koa-user-context/usage): serves `GET <prefix>/usage` and the dashboard's usage table. @default undefined */
+  usage?: UsageMeter;
 }
 
 /** The router middleware, plus the predicate to give `userContext({ passthrough })`. */
@@ -152,8 +157,10 @@ export function adminRouter(options: AdminRouterOptions = {}): AdminRouter {
   if (!Array.isArray(secretKeys) || secretKeys.some((k) => typeof k !== 'string' || k === '')) {
     throw new TypeError('options.secretKeys must be an array of key names');
   }
+  const { usage } = options;
+  if (usage !== undefined && typeof usage?.list !== 'function') throw new TypeError('options.usage must be a usage meter: createUsageMeter() from koa-user-context/usage');
   const store = options.store ?? getDefaultStore();
-  const page = dashboard ? renderDashboard(prefix, refreshInterval) : undefined;
+  const page = dashboard ? renderDashboard(prefix, refreshInterval, usage !== undefined) : undefined;
   const keys = [...secretKeys];
 
   function isPage(ctx: Context): boolean {
@@ -265,6 +272,7 @@ export function adminRouter(options: AdminRouterOptions = {}): AdminRouter {
       if (ctx.method === 'GET' || ctx.method === 'HEAD') return list(ctx);
       return methodNotAllowed(ctx, 'GET, HEAD');
     }
+    if (usage !== undefined && (await usageRoute(ctx, rest, usage, maxPageSize, parseUser, (...a) => new HttpProblem(...a)))) return;
     const match = /^\/contexts\/([^/]+)$/.exec(rest);
     if (match === null) {
       throw new HttpProblem(404, 'not_found', `No admin route ${ctx.method} ${ctx.path}; see ${prefix}/contexts.`);

@@ -60,7 +60,7 @@ function expectCompiled(res: Result): void {
 const lastJsonLine = <T>(stdout: string): T => JSON.parse(stdout.trim().split('\n').at(-1)!) as T;
 const writeJson = (file: string, value: unknown): void => writeFileSync(file, JSON.stringify(value, null, 2) + '\n');
 
-const OPTIONAL_PEERS = ['ioredis', 'jwks-rsa', 'prom-client', '@modelcontextprotocol/sdk', 'ai'] as const;
+const OPTIONAL_PEERS = ['ioredis', 'jwks-rsa', 'prom-client', '@modelcontextprotocol/sdk', 'ai', 'rate-limiter-flexible'] as const;
 const DOC_LIBRARIES = [
   'pino', '@ai-sdk/google',
   // docs/agents-frameworks.md
@@ -165,7 +165,7 @@ describe('the packed tarball', () => {
     const manifest = (dir: string): { version: string } => JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8'));
     expect(manifest(join(full, 'node_modules', 'koa-user-context')).version).toBe(manifest(repo).version);
     const installed = join(full, 'node_modules', 'koa-user-context');
-    expect(readdirSync(installed).sort()).toEqual(['LICENSE', 'README.md', 'ai', 'dist', 'jwks', 'mcp', 'metrics', 'package.json', 'redis']);
+    expect(readdirSync(installed).sort()).toEqual(['LICENSE', 'README.md', 'ai', 'dist', 'jwks', 'mcp', 'metrics', 'package.json', 'redis', 'usage']);
     expect(readdirSync(join(installed, 'dist')).sort()).toEqual(['cjs', 'esm']);
     expect(existsSync(join(installed, 'dist', 'esm', 'index.d.ts'))).toBe(true);
     expect(existsSync(join(installed, 'dist', 'cjs', 'index.d.ts'))).toBe(true);
@@ -181,7 +181,7 @@ describe('the packed tarball', () => {
     const report = JSON.parse(res.stdout) as { analysis: { problems: unknown[]; entrypoints: Record<string, unknown> } };
     expect(report.analysis.problems).toEqual([]);
     expect(Object.keys(report.analysis.entrypoints).sort()).toEqual(
-      ['.', './ai', './jwks', './mcp', './metrics', './package.json', './redis'].sort(),
+      ['.', './ai', './jwks', './mcp', './metrics', './package.json', './redis', './usage'].sort(),
     );
     expect(res.code).toBe(0);
   });
@@ -292,6 +292,7 @@ describe('Koa 2 consumer without any optional peer', () => {
       metrics: { code: 'MODULE_NOT_FOUND', namesLib: true },
       mcp: { code: 'MODULE_NOT_FOUND', namesLib: true },
       ai: { code: 'MODULE_NOT_FOUND', namesLib: true },
+      usage: { code: 'MODULE_NOT_FOUND', namesLib: true },
     });
   });
 
@@ -307,6 +308,7 @@ describe('Koa 2 consumer without any optional peer', () => {
       metrics: { code: 'ERR_MODULE_NOT_FOUND', namesLib: true },
       mcp: { code: 'ERR_MODULE_NOT_FOUND', namesLib: true },
       ai: { code: 'ERR_MODULE_NOT_FOUND', namesLib: true },
+      usage: { code: 'ERR_MODULE_NOT_FOUND', namesLib: true },
     });
   });
 });

@@ -68,6 +68,8 @@ describe('package.json exports ↔ src entries', () => {
 describe('package.json dependencies', () => {
   const OPTIONAL_PEERS = [
     '@modelcontextprotocol/sdk', '@types/koa', 'ioredis', 'jwks-rsa', 'prom-client',
+    // koa-user-context/usage: the rate windows
+    'rate-limiter-flexible',
     // koa-user-context/ai: the AI SDK and the provider packages an app passes in
     'ai', '@ai-sdk/openai', '@ai-sdk/anthropic', '@ai-sdk/google', '@ai-sdk/openai-compatible', '@ai-sdk/azure', '@ai-sdk/amazon-bedrock',
   ];

@@ -35,6 +35,8 @@ export class UserLlm {
   readonly languageModel: LanguageModelObject;
   /** Where its credentials came from: the user's configuration, or the server's environment (operator opt-in). */
   readonly credentialSource: 'user' | 'environment' | 'none';
+  /** With a usage meter: a fresh metered model per loop, so tool calls count per loop. */
+  readonly #loopModel: (() => LanguageModelObject) | undefined;
   #closed = false;
 
   constructor(init: {
@@ -43,12 +45,14 @@ export class UserLlm {
     userUuid: string;
     languageModel: LanguageModelObject;
     credentialSource: 'user' | 'environment' | 'none';
+    loopModel?: () => LanguageModelObject;
   }) {
     this.provider = init.provider;
     this.model = init.model;
     this.userUuid = init.userUuid;
     this.languageModel = init.languageModel;
     this.credentialSource = init.credentialSource;
+    this.#loopModel = init.loopModel;
     Object.defineProperty(this, BRAND, { value: true });
   }
 
@@ -68,7 +72,7 @@ export class UserLlm {
    */
   generateText(options: GenerateTextOptions): ReturnType<typeof generateText> {
     this.#assertOpen();
-    return generateText({ ...options, model: this.languageModel, abortSignal: options.abortSignal ?? getRequestSignal() } as Parameters<typeof generateText>[0]);
+    return generateText({ ...options, model: this.#loopModel?.() ?? this.languageModel, abortSignal: options.abortSignal ?? getRequestSignal() } as Parameters<typeof generateText>[0]);
   }
 
   /**
@@ -78,7 +82,7 @@ export class UserLlm {
    */
   streamText(options: StreamTextOptions): ReturnType<typeof streamText> {
     this.#assertOpen();
-    return streamText({ ...options, model: this.languageModel, abortSignal: options.abortSignal ?? getRequestSignal() } as Parameters<typeof streamText>[0]);
+    return streamText({ ...options, model: this.#loopModel?.() ?? this.languageModel, abortSignal: options.abortSignal ?? getRequestSignal() } as Parameters<typeof streamText>[0]);
   }
 
   /** Called by the store when the last request using this client's configuration ends. */

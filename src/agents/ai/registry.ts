@@ -32,6 +32,8 @@ import {
   ProviderNotAllowedError,
 } from '../../errors.js';
 import type { ResourceSpec } from '../../store/store.js';
+import type { UsageMeter } from '../../usage/meter.js';
+import { meteredModel } from '../../usage/middleware.js';
 import { UserLlm } from './client.js';
 import { credentialsShapeProblem, describeNeed, environmentCredentials, hasWhatKindNeeds } from './credentials.js';
 import type { FetchFunction, ProviderDefinition } from './providers.js';
@@ -78,6 +80,14 @@ export interface LlmRegistryOptions {
    * @default globalThis.fetch
    */
   fetch?: FetchFunction;
+  /**
+   * Meters every client this registry builds (`createUsageMeter()` of
+   * koa-user-context/usage): each model call is checked against the user's
+   * limits before it goes out and its tokens booked after, with no code in
+   * the app's executor.
+   * @default undefined (no metering)
+   */
+  usage?: UsageMeter;
 }
 
 /** What {@link LlmRegistry.validate} found out about a configuration. */
@@ -108,7 +118,7 @@ export interface LlmRegistry {
 }
 
 const ENTRY_KEYS = new Set(['provider', 'models', 'baseURL', 'allowedBaseURLs', 'useEnvironment']);
-const OPTION_KEYS = new Set(['providers', 'resolveCredentials', 'fetch']);
+const OPTION_KEYS = new Set(['providers', 'resolveCredentials', 'fetch', 'usage']);
 
 interface Resolved {
   plan: LlmPlan;
@@ -123,7 +133,10 @@ export function createLlmRegistry(options: LlmRegistryOptions): LlmRegistry {
   for (const key of Object.keys(options)) {
     if (!OPTION_KEYS.has(key)) throw new TypeError(`createLlmRegistry: unknown option "${key}"; known: ${[...OPTION_KEYS].join(', ')}`);
   }
-  const { providers, resolveCredentials, fetch } = options;
+  const { providers, resolveCredentials, fetch, usage } = options;
+  if (usage !== undefined && (usage === null || typeof usage !== 'object' || typeof usage.admit !== 'function')) {
+    throw new TypeError('options.usage must be a usage meter: createUsageMeter() from koa-user-context/usage');
+  }
   if (providers === null || typeof providers !== 'object' || Object.keys(providers).length === 0) {
     throw new TypeError('options.providers must name at least one provider, e.g. { OpenAI: { provider: openai(createOpenAI), models: [...] } }');
   }
@@ -198,7 +211,14 @@ export function createLlmRegistry(options: LlmRegistryOptions): LlmRegistry {
     if (languageModel === null || typeof languageModel !== 'object') {
       throw new TypeError(`The ${r.definition.label} provider definition returned no language model object (a model id string would go through the AI SDK gateway).`);
     }
-    return new UserLlm({ provider: r.plan.provider, model: r.plan.model, userUuid, languageModel, credentialSource: source });
+    const init = { provider: r.plan.provider, model: r.plan.model, userUuid, credentialSource: source };
+    if (usage === undefined) return new UserLlm({ ...init, languageModel });
+    const binding = { meter: usage, target: { userUuid, provider: r.plan.provider, model: r.plan.model } };
+    return new UserLlm({
+      ...init,
+      languageModel: meteredModel(languageModel, binding),
+      loopModel: () => meteredModel(languageModel, binding, { toolCalls: 0, ended: undefined }),
+    });
   }
 
   async function buildFromRef(r: Resolved, config: UserConfig, userUuid: string): Promise<UserLlm> {

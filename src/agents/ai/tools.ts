@@ -25,6 +25,7 @@ import { getRequestSignal } from '../../api/request-signal.js';
 import { rejectUnknownOptions } from '../../options.js';
 import type { UserMcpConnection } from '../mcp/connection.js';
 import { connectionsOf } from '../mcp/servers.js';
+import { countToolCall } from '../../usage/current.js';
 
 /** Options of {@link getUserTools}. */
 export interface UserToolsOptions {
@@ -180,9 +181,11 @@ function toAiTool(connection: UserMcpConnection, tool: McpTool, limits: { maxRes
           timeout: limits.timeout,
         });
       } catch (error) {
+        countToolCall(connection.serverName, connection.userUuid, false);
         if (signal?.aborted === true) throw error;
         throw new Error(`Tool "${tool.name}" of MCP server "${connection.serverName}" failed: ${reasonOf(error)}`, { cause: error });
       }
+      countToolCall(connection.serverName, connection.userUuid, result.isError !== true);
       return boundResult(result, limits.maxResultChars);
     },
     toModelOutput: ({ output }) => {

@@ -9,7 +9,7 @@ const { once } = require('node:events');
 const Koa = require('koa');
 const kuc = require('koa-user-context');
 
-const OPTIONAL = { redis: 'ioredis', jwks: 'jwks-rsa', metrics: 'prom-client', mcp: '@modelcontextprotocol/sdk', ai: 'ai' };
+const OPTIONAL = { redis: 'ioredis', jwks: 'jwks-rsa', metrics: 'prom-client', mcp: '@modelcontextprotocol/sdk', ai: 'ai', usage: 'rate-limiter-flexible' };
 const loadedOptional = Object.keys(require.cache).filter((file) =>
   Object.values(OPTIONAL).some((name) => file.includes(`/node_modules/${name}/`)),
 );

@@ -4,7 +4,7 @@
  */
 import * as kuc from 'koa-user-context';
 
-const OPTIONAL = { redis: 'ioredis', jwks: 'jwks-rsa', metrics: 'prom-client', mcp: '@modelcontextprotocol/sdk', ai: 'ai' };
+const OPTIONAL = { redis: 'ioredis', jwks: 'jwks-rsa', metrics: 'prom-client', mcp: '@modelcontextprotocol/sdk', ai: 'ai', usage: 'rate-limiter-flexible' };
 const subpathErrors = {};
 for (const [subpath, lib] of Object.entries(OPTIONAL)) {
   subpathErrors[subpath] = await import(`koa-user-context/${subpath}`).then(
