@@ -383,7 +383,7 @@ export function markdown(results: Results, svgName: string): string {
         'above it cannot be met by this design, and the section on the gap term by term shows what the middleware spends above it.',
     );
   }
-  lines.push('', 'Reproduce with `npm ci && npm run bench` (about 10 minutes; it builds the package first); `npm run bench -- --help` lists the options.', '');
+  lines.push('', 'Reproduce with `npm ci && npm run bench` (about 10 minutes; it builds the package first; run `npm run bench:lines` before it for the Node lines section); `npm run bench -- --help` lists the options.', '');
   return lines.join('\n');
 }
 
