@@ -9,16 +9,19 @@
  *   same contenders on the other lines.
  *
  * Writes bench/lines.json, which `npm run bench` puts into
- * docs/benchmarks.md ("Node lines"). Run it before `npm run bench`.
+ * docs/benchmarks.md ("Node lines"). Run it before `npm run bench`. The two
+ * parts can run apart (`--no-http`, `--no-instructions`): a part not run keeps
+ * what bench/lines.json already holds for that Node version. Instruction
+ * counts do not depend on the machine's load; the HTTP runs do.
  */
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 // @ts-expect-error -- a plain .mjs module shared with scripts/test-lines.mjs
 import { LINES, PRIMARY_NODE, nodeBinary } from '../scripts/node-lines.mjs';
-import type { LineResult, Results } from './report.js';
+import type { LineResult, LinesResults, Results } from './report.js';
 
 const { values } = parseArgs({
   options: {
@@ -27,6 +30,7 @@ const { values } = parseArgs({
     'paired-rounds': { type: 'string', default: '6' },
     duration: { type: 'string', default: '3' },
     'no-http': { type: 'boolean', default: false },
+    'no-instructions': { type: 'boolean', default: false },
   },
 });
 const root = join(import.meta.dirname, '..');
@@ -41,19 +45,27 @@ function run(cmd: string, args: string[]): Promise<string> {
   });
 }
 
+const file = join(root, 'bench', 'lines.json');
+const before = existsSync(file) ? (JSON.parse(readFileSync(file, 'utf8')) as LinesResults) : undefined;
 const lines: LineResult[] = [];
 const binaries: { bin: string; primary: boolean }[] = [
   { bin: PRIMARY_NODE as string, primary: true },
   ...(LINES as string[]).map((v) => ({ bin: nodeBinary(v) as string, primary: false })),
 ];
 for (const { bin, primary } of binaries) {
-  const counted = JSON.parse(
-    (await run(process.execPath, ['--import', 'tsx', join(root, 'bench', 'instructions.ts'), '--node', bin, '--requests', values.requests, '--warmup', values.warmup, '--only', CONTENDERS.join(',')]))
-      .trim()
-      .split('\n')
-      .at(-1)!,
-  ) as { node: string; perRequest: Record<string, number>; percentOfBare: Record<string, number> };
-  let http: LineResult['http'] = null;
+  const version = (await run(bin, ['-v'])).trim();
+  const earlier = before?.lines.find((l) => l.node === version);
+  let instructions = earlier?.instructions ?? {};
+  if (!values['no-instructions']) {
+    const counted = JSON.parse(
+      (await run(process.execPath, ['--import', 'tsx', join(root, 'bench', 'instructions.ts'), '--node', bin, '--requests', values.requests, '--warmup', values.warmup, '--only', CONTENDERS.join(',')]))
+        .trim()
+        .split('\n')
+        .at(-1)!,
+    ) as { perRequest: Record<string, number> };
+    instructions = counted.perRequest;
+  }
+  let http: LineResult['http'] = earlier?.http ?? null;
   if (!primary && !values['no-http']) {
     const out = mkdtempSync(join(tmpdir(), 'kuc-bench-line-'));
     try {
@@ -64,8 +76,9 @@ for (const { bin, primary } of binaries) {
       rmSync(out, { recursive: true, force: true });
     }
   }
-  lines.push({ node: counted.node, primary, instructions: counted.perRequest, http });
-  console.error(`[bench:lines] ${counted.node}: ${JSON.stringify(lines.at(-1))}`);
+  lines.push({ node: version, primary, instructions, http });
+  console.error(`[bench:lines] ${version}: ${JSON.stringify(lines.at(-1))}`);
 }
-writeFileSync(join(root, 'bench', 'lines.json'), `${JSON.stringify({ date: new Date().toISOString(), requests: Number(values.requests), lines }, null, 2)}\n`);
+const requests = values['no-instructions'] && before !== undefined ? before.requests : Number(values.requests);
+writeFileSync(file, `${JSON.stringify({ date: new Date().toISOString(), requests, lines } satisfies LinesResults, null, 2)}\n`);
 console.error('[bench:lines] wrote bench/lines.json');
