@@ -66,17 +66,19 @@ for (const { bin, primary } of binaries) {
     instructions = counted.perRequest;
   }
   let http: LineResult['http'] = earlier?.http ?? null;
+  let cpu: LineResult['cpuMicros'] = earlier?.cpuMicros ?? null;
   if (!primary && !values['no-http']) {
     const out = mkdtempSync(join(tmpdir(), 'kuc-bench-line-'));
     try {
       await run(bin, ['--import', 'tsx', '--expose-gc', join(root, 'bench', 'run.ts'), '--only', CONTENDERS.join(','), '--no-micro', '--no-memory', '--no-accounting', '--no-ladder', '--rounds', '1', '--paired-rounds', values['paired-rounds'], '--duration', values.duration, '--warmup', '2', '--out', out]);
       const results = JSON.parse(readFileSync(join(out, 'results.json'), 'utf8')) as Results;
       http = Object.fromEntries(results.http.filter((c) => c.id !== results.baseline).map((c) => [c.id, c.paired?.ratio ?? null]));
+      cpu = Object.fromEntries(results.http.map((c) => [c.id, Math.round(c.cpuMicrosPerRequest * 10) / 10]));
     } finally {
       rmSync(out, { recursive: true, force: true });
     }
   }
-  lines.push({ node: version, primary, instructions, http });
+  lines.push({ node: version, primary, instructions, http, cpuMicros: cpu });
   console.error(`[bench:lines] ${version}: ${JSON.stringify(lines.at(-1))}`);
 }
 const requests = values['no-instructions'] && before !== undefined ? before.requests : Number(values.requests);

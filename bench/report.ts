@@ -35,6 +35,8 @@ export interface LineResult {
   instructions: Record<string, number>;
   /** Throughput vs bare Koa in paired rounds, per contender id (null on the primary line: see the tables above). */
   http: Record<string, number | null> | null;
+  /** Server CPU time per request in the solo rounds of that HTTP run, µs, per contender id (null on the primary line). */
+  cpuMicros?: Record<string, number> | null;
 }
 
 /** bench/lines.json. */
