@@ -424,7 +424,18 @@ function nodeLines(results: Results): string[] {
         `${ofBare(l, 'koa-als')} | ${ofBare(l, 'kuc-hs256-cache')} | ${http(l, 'koa-als')} | ${http(l, 'kuc-hs256-cache')} |`,
     ),
     '',
-    '_middleware_ is `userContext` HS256 with the token cache on (`kuc-hs256-cache`); _ALS.run alone_ is bare Koa + `AsyncLocalStorage.run` (`koa-als`), the floor of any context kept in AsyncLocalStorage. On Node 22 AsyncLocalStorage runs on async hooks; on 24 and 26 on AsyncContextFrame.',
+    '_middleware_ is `userContext` HS256 with the token cache on (`kuc-hs256-cache`); _ALS.run alone_ is bare Koa + `AsyncLocalStorage.run` (`koa-als`), the floor of any context kept in AsyncLocalStorage. On Node 22 AsyncLocalStorage runs on async hooks; on 24 and 26 on AsyncContextFrame. ' +
+      'Compare instruction counts within a line: across lines they also reflect how each V8 runs under valgrind; the CPU times below are the cross-line comparison.',
+    ...cpuLine(x),
     '',
   ];
+}
+
+/** Server CPU per request of the other lines' HTTP runs, one sentence. */
+function cpuLine(x: LinesResults): string[] {
+  const measured = x.lines.filter((l) => l.cpuMicros != null);
+  if (measured.length === 0) return [];
+  const one = (l: LineResult): string =>
+    `${l.node}: ${Object.entries(l.cpuMicros!).map(([id, us]) => `${id} ${us.toFixed(1)} µs`).join(', ')}`;
+  return ['', `Server CPU per request in those HTTP runs (solo rounds): ${measured.map(one).join('; ')}.`];
 }
