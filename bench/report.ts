@@ -25,6 +25,28 @@ export interface Target {
   met: boolean | null;
 }
 
+/** One Node line as `npm run bench:lines` measured it (bench/lines.json). */
+export interface LineResult {
+  /** `process.version` of the line. */
+  node: string;
+  /** The primary line (the one `npm run bench` measures in full). */
+  primary: boolean;
+  /** Instructions per request under callgrind, per contender id. */
+  instructions: Record<string, number>;
+  /** Throughput vs bare Koa in paired rounds, per contender id (null on the primary line: see the tables above). */
+  http: Record<string, number | null> | null;
+  /** Server CPU time per request in the solo rounds of that HTTP run, µs, per contender id (null on the primary line). */
+  cpuMicros?: Record<string, number> | null;
+}
+
+/** bench/lines.json. */
+export interface LinesResults {
+  date: string;
+  /** Measured requests per contender under callgrind. */
+  requests: number;
+  lines: LineResult[];
+}
+
 export interface Results {
   version: 1;
   date: string;
@@ -51,6 +73,8 @@ export interface Results {
   /** The in-process ladder from the ALS floor to the middleware (null when not run). */
   ladder?: LadderResult | null;
   micro: MicroResult[];
+  /** bench/lines.json, when `npm run bench:lines` wrote one. */
+  lines?: LinesResults;
   memory: MemoryResult | null;
   targets: Target[];
 }
@@ -348,6 +372,7 @@ export function markdown(results: Results, svgName: string): string {
       '',
     );
   }
+  lines.push(...nodeLines(results));
   lines.push('## Targets', '', '| target | goal | measured | |', '|---|---|---|---|');
   for (const t of results.targets) lines.push(`| ${t.name} | ${t.goal} | ${t.measured} | ${t.met === null ? 'not measured' : t.met ? 'met' : '**missed**'} |`);
   const floorRun = results.http.find((c) => c.id === 'koa-als');
@@ -360,6 +385,57 @@ export function markdown(results: Results, svgName: string): string {
         'above it cannot be met by this design, and the section on the gap term by term shows what the middleware spends above it.',
     );
   }
-  lines.push('', 'Reproduce with `npm ci && npm run bench` (about 10 minutes; it builds the package first); `npm run bench -- --help` lists the options.', '');
+  lines.push('', 'Reproduce with `npm ci && npm run bench` (about 10 minutes; it builds the package first; run `npm run bench:lines` before it for the Node lines section); `npm run bench -- --help` lists the options.', '');
   return lines.join('\n');
+}
+
+/** The "Node lines" section: instructions per request on every line, and the short HTTP runs of the other lines. */
+function nodeLines(results: Results): string[] {
+  const x = results.lines;
+  if (x === undefined) return [];
+  const ir = (l: LineResult, id: string): number | undefined => l.instructions[id];
+  const ofBare = (l: LineResult, id: string): string => {
+    const bare = ir(l, 'bare-koa');
+    const own = ir(l, id);
+    return bare === undefined || own === undefined ? '–' : pct(bare / own);
+  };
+  const http = (l: LineResult, id: string): string => {
+    if (l.primary) {
+      const c = results.http.find((h) => h.id === id);
+      return c === undefined ? '–' : `${pct(ratios(results, c).ratio)} (tables above)`;
+    }
+    const r = l.http?.[id];
+    return r === undefined || r === null ? '–' : pct(r);
+  };
+  const k = (n: number | undefined): string => (n === undefined ? '–' : `${(n / 1000).toFixed(1)} k`);
+  return [
+    '## Node lines',
+    '',
+    `Measured by \`npm run bench:lines\` on ${x.date}. Instructions per request are counted by valgrind's callgrind in ` +
+      `each server (every thread), over ${num(x.requests)} sequential keep-alive requests after as many for warm-up; ` +
+      'unlike req/s they do not move with the machine\'s speed, so their ratios are the noise-free comparison. ' +
+      '_vs bare Koa (req/s)_ on the other lines is a short paired run of the same three servers.',
+    '',
+    '| Node | instr./req bare Koa | ALS.run alone | middleware | ALS.run vs bare (instr.) | middleware vs bare (instr.) | ALS.run vs bare (req/s) | middleware vs bare (req/s) |',
+    '|---|---:|---:|---:|---:|---:|---:|---:|',
+    ...x.lines.map(
+      (l) =>
+        `| ${l.node}${l.primary ? ' (primary)' : ''} | ${k(ir(l, 'bare-koa'))} | ${k(ir(l, 'koa-als'))} | ${k(ir(l, 'kuc-hs256-cache'))} | ` +
+        `${ofBare(l, 'koa-als')} | ${ofBare(l, 'kuc-hs256-cache')} | ${http(l, 'koa-als')} | ${http(l, 'kuc-hs256-cache')} |`,
+    ),
+    '',
+    '_middleware_ is `userContext` HS256 with the token cache on (`kuc-hs256-cache`); _ALS.run alone_ is bare Koa + `AsyncLocalStorage.run` (`koa-als`), the floor of any context kept in AsyncLocalStorage. On Node 22 AsyncLocalStorage runs on async hooks; on 24 and 26 on AsyncContextFrame. ' +
+      'Compare instruction counts within a line: across lines they also reflect how each V8 runs under valgrind; the CPU times below are the cross-line comparison.',
+    ...cpuLine(x),
+    '',
+  ];
+}
+
+/** Server CPU per request of the other lines' HTTP runs, one sentence. */
+function cpuLine(x: LinesResults): string[] {
+  const measured = x.lines.filter((l) => l.cpuMicros != null);
+  if (measured.length === 0) return [];
+  const one = (l: LineResult): string =>
+    `${l.node}: ${Object.entries(l.cpuMicros!).map(([id, us]) => `${id} ${us.toFixed(1)} µs`).join(', ')}`;
+  return ['', `Server CPU per request in those HTTP runs (solo rounds): ${measured.map(one).join('; ')}.`];
 }

@@ -19,7 +19,7 @@ import { LADDER_IDS, type LadderResult } from './ladder.js';
 import { runHttp, type ContenderResult } from './http.js';
 import type { MemoryResult } from './memory.js';
 import type { MicroResult } from './micro.js';
-import { consoleTable, markdown, svgChart, type Results, type Target } from './report.js';
+import { consoleTable, markdown, svgChart, type LinesResults, type Results, type Target } from './report.js';
 import { median } from './stats.js';
 
 const HELP = `npm run bench -- [options]
@@ -283,6 +283,7 @@ targets.push(
       },
 );
 
+const linesFile = join(root, 'bench', 'lines.json');
 const results: Results = {
   version: 1,
   date: new Date().toISOString(),
@@ -306,6 +307,7 @@ const results: Results = {
   micro,
   memory,
   targets,
+  ...(existsSync(linesFile) ? { lines: JSON.parse(readFileSync(linesFile, 'utf8')) as LinesResults } : {}),
 };
 
 console.log(`\n${consoleTable(results)}\n`);

@@ -3,7 +3,10 @@
  * itself through `prepack`), then the tarball installed into fresh consumer
  * projects in a temp folder outside the repository:
  *
- * - `full`: koa@3, every optional peer, @types/koa and @types/node. An ESM
+ * - `full`: an existing project on the latest koa, ai, @ai-sdk/openai,
+ *   ioredis, MCP SDK, jwks-rsa and prom-client (plus @types/koa and
+ *   @types/node) that then installs the tarball with a plain `npm i`: no
+ *   ERESOLVE, no `--legacy-peer-deps`. An ESM
  *   TypeScript app (module nodenext) type-checks and runs; the same sources
  *   type-check with moduleResolution bundler; a CommonJS TypeScript app
  *   (`cjs/`, "type": "commonjs", so every import compiles to a require())
@@ -11,6 +14,12 @@
  *   built declarations; the README/docs code blocks type-check (and run).
  * - `koa2`: koa@2 and NO optional peer: the root loads, in CJS and ESM, and
  *   each subpath names the peer it lacks.
+ * - `previous`: the previous peer majors (ai 6, @ai-sdk/openai 3, ioredis 5,
+ *   jwks-rsa 3), installed with the tarball by a plain `npm i`: the app and
+ *   the `koa-user-context/ai` app type-check and run.
+ *
+ * The `koa-user-context/ai` app runs in `full` (AI SDK 7) and `previous` (AI
+ * SDK 6) against the local wire server (examples/providers/wire-server.ts).
  *
  * Plus publint and attw on the tarball. Downloads come from the shared npm
  * cache (`--prefer-offline`), so a warm run takes well under a minute.
@@ -23,6 +32,7 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 
 vi.setConfig({ testTimeout: 180_000 });
 import { checkBlocks, extractBlocks, repoDocBlocks } from './doc-blocks.js';
+import { startWireServer, type WireServer } from '../../examples/providers/wire-server.js';
 
 const repo = join(import.meta.dirname, '..', '..');
 const sources = join(import.meta.dirname, 'consumer');
@@ -39,17 +49,17 @@ interface Result {
   stdout: string;
   stderr: string;
 }
-function run(cmd: string, args: readonly string[], cwd: string, timeout = 180_000): Promise<Result> {
+function run(cmd: string, args: readonly string[], cwd: string, timeout = 180_000, extraEnv: Record<string, string> = {}): Promise<Result> {
   return new Promise((resolve) => {
-    execFile(cmd, args, { cwd, env, timeout, maxBuffer: 64 * 1024 * 1024 }, (error, stdout, stderr) => {
+    execFile(cmd, args, { cwd, env: { ...env, ...extraEnv }, timeout, maxBuffer: 64 * 1024 * 1024 }, (error, stdout, stderr) => {
       const code = error === null ? 0 : typeof error.code === 'number' ? error.code : null;
       resolve({ code, stdout, stderr: stderr + (error !== null && code === null ? String(error) : '') });
     });
   });
 }
 /** Runs and asserts exit 0, showing the output otherwise. */
-async function ok(cmd: string, args: readonly string[], cwd: string, timeout?: number): Promise<string> {
-  const res = await run(cmd, args, cwd, timeout);
+async function ok(cmd: string, args: readonly string[], cwd: string, timeout?: number, extraEnv?: Record<string, string>): Promise<string> {
+  const res = await run(cmd, args, cwd, timeout, extraEnv);
   expect(res.code, `${cmd} ${args.join(' ')} in ${cwd}\n${res.stdout}\n${res.stderr}`).toBe(0);
   return res.stdout;
 }
@@ -66,6 +76,13 @@ const DOC_LIBRARIES = [
   // docs/agents-frameworks.md
   '@langchain/core', '@langchain/openai', '@langchain/mcp-adapters', '@langchain/langgraph', 'langchain', '@openai/agents', 'zod',
 ] as const;
+/** What an existing agent project has, at their latest versions, before it adds this package. */
+const LATEST = ['koa', 'ai', '@ai-sdk/openai', 'ioredis', '@modelcontextprotocol/sdk', 'jwks-rsa', 'prom-client'] as const;
+/** The previous major of each peer that has one, still in the peer ranges. */
+const PREVIOUS = ['koa@3', 'ai@6', '@ai-sdk/openai@3', 'ioredis@5', 'jwks-rsa@3', 'prom-client@15', '@modelcontextprotocol/sdk'] as const;
+/** npm's words for a peer conflict it could not (or only forcibly) resolve. */
+const PEER_CONFLICT = /ERESOLVE|Conflicting peer dependency|overriding peer dependency|legacy-peer-deps/i;
+const majorOf = (version: string): number => Number(/\d+/.exec(version)![0]);
 const STRICT = {
   strict: true,
   noUncheckedIndexedAccess: true,
@@ -85,8 +102,12 @@ let tmp: string;
 let tarball: string;
 let full: string;
 let koa2: string;
+let previous: string;
+let wire: WireServer;
+/** The plain `npm i <tarball>` into the existing latest-peers project. */
+let addedToLatest: Result;
 /** The consumers' tsc runs, started together once everything is installed. */
-let compiled: Record<'esm' | 'bundler' | 'cjs' | 'unregistered', Promise<Result>>;
+let compiled: Record<'esm' | 'bundler' | 'cjs' | 'unregistered' | 'ai' | 'previous', Promise<Result>>;
 
 beforeAll(async () => {
   tmp = mkdtempSync(join(tmpdir(), 'kuc-pkg-'));
@@ -100,7 +121,7 @@ beforeAll(async () => {
   mkdirSync(join(full, 'src'), { recursive: true });
   mkdirSync(join(full, 'cjs', 'src'), { recursive: true });
   writeJson(join(full, 'package.json'), { name: 'consumer-full', private: true, type: 'module' });
-  for (const file of ['app.ts', 'dual.ts', 'types.test-d.ts', 'unregistered.test-d.ts']) {
+  for (const file of ['app.ts', 'ai-app.ts', 'dual.ts', 'types.test-d.ts', 'unregistered.test-d.ts']) {
     cpSync(join(sources, file), join(full, 'src', file));
   }
   cpSync(join(sources, 'root-only.cjs'), join(full, 'root-only.cjs'));
@@ -109,6 +130,8 @@ beforeAll(async () => {
     compilerOptions: nodenext,
     files: ['src/app.ts', 'src/dual.ts', 'src/types.test-d.ts'],
   });
+  // Its own program: it registers UserLlm as the client type, the type tests register another.
+  writeJson(join(full, 'tsconfig.ai.json'), { compilerOptions: nodenext, files: ['src/ai-app.ts'] });
   writeJson(join(full, 'tsconfig.bundler.json'), {
     compilerOptions: { ...STRICT, module: 'preserve', moduleResolution: 'bundler', noEmit: true },
     files: ['src/app.ts', 'src/types.test-d.ts'],
@@ -128,35 +151,49 @@ beforeAll(async () => {
   cpSync(join(sources, 'koa2.cjs'), join(koa2, 'koa2.cjs'));
   cpSync(join(sources, 'koa2.mjs'), join(koa2, 'koa2.mjs'));
 
+  previous = join(tmp, 'previous');
+  mkdirSync(join(previous, 'src'), { recursive: true });
+  writeJson(join(previous, 'package.json'), { name: 'consumer-previous', private: true, type: 'module' });
+  for (const file of ['app.ts', 'ai-app.ts']) cpSync(join(sources, file), join(previous, 'src', file));
+  writeJson(join(previous, 'tsconfig.json'), { compilerOptions: nodenext, files: ['src/app.ts', 'src/ai-app.ts'] });
+
   const install = ['install', '--no-audit', '--no-fund', '--prefer-offline', '--ignore-scripts', '--loglevel=error'];
+  // The existing project first (latest of each, fresh from the registry),
+  // then the package added to it as a user would: a plain `npm i`.
+  const existing = ok(
+    'npm',
+    [
+      'install', '--no-audit', '--no-fund', '--ignore-scripts', '--loglevel=error',
+      ...LATEST.map((name) => `${name}@latest`),
+      '@types/koa@3',
+      `@types/node@${versionOf('@types/node')}`,
+      // Libraries the docs' examples use next to ours (not peers).
+      ...DOC_LIBRARIES.map((name) => `${name}@${versionOf(name)}`),
+    ],
+    full,
+    240_000,
+  ).then(async () => {
+    addedToLatest = await run('npm', ['i', '--no-audit', '--no-fund', tarball], full, 240_000);
+  });
   await Promise.all([
-    ok(
-      'npm',
-      [
-        ...install,
-        tarball,
-        'koa@3',
-        '@types/koa@3',
-        `@types/node@${versionOf('@types/node')}`,
-        ...OPTIONAL_PEERS.map((name) => `${name}@${versionOf(name)}`),
-        // Libraries the docs' examples use next to ours (not peers).
-        ...DOC_LIBRARIES.map((name) => `${name}@${versionOf(name)}`),
-      ],
-      full,
-      240_000,
-    ),
+    existing,
     ok('npm', [...install, tarball, 'koa@2'], koa2, 240_000),
+    ok('npm', ['i', '--no-audit', '--no-fund', '--prefer-offline', tarball, '@types/koa@3', '@types/node@22', ...PREVIOUS], previous, 240_000),
   ]);
+  wire = await startWireServer({ tokenDelayMs: 0 });
   // One tsc at a time (the machine has 2 cores and other test files run
   // alongside), started now so the tests below overlap with them.
   const esm = tsc('tsconfig.json', full);
   const cjs = esm.then(() => tsc('tsconfig.json', join(full, 'cjs')));
   const bundler = cjs.then(() => tsc('tsconfig.bundler.json', full));
   const unregistered = bundler.then(() => tsc('tsconfig.unregistered.json', full));
-  compiled = { esm, cjs, bundler, unregistered };
+  const ai = unregistered.then(() => tsc('tsconfig.ai.json', full));
+  const previousEsm = ai.then(() => tsc('tsconfig.json', previous));
+  compiled = { esm, cjs, bundler, unregistered, ai, previous: previousEsm };
 }, 480_000);
 
-afterAll(() => {
+afterAll(async () => {
+  await wire?.close();
   if (tmp !== undefined) rmSync(tmp, { recursive: true, force: true });
 }, 120_000);
 
@@ -184,6 +221,34 @@ describe('the packed tarball', () => {
       ['.', './ai', './jwks', './mcp', './metrics', './package.json', './redis', './usage'].sort(),
     );
     expect(res.code).toBe(0);
+  });
+});
+
+describe('an existing project on the latest koa, ai, @ai-sdk/openai, ioredis, MCP SDK, jwks-rsa and prom-client', () => {
+  it('installs the tarball with a plain npm i: no ERESOLVE, no --legacy-peer-deps, every peer at least the major this repository tests', () => {
+    const output = `${addedToLatest.stdout}\n${addedToLatest.stderr}`;
+    expect(addedToLatest.code, output).toBe(0);
+    expect(output).not.toMatch(PEER_CONFLICT);
+    const devDependencies = (JSON.parse(readFileSync(join(repo, 'package.json'), 'utf8')) as { devDependencies: Record<string, string> }).devDependencies;
+    for (const name of LATEST) {
+      const installed = (JSON.parse(readFileSync(join(full, 'node_modules', name, 'package.json'), 'utf8')) as { version: string }).version;
+      expect(majorOf(installed), `${name}@${installed}`).toBeGreaterThanOrEqual(majorOf(devDependencies[name]!));
+    }
+  });
+});
+
+describe('koa-user-context/ai on the current and the previous AI SDK', () => {
+  it('AI SDK 7 (latest, with @ai-sdk/openai 4): each user\'s generated and streamed answers carry their own key and model', async () => {
+    expectCompiled(await compiled.ai);
+    expectOwnAnswers(lastJsonLine<AiRun>(await ok(process.execPath, ['dist/ai-app.js'], full, undefined, { WIRE_URL: wire.url })), 7);
+  });
+
+  it('AI SDK 6 (with @ai-sdk/openai 3, ioredis 5, jwks-rsa 3): installed with a plain npm i, the app and the AI app type-check and run', async () => {
+    expectCompiled(await compiled.previous);
+    expectTwoUsers(lastJsonLine<AppRun>(await ok(process.execPath, ['dist/app.js'], previous)));
+    expectOwnAnswers(lastJsonLine<AiRun>(await ok(process.execPath, ['dist/ai-app.js'], previous, undefined, { WIRE_URL: wire.url })), 6);
+    const ioredis = JSON.parse(readFileSync(join(previous, 'node_modules', 'ioredis', 'package.json'), 'utf8')) as { version: string };
+    expect(majorOf(ioredis.version)).toBe(5);
   });
 });
 
@@ -350,4 +415,15 @@ function expectTwoUsers(out: AppRun): void {
   });
   expect(out.anonymous.status).toBe(401);
   expect(out.anonymous.body.error).toEqual(expect.any(String));
+}
+interface AiRun {
+  ai: string;
+  answers: { expected: { key: string; model: string }; text: string; streamed: string }[];
+}
+function expectOwnAnswers(out: AiRun, aiMajor: number): void {
+  expect(majorOf(out.ai)).toBe(aiMajor);
+  expect(out.answers).toHaveLength(4);
+  for (const { expected, text, streamed } of out.answers) {
+    for (const answer of [text, streamed]) expect(answer).toContain(`[openai/${expected.model} key:${expected.key}]`);
+  }
 }
