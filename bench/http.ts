@@ -9,7 +9,7 @@
 import { fork, spawnSync, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import autocannon from 'autocannon';
-import type { Contender } from './contenders.js';
+import { pathOf, type Contender } from './contenders.js';
 import { FIXTURES_ENV, providerOf, type LoadFixtures } from './fixtures.js';
 import type { ServerMessage } from './server.js';
 import { median } from './stats.js';
@@ -135,11 +135,13 @@ function tokensOf(contender: Contender, fixtures: LoadFixtures): string[] {
 async function checkServer(run: Running, fixtures: LoadFixtures): Promise<void> {
   const tokens = tokensOf(run.contender, fixtures);
   for (const [i, token] of tokens.entries()) {
-    const res = await fetch(`${run.url}/whoami`, { headers: { authorization: `Bearer ${token}` } });
-    const body = (await res.json()) as { user?: string; provider?: string };
-    if (res.status !== 200) throw new Error(`${run.contender.id}: GET /whoami answered ${res.status} ${JSON.stringify(body)}`);
+    const path = pathOf(run.contender);
+    const res = await fetch(`${run.url}${path}`, { headers: { authorization: `Bearer ${token}` } });
+    const body = (await res.json()) as { user?: string; userUuid?: string; provider?: string };
+    if (res.status !== 200) throw new Error(`${run.contender.id}: GET ${path} answered ${res.status} ${JSON.stringify(body)}`);
     if (run.contender.anonymous === true) continue;
-    if (body.user !== fixtures.users[i] || body.provider !== providerOf(i)) {
+    // /whoami answers { user, provider }; a context (/me/context) { userUuid, provider, … }.
+    if ((body.user ?? body.userUuid) !== fixtures.users[i] || body.provider !== providerOf(i)) {
       throw new Error(`${run.contender.id}: user ${i} got ${JSON.stringify(body)}, expected ${fixtures.users[i]} / ${providerOf(i)}`);
     }
   }
@@ -154,7 +156,7 @@ interface Load {
 function load(run: Running, fixtures: LoadFixtures, connections: number, seconds: number): Promise<Load> {
   const requests = tokensOf(run.contender, fixtures).map((token) => ({
     method: 'GET' as const,
-    path: '/whoami',
+    path: pathOf(run.contender),
     headers: { authorization: `Bearer ${token}` },
   }));
   let latencies = new Float64Array(1 << 16);
