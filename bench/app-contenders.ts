@@ -26,10 +26,15 @@ export const APP_ROUTE = '/me/context';
 const STACK = ['requestLoggerMiddleware', 'errors', 'metricsRoute', 'readiness', 'userContextMiddleware', 'adminRouterMiddleware', 'routes', 'allowedMethods'] as const;
 type Layer = (typeof STACK)[number];
 
-/** The logger examples/server.ts runs with (LOG_LEVEL unset), writing to /dev/null instead of stdout. */
+/**
+ * The logger examples/server.ts runs with (LOG_LEVEL unset: info; buffered asynchronous writes), writing
+ * to /dev/null instead of stdout. `KUC_BENCH_SYNC_LOG=1`: one synchronous write per line, as the example
+ * had it before (pino's default destination).
+ */
 export async function exampleLogger(): Promise<Logger> {
   const [{ createLogger }, { default: pino }] = await Promise.all([import('../examples/app.js'), import('pino')]);
-  return createLogger({ level: 'info' }, pino.destination({ dest: '/dev/null', sync: true }));
+  const sync = process.env['KUC_BENCH_SYNC_LOG'] === '1';
+  return createLogger({ level: 'info' }, pino.destination(sync ? { dest: '/dev/null', sync: true } : { dest: '/dev/null', minLength: 4096, sync: false }));
 }
 
 /** The model each fixture user is configured with: the first the example allows for its provider. */

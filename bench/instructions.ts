@@ -15,7 +15,9 @@
  * exactly the measured requests. Node runs `--single-threaded` (no concurrent
  * JIT or GC threads), so the count repeats from run to run to a fraction of a
  * percent. What callgrind does not count is the kernel's share (socket reads
- * and writes, a log line's write(2)).
+ * and writes, a log line's write(2)). The child runs this file bundled by
+ * esbuild (node_modules/.cache/kuc-bench/), not through tsx: under callgrind,
+ * tsx's start-up alone takes minutes on a busy machine.
  *
  * `npx tsx bench/instructions.ts --only me-bare,me-kuc [--requests 1000]`, or
  * through `npm run bench:app`.
@@ -47,6 +49,20 @@ export function callgrindUnavailable(): string | undefined {
   return probe.status === 0 ? undefined : 'valgrind is not installed (apt-get install -y valgrind)';
 }
 
+const root = fileURLToPath(new URL('..', import.meta.url));
+
+/** This file and what it imports (the sources, the examples), as one ES module; packages stay imports. */
+function bundleChild(): string {
+  const out = join(root, `node_modules/.cache/kuc-bench/instructions-${process.pid}.mjs`);
+  const built = spawnSync(
+    join(root, 'node_modules/.bin/esbuild'),
+    [fileURLToPath(import.meta.url), '--bundle', '--platform=node', '--format=esm', '--packages=external', '--log-level=error', `--outfile=${out}`],
+    { encoding: 'utf8' },
+  );
+  if (built.status !== 0) throw new Error(`esbuild could not bundle bench/instructions.ts: ${built.stderr}`);
+  return out;
+}
+
 /** The server child: listens, prints its port, then obeys `zero` / `dump` lines on stdin. */
 async function child(id: string): Promise<void> {
   const app = await contenderById(id).build(readServerFixtures());
@@ -64,7 +80,7 @@ async function child(id: string): Promise<void> {
 }
 
 /** One contender's server under callgrind, loaded from here: its instructions per measured request. */
-async function countOne(id: string, fixtures: LoadFixtures, requests: number): Promise<number> {
+async function countOne(id: string, fixtures: LoadFixtures, requests: number, script: string): Promise<number> {
   const dir = mkdtempSync(join(tmpdir(), 'kuc-callgrind-'));
   const { hsSecret, rsPublicKey, users } = fixtures;
   const out = join(dir, 'callgrind.out');
@@ -72,7 +88,7 @@ async function countOne(id: string, fixtures: LoadFixtures, requests: number): P
     'valgrind',
     [
       '--tool=callgrind', `--callgrind-out-file=${out}`, '--zero-before=uv_getrusage', '--dump-before=uv_get_free_memory',
-      process.execPath, '--single-threaded', '--import', 'tsx', fileURLToPath(import.meta.url), '--child', id,
+      process.execPath, '--single-threaded', script, '--child', id,
     ],
     { stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, NODE_ENV: 'production', [FIXTURES_ENV]: JSON.stringify({ hsSecret, rsPublicKey, users }) } },
   );
@@ -82,7 +98,7 @@ async function countOne(id: string, fixtures: LoadFixtures, requests: number): P
   const lines = createInterface({ input: proc.stdout })[Symbol.asyncIterator]();
   const nextLine = async (): Promise<string> => {
     const { value, done } = await lines.next();
-    if (done === true) throw new Error(`${id}: the server under callgrind exited: ${stderr.split('\n').filter((l) => !l.startsWith('==')).slice(-5).join(' | ')}`);
+    if (done === true) throw new Error(`${id}: the server under callgrind exited: ${stderr.split('\n').slice(-8).join(' | ')}`);
     return value as string;
   };
   const command = async (word: string): Promise<void> => {
@@ -129,10 +145,11 @@ async function countOne(id: string, fixtures: LoadFixtures, requests: number): P
 /** Counts each contender's server under callgrind, one at a time. Failures are reported and left out. */
 export async function countInstructions(ids: readonly string[], requests: number, log: (line: string) => void): Promise<InstructionCount[]> {
   const fixtures = makeFixtures(100);
+  const script = bundleChild();
   const counts: InstructionCount[] = [];
   for (const id of ids) {
     try {
-      const perRequest = await countOne(id, fixtures, requests);
+      const perRequest = await countOne(id, fixtures, requests, script);
       counts.push({ id, requests, perRequest });
       log(`instructions: ${id} ${Math.round(perRequest).toLocaleString('en-US')} per request (server only)`);
     } catch (error) {
