@@ -7,6 +7,7 @@
  * measured in the same round.
  */
 import { fork, spawnSync, type ChildProcess } from 'node:child_process';
+import { cpus } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import autocannon from 'autocannon';
 import { pathOf, type Contender } from './contenders.js';
@@ -100,6 +101,19 @@ interface Running {
 }
 
 const SERVER = fileURLToPath(new URL('./server.ts', import.meta.url));
+
+/**
+ * On a machine with two or more CPUs, the load generator (this process) and
+ * the servers get a CPU each: otherwise they compete for the same cores and the
+ * ratios swing with the scheduler rather than with the code.
+ */
+export function pinLoadGenerator(disabled: boolean): { serverCpu: number | undefined; note: string } {
+  if (disabled) return { serverCpu: undefined, note: 'not pinned (--no-pin)' };
+  if (cpus().length < 2) return { serverCpu: undefined, note: 'not pinned (one CPU)' };
+  const self = spawnSync('taskset', ['-a', '-cp', '0', String(process.pid)], { encoding: 'utf8' });
+  if (self.status !== 0) return { serverCpu: undefined, note: `not pinned (taskset: ${self.stderr?.trim() || self.error?.message})` };
+  return { serverCpu: 1, note: 'load generator pinned to CPU 0, servers to CPU 1 (taskset)' };
+}
 
 function startServer(contender: Contender, fixtures: LoadFixtures, execArgv: string[], cpu: number | undefined): Promise<Running> {
   const { hsSecret, rsPublicKey, users } = fixtures;

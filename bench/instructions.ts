@@ -23,7 +23,7 @@
  * through `npm run bench:app`.
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, realpathSync, rmSync } from 'node:fs';
 import { Agent, request } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { freemem, tmpdir } from 'node:os';
@@ -53,7 +53,8 @@ const root = fileURLToPath(new URL('..', import.meta.url));
 
 /** This file and what it imports (the sources, the examples), as one ES module; packages stay imports. */
 function bundleChild(): string {
-  const out = join(root, `node_modules/.cache/kuc-bench/instructions-${process.pid}.mjs`);
+  // The real path: the child's "am I the main module" check compares it with import.meta.url.
+  const out = join(realpathSync(join(root, 'node_modules')), `.cache/kuc-bench/instructions-${process.pid}.mjs`);
   const built = spawnSync(
     join(root, 'node_modules/.bin/esbuild'),
     [fileURLToPath(import.meta.url), '--bundle', '--platform=node', '--format=esm', '--packages=external', '--log-level=error', `--outfile=${out}`],
