@@ -27,14 +27,14 @@ const STACK = ['requestLoggerMiddleware', 'errors', 'metricsRoute', 'readiness',
 type Layer = (typeof STACK)[number];
 
 /**
- * The logger examples/server.ts runs with (LOG_LEVEL unset: info; buffered asynchronous writes), writing
- * to /dev/null instead of stdout. `KUC_BENCH_SYNC_LOG=1`: one synchronous write per line, as the example
- * had it before (pino's default destination).
+ * The logger examples/server.ts runs with (LOG_LEVEL unset: info; buffered asynchronous writes to
+ * stdout). The bench makes a server's stdout a pipe it reads and drops, as a log collector would.
+ * `KUC_BENCH_SYNC_LOG=1`: one synchronous write per line, as the example had it before (pino's default).
  */
 export async function exampleLogger(): Promise<Logger> {
   const [{ createLogger }, { default: pino }] = await Promise.all([import('../examples/app.js'), import('pino')]);
   const sync = process.env['KUC_BENCH_SYNC_LOG'] === '1';
-  return createLogger({ level: 'info' }, pino.destination(sync ? { dest: '/dev/null', sync: true } : { dest: '/dev/null', minLength: 4096, sync: false }));
+  return createLogger({ level: 'info' }, pino.destination(sync ? { dest: 1, sync: true } : { dest: 1, minLength: 4096, sync: false }));
 }
 
 /** The model each fixture user is configured with: the first the example allows for its provider. */

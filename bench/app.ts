@@ -79,9 +79,11 @@ if (ladderRounds > 0) {
   const rows = ids.filter((id) => id !== APP_BASELINE_ID); // the bare route needs a process without AsyncLocalStorage
   log(`ladder: ${rows.join(' → ')}, ${ladderRounds} rounds`);
   const child = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(new URL('./ladder.ts', import.meta.url)), '--ids', rows.join(','), '--rounds', String(ladderRounds), '--json', file], {
-    stdio: ['ignore', 'inherit', 'inherit'],
+    // The example's log lines go to stdout: a pipe read and dropped here, as a log collector would.
+    stdio: ['ignore', 'pipe', 'inherit'],
     env: { ...process.env, NODE_ENV: 'production' },
   });
+  child.stdout!.resume();
   const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
   if (code !== 0) throw new Error(`bench/ladder.ts exited with ${String(code)}`);
   ladder = (JSON.parse(readFileSync(file, 'utf8')) as { steps: RowAbove[] }).steps;

@@ -120,8 +120,10 @@ function startServer(contender: Contender, fixtures: LoadFixtures, execArgv: str
   const child = fork(SERVER, [contender.id], {
     execArgv: ['--import', 'tsx', ...execArgv],
     env: { ...process.env, NODE_ENV: 'production', [FIXTURES_ENV]: JSON.stringify({ hsSecret, rsPublicKey, users }) },
-    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    // stdout is read and dropped here, as a log collector reads a server's (the example app logs a line per request).
+    stdio: ['ignore', 'pipe', 'inherit', 'ipc'],
   });
+  child.stdout!.resume();
   if (cpu !== undefined) {
     const pinned = spawnSync('taskset', ['-a', '-cp', String(cpu), String(child.pid)], { encoding: 'utf8' });
     if (pinned.status !== 0) throw new Error(`taskset could not pin ${contender.id} to CPU ${cpu}: ${pinned.stderr || pinned.error?.message}`);
