@@ -27,7 +27,8 @@ import type { RowAbove } from './ladder.js';
 import { appMarkdown, type AppResults } from './report.js';
 
 const HELP = `npm run bench:app -- [options]
-  --paired-rounds <n>   paired HTTP rounds of each of me-kuc and app-logged with the bare route (default 6; 0: none)
+  --paired-rounds <n>   paired HTTP rounds of each paired row with the bare route (default 6; 0: none)
+  --paired <ids>        the rows paired with the bare route (default me-kuc,app-errors,app-logged)
   --duration <s>        seconds per round (default 3)
   --ladder-rounds <n>   rounds of the in-process ladder (default 60; 0: none)
   --requests <n>        requests counted under callgrind per row (default 300; 0: none)
@@ -37,6 +38,7 @@ const HELP = `npm run bench:app -- [options]
 const { values } = parseArgs({
   options: {
     'paired-rounds': { type: 'string' },
+    paired: { type: 'string' },
     duration: { type: 'string' },
     'ladder-rounds': { type: 'string' },
     requests: { type: 'string' },
@@ -66,7 +68,8 @@ let http: ContenderResult[] = [];
 if (pairedRounds > 0) {
   const pin = pinLoadGenerator(values['no-pin']);
   log(pin.note);
-  const contenders = APP_LADDER.filter((c) => [APP_BASELINE_ID, 'me-kuc', 'app-logged'].includes(c.id));
+  const chosen = new Set([APP_BASELINE_ID, ...(values.paired ?? 'me-kuc,app-errors,app-logged').split(',')]);
+  const contenders = APP_LADDER.filter((c) => chosen.has(c.id));
   http = await runHttp(contenders, APP_BASELINE_ID, makeFixtures(100), {
     connections: 50, warmup: 2, duration, rounds: 1, pairedRounds, serverExecArgv: [], serverCpu: pin.serverCpu, log,
   });
@@ -106,6 +109,8 @@ const results: AppResults = {
   ladder,
   instructions,
   ...(instructionsNote !== undefined ? { instructionsNote } : {}),
+  // What an earlier run found stays until someone edits it.
+  ...(existsSync(paths.json) ? { notes: (JSON.parse(readFileSync(paths.json, 'utf8')) as AppResults).notes ?? [] } : {}),
 };
 mkdirSync(join(paths.json, '..'), { recursive: true });
 writeFileSync(paths.json, `${JSON.stringify(results, null, 2)}\n`);

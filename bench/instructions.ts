@@ -13,8 +13,10 @@
  * measured requests, then has it call `os.freemem()`, whose
  * `uv_get_free_memory` callgrind dumps the counters before: the dump holds
  * exactly the measured requests. Node runs `--single-threaded` (no concurrent
- * JIT or GC threads), so the count repeats from run to run to a fraction of a
- * percent. What callgrind does not count is the kernel's share (socket reads
+ * JIT or GC threads). Measured here: the same server counts within about 1 %
+ * from run to run, but rows running nearly the same code differ by up to ±4 %
+ * (V8's JIT and GC decisions), so a count bounds a small term rather than
+ * ranks it. What callgrind does not count is the kernel's share (socket reads
  * and writes, a log line's write(2)). The child runs this file bundled by
  * esbuild (node_modules/.cache/kuc-bench/), not through tsx: under callgrind,
  * tsx's start-up alone takes minutes on a busy machine.

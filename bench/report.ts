@@ -370,13 +370,15 @@ export interface AppResults {
   loadAverage: number[];
   /** The rows from the bare route up, each adding `adds` to the one before. */
   rows: { id: string; label: string; adds: string }[];
-  /** Paired HTTP rounds against the bare route (me-kuc and app-logged). */
+  /** Paired HTTP rounds against the bare route (by default me-kuc, app-errors and app-logged). */
   http: ContenderResult[];
   /** In-process ladder: each row's CPU per request above the row before (the bare row is not in it). */
   ladder: { id: string; aboveBefore: number; p25: number; p75: number }[];
   /** Server instructions per request under callgrind. */
   instructions: { id: string; requests: number; perRequest: number }[];
   instructionsNote?: string;
+  /** Paragraphs printed after the tables (what a run found; kept in bench/app-results.json). */
+  notes?: string[];
 }
 
 /** The section "The example app" of docs/benchmarks.md. */
@@ -393,8 +395,7 @@ export function appMarkdown(r: AppResults): string {
       'answering the same JSON, one layer at a time (`npm run bench:app`, rows in bench/app-contenders.ts: each `app-*` row is ' +
       "createApp()'s own middleware stack cut down to the layers named). Instructions are the server's, counted by callgrind " +
       `over ${r.instructions[0]?.requests ?? 0} requests after a warm-up (bench/instructions.ts; user space only: the kernel's ` +
-      "socket and log writes are not in them); \"% of bare\" is the bare row's count over the row's, the throughput a " +
-      'CPU-bound server would reach. The CPU column is the in-process ladder (bench/ladder.ts `--ids`): the row\'s CPU per ' +
+      "socket and log writes are not in them; rows running nearly the same code differ by up to ±4 %); \"% of bare\" is the bare row's count over the row's. The CPU column is the in-process ladder (bench/ladder.ts `--ids`): the row's CPU per " +
       'request minus the row before\'s in the same rounds, median and quartiles, client included, on a shared machine ' +
       `(load ${r.loadAverage.map((l) => l.toFixed(1)).join(' ')} at the end of the run).`,
     '',
@@ -427,5 +428,6 @@ export function appMarkdown(r: AppResults): string {
       lines.push(`| ${c.label} (\`${c.id}\`) | ${pct(c.paired!.ratio)} (${pct(c.paired!.ratioMin)} – ${pct(c.paired!.ratioMax)}) | ${pct(c.paired!.cpuRatio)} |`);
     }
   }
+  for (const note of r.notes ?? []) lines.push('', note);
   return lines.join('\n');
 }
