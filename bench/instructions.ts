@@ -150,14 +150,18 @@ export async function countInstructions(ids: readonly string[], requests: number
   const fixtures = makeFixtures(100);
   const script = bundleChild();
   const counts: InstructionCount[] = [];
-  for (const id of ids) {
-    try {
-      const perRequest = await countOne(id, fixtures, requests, script);
-      counts.push({ id, requests, perRequest });
-      log(`instructions: ${id} ${Math.round(perRequest).toLocaleString('en-US')} per request (server only)`);
-    } catch (error) {
-      log(`instructions: ${id} failed, left out: ${error instanceof Error ? error.message : String(error)}`);
+  try {
+    for (const id of ids) {
+      try {
+        const perRequest = await countOne(id, fixtures, requests, script);
+        counts.push({ id, requests, perRequest });
+        log(`instructions: ${id} ${Math.round(perRequest).toLocaleString('en-US')} per request (server only)`);
+      } catch (error) {
+        log(`instructions: ${id} failed, left out: ${error instanceof Error ? error.message : String(error)}`);
+      }
     }
+  } finally {
+    rmSync(script, { force: true });
   }
   return counts;
 }
