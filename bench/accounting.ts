@@ -21,7 +21,8 @@ import { Agent, request } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { PerformanceObserver } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
-import { CONTENDERS, cleanups } from './contenders.js';
+import { CONTENDERS, cleanups, pathOf } from './contenders.js';
+import { contenderById } from './registry.js';
 import { makeFixtures } from './fixtures.js';
 import { median } from './stats.js';
 
@@ -34,13 +35,11 @@ export interface Account {
   bytes: number | null;
 }
 
-const ROUTE = '/whoami';
 /** Requests per allocation window. */
 const WINDOW = 100;
 
 async function measure(id: string, requests: number): Promise<Account> {
-  const contender = CONTENDERS.find((c) => c.id === id);
-  if (contender === undefined) throw new Error(`unknown contender ${id}`);
+  const contender = contenderById(id);
   const fixtures = makeFixtures(100);
   const app = await contender.build(fixtures);
   const server = app.listen(0, '127.0.0.1');
@@ -51,7 +50,7 @@ async function measure(id: string, requests: number): Promise<Account> {
   const headers = tokens.map((token) => ({ authorization: `Bearer ${token}` }));
   const get = (i: number): Promise<number> =>
     new Promise((resolve, reject) => {
-      const req = request({ host: '127.0.0.1', port, path: ROUTE, agent, headers: headers[i % headers.length] }, (res) => {
+      const req = request({ host: '127.0.0.1', port, path: pathOf(contender), agent, headers: headers[i % headers.length] }, (res) => {
         res.resume();
         res.on('end', () => resolve(res.statusCode ?? 0));
       });

@@ -27,6 +27,8 @@ export interface Contender {
   label: string;
   /** Which tokens the load generator sends. */
   tokens: 'hs' | 'rs';
+  /** The route the load generator requests. @default '/whoami' ({@link ROUTE}) */
+  path?: string;
   /** No authentication: answers every request as one fixed user (the start-up check only wants a 200). */
   anonymous?: true;
   /** One sentence: what this server does per request. */
@@ -42,7 +44,8 @@ export interface Contender {
   build: (fixtures: ServerFixtures) => Promise<Koa>;
 }
 
-const ROUTE = '/whoami';
+/** The route of the contenders that name no `path`. */
+export const ROUTE = '/whoami';
 
 /** Env var naming the library module to benchmark (`--lib`); default: the sources via tsx. */
 export const LIB_ENV = 'KUC_BENCH_LIB';
@@ -331,3 +334,8 @@ export const CONTENDERS: readonly Contender[] = [
 
 /** The contender every ratio is relative to. */
 export const BASELINE_ID = 'bare-koa';
+
+/** The route the load generator requests from `contender`. */
+export function pathOf(contender: Contender): string {
+  return contender.path ?? ROUTE;
+}

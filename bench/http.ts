@@ -7,9 +7,10 @@
  * measured in the same round.
  */
 import { fork, spawnSync, type ChildProcess } from 'node:child_process';
+import { cpus } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import autocannon from 'autocannon';
-import type { Contender } from './contenders.js';
+import { pathOf, type Contender } from './contenders.js';
 import { FIXTURES_ENV, providerOf, type LoadFixtures } from './fixtures.js';
 import type { ServerMessage } from './server.js';
 import { median } from './stats.js';
@@ -101,13 +102,28 @@ interface Running {
 
 const SERVER = fileURLToPath(new URL('./server.ts', import.meta.url));
 
+/**
+ * On a machine with two or more CPUs, the load generator (this process) and
+ * the servers get a CPU each: otherwise they compete for the same cores and the
+ * ratios swing with the scheduler rather than with the code.
+ */
+export function pinLoadGenerator(disabled: boolean): { serverCpu: number | undefined; note: string } {
+  if (disabled) return { serverCpu: undefined, note: 'not pinned (--no-pin)' };
+  if (cpus().length < 2) return { serverCpu: undefined, note: 'not pinned (one CPU)' };
+  const self = spawnSync('taskset', ['-a', '-cp', '0', String(process.pid)], { encoding: 'utf8' });
+  if (self.status !== 0) return { serverCpu: undefined, note: `not pinned (taskset: ${self.stderr?.trim() || self.error?.message})` };
+  return { serverCpu: 1, note: 'load generator pinned to CPU 0, servers to CPU 1 (taskset)' };
+}
+
 function startServer(contender: Contender, fixtures: LoadFixtures, execArgv: string[], cpu: number | undefined): Promise<Running> {
   const { hsSecret, rsPublicKey, users } = fixtures;
   const child = fork(SERVER, [contender.id], {
     execArgv: ['--import', 'tsx', ...execArgv],
     env: { ...process.env, NODE_ENV: 'production', [FIXTURES_ENV]: JSON.stringify({ hsSecret, rsPublicKey, users }) },
-    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    // stdout is read and dropped here, as a log collector reads a server's (the example app logs a line per request).
+    stdio: ['ignore', 'pipe', 'inherit', 'ipc'],
   });
+  child.stdout!.resume();
   if (cpu !== undefined) {
     const pinned = spawnSync('taskset', ['-a', '-cp', String(cpu), String(child.pid)], { encoding: 'utf8' });
     if (pinned.status !== 0) throw new Error(`taskset could not pin ${contender.id} to CPU ${cpu}: ${pinned.stderr || pinned.error?.message}`);
@@ -135,11 +151,13 @@ function tokensOf(contender: Contender, fixtures: LoadFixtures): string[] {
 async function checkServer(run: Running, fixtures: LoadFixtures): Promise<void> {
   const tokens = tokensOf(run.contender, fixtures);
   for (const [i, token] of tokens.entries()) {
-    const res = await fetch(`${run.url}/whoami`, { headers: { authorization: `Bearer ${token}` } });
-    const body = (await res.json()) as { user?: string; provider?: string };
-    if (res.status !== 200) throw new Error(`${run.contender.id}: GET /whoami answered ${res.status} ${JSON.stringify(body)}`);
+    const path = pathOf(run.contender);
+    const res = await fetch(`${run.url}${path}`, { headers: { authorization: `Bearer ${token}` } });
+    const body = (await res.json()) as { user?: string; userUuid?: string; provider?: string };
+    if (res.status !== 200) throw new Error(`${run.contender.id}: GET ${path} answered ${res.status} ${JSON.stringify(body)}`);
     if (run.contender.anonymous === true) continue;
-    if (body.user !== fixtures.users[i] || body.provider !== providerOf(i)) {
+    // /whoami answers { user, provider }; a context (/me/context) { userUuid, provider, … }.
+    if ((body.user ?? body.userUuid) !== fixtures.users[i] || body.provider !== providerOf(i)) {
       throw new Error(`${run.contender.id}: user ${i} got ${JSON.stringify(body)}, expected ${fixtures.users[i]} / ${providerOf(i)}`);
     }
   }
@@ -154,7 +172,7 @@ interface Load {
 function load(run: Running, fixtures: LoadFixtures, connections: number, seconds: number): Promise<Load> {
   const requests = tokensOf(run.contender, fixtures).map((token) => ({
     method: 'GET' as const,
-    path: '/whoami',
+    path: pathOf(run.contender),
     headers: { authorization: `Bearer ${token}` },
   }));
   let latencies = new Float64Array(1 << 16);

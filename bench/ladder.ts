@@ -13,14 +13,16 @@
  * promise in the process pays the hooks, so bare Koa can only be measured in
  * a process of its own (the floor step comes from the HTTP paired rounds).
  *
- * Run by bench/run.ts: `node --import tsx bench/ladder.ts --json <file> [--rounds n]`.
+ * Run by bench/run.ts: `node --import tsx bench/ladder.ts --json <file> [--rounds n]`; by bench/app.ts
+ * with `--ids a,b,c` (any rows, each measured against the one before it).
  */
 import { writeFileSync } from 'node:fs';
 import { Agent, request } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
-import { CONTENDERS, cleanups } from './contenders.js';
-import { makeFixtures } from './fixtures.js';
+import { cleanups, pathOf } from './contenders.js';
+import { makeFixtures, type LoadFixtures } from './fixtures.js';
+import { contenderById } from './registry.js';
 import { quantile } from './stats.js';
 
 /** The rows, in order, from the floor up; each adds one piece of work to the one before. */
@@ -42,18 +44,18 @@ export interface LadderResult {
   steps: { id: string; label: string; adds: string; cpuMicrosAboveFloor: number; p25: number; p75: number }[];
 }
 
-const BATCH = 200;
+export const BATCH = 200;
 const IN_FLIGHT = 8;
 
-async function main(): Promise<void> {
-  const argv = process.argv.slice(2);
-  const jsonAt = argv.indexOf('--json');
-  const roundsAt = argv.indexOf('--rounds');
-  const rounds = roundsAt >= 0 ? Number(argv[roundsAt + 1]) : 150;
-  const fixtures = makeFixtures(100);
-  const servers: { id: string; port: number; agent: Agent; close: () => Promise<void> }[] = [];
-  for (const id of LADDER_IDS) {
-    const contender = CONTENDERS.find((c) => c.id === id)!;
+/**
+ * Loads the servers of `ids` side by side in this process, `rounds` times a
+ * batch each (the order rotating every round), after a warm-up; per id, its
+ * CPU per request (µs, client included) in every round.
+ */
+export async function ladderSamples(ids: readonly string[], fixtures: LoadFixtures, rounds: number): Promise<Map<string, number[]>> {
+  const servers: { id: string; port: number; path: string; agent: Agent; close: () => Promise<void> }[] = [];
+  for (const id of ids) {
+    const contender = contenderById(id);
     const app = await contender.build(fixtures);
     const server = app.listen(0, '127.0.0.1');
     await new Promise<void>((resolve) => server.once('listening', resolve));
@@ -61,15 +63,16 @@ async function main(): Promise<void> {
     servers.push({
       id,
       port: (server.address() as AddressInfo).port,
+      path: pathOf(contender),
       agent,
       close: () => new Promise<void>((resolve) => server.close(() => resolve())),
     });
   }
   const headers = fixtures.hsTokens.map((token) => ({ authorization: `Bearer ${token}` }));
-  const get = (port: number, agent: Agent, i: number): Promise<void> =>
+  const get = (s: (typeof servers)[number], i: number): Promise<void> =>
     new Promise((resolve, reject) => {
-      const req = request({ host: '127.0.0.1', port, path: '/whoami', agent, headers: headers[i % headers.length] }, (res) => {
-        if (res.statusCode !== 200) reject(new Error(`GET /whoami answered ${res.statusCode}`));
+      const req = request({ host: '127.0.0.1', port: s.port, path: s.path, agent: s.agent, headers: headers[i % headers.length] }, (res) => {
+        if (res.statusCode !== 200) reject(new Error(`${s.id}: GET ${s.path} answered ${res.statusCode}`));
         res.resume();
         res.on('end', resolve);
       });
@@ -82,7 +85,7 @@ async function main(): Promise<void> {
     let next = 0;
     await Promise.all(
       Array.from({ length: IN_FLIGHT }, async () => {
-        while (next < count) await get(s.port, s.agent, next++);
+        while (next < count) await get(s, next++);
       }),
     );
     const used = process.cpuUsage(start);
@@ -97,22 +100,60 @@ async function main(): Promise<void> {
       samples.get(s.id)!.push(await batch(s, BATCH));
     }
   }
-  const floor = samples.get('koa-als')!;
-  const result: LadderResult = {
-    batch: BATCH,
-    rounds,
-    steps: LADDER.map(({ id, adds }) => {
-      const diffs = samples.get(id)!.map((x, i) => x - floor[i]!);
-      const label = CONTENDERS.find((c) => c.id === id)!.label;
-      return { id, label, adds, cpuMicrosAboveFloor: quantile(diffs, 0.5), p25: quantile(diffs, 0.25), p75: quantile(diffs, 0.75) };
-    }),
-  };
   for (const s of servers) {
     s.agent.destroy();
     await s.close();
   }
   for (const cleanup of cleanups) await cleanup();
-  if (jsonAt >= 0) writeFileSync(argv[jsonAt + 1]!, JSON.stringify(result));
+  return samples;
+}
+
+/** Per row: the median over rounds of (its CPU per request − the floor's in the same round), and the quartiles. */
+export function aboveFloor(samples: ReadonlyMap<string, number[]>, id: string, floorId: string): { median: number; p25: number; p75: number } {
+  const floor = samples.get(floorId)!;
+  const diffs = samples.get(id)!.map((x, i) => x - floor[i]!);
+  return { median: quantile(diffs, 0.5), p25: quantile(diffs, 0.25), p75: quantile(diffs, 0.75) };
+}
+
+/** One row of a `--ids` ladder: its CPU per request above the row before it, in the same rounds. */
+export interface RowAbove {
+  id: string;
+  aboveBefore: number;
+  p25: number;
+  p75: number;
+}
+
+/** Per row after the first: its CPU per request minus the row before's, same rounds (median, quartiles). */
+export function stepwise(samples: ReadonlyMap<string, number[]>, ids: readonly string[]): RowAbove[] {
+  return ids.slice(1).map((id, i) => {
+    const d = aboveFloor(samples, id, ids[i]!);
+    return { id, aboveBefore: d.median, p25: d.p25, p75: d.p75 };
+  });
+}
+
+async function main(): Promise<void> {
+  const argv = process.argv.slice(2);
+  const arg = (name: string): string | undefined => (argv.includes(name) ? argv[argv.indexOf(name) + 1] : undefined);
+  const rounds = Number(arg('--rounds') ?? 150);
+  const json = arg('--json');
+  const ids = arg('--ids')?.split(',');
+  if (ids !== undefined) {
+    // Any rows (e.g. the example app's): each against the row before it.
+    const steps = stepwise(await ladderSamples(ids, makeFixtures(100), rounds), ids);
+    if (json !== undefined) writeFileSync(json, JSON.stringify({ batch: BATCH, rounds, steps }));
+    for (const s of steps) console.log(`${s.id.padEnd(18)} ${s.aboveBefore.toFixed(2).padStart(7)} µs above the row before (quartiles ${s.p25.toFixed(2)} – ${s.p75.toFixed(2)})`);
+    return;
+  }
+  const samples = await ladderSamples(LADDER_IDS, makeFixtures(100), rounds);
+  const result: LadderResult = {
+    batch: BATCH,
+    rounds,
+    steps: LADDER.map(({ id, adds }) => {
+      const d = aboveFloor(samples, id, 'koa-als');
+      return { id, label: contenderById(id).label, adds, cpuMicrosAboveFloor: d.median, p25: d.p25, p75: d.p75 };
+    }),
+  };
+  if (json !== undefined) writeFileSync(json, JSON.stringify(result));
   for (const s of result.steps) {
     console.log(`${s.id.padEnd(18)} ${s.cpuMicrosAboveFloor.toFixed(2).padStart(7)} µs above koa-als (quartiles ${s.p25.toFixed(2)} – ${s.p75.toFixed(2)})`);
   }

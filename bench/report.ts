@@ -439,3 +439,71 @@ function cpuLine(x: LinesResults): string[] {
     `${l.node}: ${Object.entries(l.cpuMicros!).map(([id, us]) => `${id} ${us.toFixed(1)} µs`).join(', ')}`;
   return ['', `Server CPU per request in those HTTP runs (solo rounds): ${measured.map(one).join('; ')}.`];
 }
+
+/** What `npm run bench:app` measured (bench/app.ts). */
+export interface AppResults {
+  date: string;
+  loadAverage: number[];
+  /** The rows from the bare route up, each adding `adds` to the one before. */
+  rows: { id: string; label: string; adds: string }[];
+  /** Paired HTTP rounds against the bare route (by default me-kuc, app-errors and app-logged). */
+  http: ContenderResult[];
+  /** In-process ladder: each row's CPU per request above the row before (the bare row is not in it). */
+  ladder: { id: string; aboveBefore: number; p25: number; p75: number }[];
+  /** Server instructions per request under callgrind. */
+  instructions: { id: string; requests: number; perRequest: number }[];
+  instructionsNote?: string;
+  /** Paragraphs printed after the tables (what a run found; kept in bench/app-results.json). */
+  notes?: string[];
+}
+
+/** The section "The example app" of docs/benchmarks.md. */
+export function appMarkdown(r: AppResults): string {
+  const count = new Map(r.instructions.map((c) => [c.id, c.perRequest]));
+  const step = new Map(r.ladder.map((s) => [s.id, s]));
+  const http = new Map(r.http.map((c) => [c.id, c]));
+  const bare = count.get(r.rows[0]!.id);
+  const k = (n: number): string => `${(n / 1000).toFixed(1)} k`;
+  const lines = [
+    '## The example app',
+    '',
+    "`GET /me/context` of the example app (examples/app.ts, as examples/server.ts runs it) against a bare Koa route " +
+      'answering the same JSON, one layer at a time (`npm run bench:app`, rows in bench/app-contenders.ts: each `app-*` row is ' +
+      "createApp()'s own middleware stack cut down to the layers named). Instructions are the server's, counted by callgrind " +
+      `over ${r.instructions[0]?.requests ?? 0} requests after a warm-up (bench/app-instructions.ts; user space only: the kernel's ` +
+      "socket and log writes are not in them; rows running nearly the same code differ by up to ±4 %); \"% of bare\" is the bare row's count over the row's. The CPU column is the in-process ladder (bench/ladder.ts `--ids`): the row's CPU per " +
+      'request minus the row before\'s in the same rounds, median and quartiles, client included, on a shared machine ' +
+      `(load ${r.loadAverage.map((l) => l.toFixed(1)).join(' ')} at the end of the run).`,
+    '',
+    '| row | adds | instructions/request | above the row before | % of bare (instructions) | CPU above the row before (quartiles) |',
+    '|---|---|---:|---:|---:|---:|',
+  ];
+  r.rows.forEach((row, i) => {
+    const n = count.get(row.id);
+    const before = i === 0 ? undefined : count.get(r.rows[i - 1]!.id);
+    const s = step.get(row.id);
+    lines.push(
+      `| ${row.label} (\`${row.id}\`) | ${row.adds} | ${n === undefined ? '–' : k(n)} | ` +
+        `${n === undefined || before === undefined ? '–' : `${n >= before ? '+' : '−'}${k(Math.abs(n - before))}`} | ` +
+        `${n === undefined || bare === undefined ? '–' : pct(bare / n)} | ` +
+        `${s === undefined ? '–' : `${s.aboveBefore >= 0 ? '+' : '−'}${Math.abs(s.aboveBefore).toFixed(1)} µs (${s.p25.toFixed(1)} – ${s.p75.toFixed(1)})`} |`,
+    );
+  });
+  if (r.instructionsNote !== undefined) lines.push('', `Instructions not counted: ${r.instructionsNote}.`);
+  const paired = [...http.values()].filter((c) => c.paired !== undefined);
+  if (paired.length > 0) {
+    lines.push(
+      '',
+      'Paired HTTP rounds (bench/http.ts: each server loaded at the same time as the bare route, both on one CPU, ' +
+        `${paired[0]!.paired!.rounds.length} rounds):`,
+      '',
+      '| server | req/s vs the bare route (median, range) | CPU-bound ratio |',
+      '|---|---:|---:|',
+    );
+    for (const c of paired) {
+      lines.push(`| ${c.label} (\`${c.id}\`) | ${pct(c.paired!.ratio)} (${pct(c.paired!.ratioMin)} – ${pct(c.paired!.ratioMax)}) | ${pct(c.paired!.cpuRatio)} |`);
+    }
+  }
+  for (const note of r.notes ?? []) lines.push('', note);
+  return lines.join('\n');
+}

@@ -6,7 +6,7 @@
  * `npm run bench -- --help` for the options. `--smoke` runs everything for
  * about a second each and writes into a temporary directory (or `--out`).
  */
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, release, tmpdir, totalmem, type } from 'node:os';
 import { join } from 'node:path';
@@ -16,10 +16,10 @@ import { BASELINE_ID, CONTENDERS, LIB_ENV, type Contender } from './contenders.j
 import { makeFixtures } from './fixtures.js';
 import { measureAccounts, type Account } from './accounting.js';
 import { LADDER_IDS, type LadderResult } from './ladder.js';
-import { runHttp, type ContenderResult } from './http.js';
+import { pinLoadGenerator, runHttp, type ContenderResult } from './http.js';
 import type { MemoryResult } from './memory.js';
 import type { MicroResult } from './micro.js';
-import { consoleTable, markdown, svgChart, type LinesResults, type Results, type Target } from './report.js';
+import { appMarkdown, consoleTable, markdown, svgChart, type AppResults, type LinesResults, type Results, type Target } from './report.js';
 import { median } from './stats.js';
 
 const HELP = `npm run bench -- [options]
@@ -146,19 +146,7 @@ function runChild(script: string, args: string[]): Promise<void> {
   });
 }
 
-/**
- * On a machine with two or more CPUs, the load generator (this process) and
- * the servers get a CPU each: otherwise they compete for the same cores and the
- * ratios swing with the scheduler rather than with the code.
- */
-function pinning(): { serverCpu: number | undefined; note: string } {
-  if (values['no-pin']) return { serverCpu: undefined, note: 'not pinned (--no-pin)' };
-  if (cpus().length < 2) return { serverCpu: undefined, note: 'not pinned (one CPU)' };
-  const self = spawnSync('taskset', ['-a', '-cp', '0', String(process.pid)], { encoding: 'utf8' });
-  if (self.status !== 0) return { serverCpu: undefined, note: `not pinned (taskset: ${self.stderr?.trim() || self.error?.message})` };
-  return { serverCpu: 1, note: 'load generator pinned to CPU 0, servers to CPU 1 (taskset)' };
-}
-const pin = values['no-http'] ? { serverCpu: undefined, note: 'no HTTP run' } : pinning();
+const pin = values['no-http'] ? { serverCpu: undefined, note: 'no HTTP run' } : pinLoadGenerator(values['no-pin']);
 log(pin.note);
 
 const scratch = mkdtempSync(join(tmpdir(), 'kuc-bench-scratch-'));
@@ -314,5 +302,8 @@ console.log(`\n${consoleTable(results)}\n`);
 for (const p of Object.values(paths)) mkdirSync(join(p, '..'), { recursive: true });
 writeFileSync(paths.json, `${JSON.stringify(results, null, 2)}\n`);
 writeFileSync(paths.svg, svgChart(results));
-writeFileSync(paths.md, markdown(results, 'benchmarks.svg'));
+// The example app's section comes from its own run (npm run bench:app), kept across this one.
+const appResults = join(root, 'bench/app-results.json');
+const appSection = existsSync(appResults) ? `\n${appMarkdown(JSON.parse(readFileSync(appResults, 'utf8')) as AppResults)}\n` : '';
+writeFileSync(paths.md, markdown(results, 'benchmarks.svg') + appSection);
 log(`wrote ${paths.json}, ${paths.md}, ${paths.svg}`);

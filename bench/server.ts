@@ -6,7 +6,8 @@
  */
 import { once } from 'node:events';
 import type { AddressInfo } from 'node:net';
-import { CONTENDERS, cleanups } from './contenders.js';
+import { cleanups } from './contenders.js';
+import { contenderById } from './registry.js';
 import { readServerFixtures } from './fixtures.js';
 
 export type ServerMessage =
@@ -17,8 +18,7 @@ export type ServerMessage =
 
 async function main(): Promise<void> {
   const id = process.argv[2];
-  const contender = CONTENDERS.find((c) => c.id === id);
-  if (contender === undefined) throw new Error(`unknown contender "${String(id)}"`);
+  const contender = contenderById(String(id));
   const app = await contender.build(readServerFixtures());
   const server = app.listen(0, '127.0.0.1');
   await once(server, 'listening');

@@ -15,6 +15,8 @@
  *               returning user keeps them across evictions and restarts;
  *               see examples/persistence/index.ts. PERSISTENCE=off keeps
  *               them in the store only
+ *   LOG_LEVEL   pino level of the JSON log on stdout (default info: one line
+ *               per request, and what the handlers log)
  *   LLM_BASE_URL  where the LLM calls go: a server speaking the providers'
  *               wire formats under /openai, /anthropic, /google, … (default:
  *               a local wire server started here, see examples/providers/)
@@ -26,6 +28,7 @@ import { hkdfSync, randomBytes, randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import pino from 'pino';
 import type { ContextStore } from '../src/index.js';
 import type { McpServerDefinition } from '../src/mcp.js';
 import { createApp, createLogger, createSharedStore } from './app.js';
@@ -79,7 +82,9 @@ try {
     secret,
     llms,
     mcpServers,
-    logger: createLogger({ level: process.env['LOG_LEVEL'] ?? 'info' }),
+    // Buffered (4 KB), asynchronous writes to stdout, as pino recommends for production: one write(2)
+    // per few dozen lines instead of one per line; pino flushes it when the process exits.
+    logger: createLogger({ level: process.env['LOG_LEVEL'] ?? 'info' }, pino.destination({ minLength: 4096, sync: false })),
     storeOptions: persistence,
     ...(store !== undefined ? { store } : {}),
   });

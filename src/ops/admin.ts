@@ -162,9 +162,10 @@ export function adminRouter(options: AdminRouterOptions = {}): AdminRouter {
   const store = options.store ?? getDefaultStore();
   const page = dashboard ? renderDashboard(prefix, refreshInterval, usage !== undefined) : undefined;
   const keys = [...secretKeys];
+  const under = `${prefix}/`;
 
   function isPage(ctx: Context): boolean {
-    return page !== undefined && (ctx.method === 'GET' || ctx.method === 'HEAD') && (ctx.path === prefix || ctx.path === `${prefix}/`);
+    return page !== undefined && (ctx.method === 'GET' || ctx.method === 'HEAD') && (ctx.path === prefix || ctx.path === under);
   }
 
   async function requireAdmin(ctx: Context): Promise<void> {
@@ -285,8 +286,14 @@ export function adminRouter(options: AdminRouterOptions = {}): AdminRouter {
     return detail(ctx, userUuid);
   }
 
-  async function adminRouterMiddleware(ctx: Context, next: Next): Promise<void> {
-    if (ctx.path !== prefix && !ctx.path.startsWith(`${prefix}/`)) return next();
+  // Not async: every request of the app passes here, and all but the admin's go straight on.
+  function adminRouterMiddleware(ctx: Context, next: Next): Promise<void> {
+    const path = ctx.path;
+    if (path !== prefix && !path.startsWith(under)) return next();
+    return serve(ctx);
+  }
+
+  async function serve(ctx: Context): Promise<void> {
     ctx.set('Cache-Control', 'no-store');
     ctx.set('X-Content-Type-Options', 'nosniff');
     try {

@@ -128,11 +128,26 @@ export function registerContextMetrics(store: ContextStore, options: ContextMetr
     labelNames: ['reason'] as const,
     registers,
   });
-  const hits = new Counter({ name: `${prefix}token_cache_hits_total`, help: 'Tokens answered from the verified-token cache.', registers });
-  const misses = new Counter({
+  // A hit or a miss happens on every request: counted in a number, added to the counter when it is read.
+  let hitsPending = 0;
+  let missesPending = 0;
+  new Counter({
+    name: `${prefix}token_cache_hits_total`,
+    help: 'Tokens answered from the verified-token cache.',
+    registers,
+    collect() {
+      this.inc(hitsPending);
+      hitsPending = 0;
+    },
+  });
+  new Counter({
     name: `${prefix}token_cache_misses_total`,
     help: 'Tokens not in the verified-token cache (verified with jsonwebtoken).',
     registers,
+    collect() {
+      this.inc(missesPending);
+      missesPending = 0;
+    },
   });
   const rejected = new Counter({
     name: `${prefix}tokens_rejected_total`,
@@ -195,8 +210,8 @@ export function registerContextMetrics(store: ContextStore, options: ContextMetr
   const off = [
     events.on('contextLoaded', (e) => loads.inc({ source: e.source })),
     events.on('evicted', (e) => evictions.inc({ reason: e.reason })),
-    events.on('tokenCacheHit', () => hits.inc()),
-    events.on('tokenCacheMiss', () => misses.inc()),
+    events.on('tokenCacheHit', () => void hitsPending++),
+    events.on('tokenCacheMiss', () => void missesPending++),
     events.on('tokenRejected', (e) => rejected.inc({ code: e.error })),
     events.on('storeUnavailable', () => unavailable.inc()),
     events.on('writeFailed', () => writesFailed.inc()),

@@ -1,0 +1,126 @@
+/**
+ * `npm run bench:app`: the example app's `GET /me/context` against a bare
+ * Koa route answering the same JSON, term by term (the rows of
+ * bench/app-contenders.ts), three ways:
+ *
+ * - paired HTTP rounds (bench/http.ts): the middleware alone and the whole
+ *   example, each loaded at the same time as the bare route on the same CPU;
+ * - the in-process ladder (bench/ladder.ts `--ids`): every row's CPU per
+ *   request minus the row before's, in the same rounds;
+ * - instructions per request under callgrind (bench/app-instructions.ts): counts,
+ *   the same on a busy machine as on an idle one.
+ *
+ * Writes bench/app-results.json and the section "The example app" of
+ * docs/benchmarks.md (`--out <dir>`: both there instead). `--help` for the options.
+ */
+import { spawn } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { loadavg, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { APP_BASELINE_ID, APP_LADDER } from './app-contenders.js';
+import { makeFixtures } from './fixtures.js';
+import { pinLoadGenerator, runHttp, type ContenderResult } from './http.js';
+import { callgrindUnavailable, countInstructions, type InstructionCount } from './app-instructions.js';
+import type { RowAbove } from './ladder.js';
+import { appMarkdown, type AppResults } from './report.js';
+
+const HELP = `npm run bench:app -- [options]
+  --paired-rounds <n>   paired HTTP rounds of each paired row with the bare route (default 6; 0: none)
+  --paired <ids>        the rows paired with the bare route (default me-kuc,app-errors,app-logged)
+  --duration <s>        seconds per round (default 3)
+  --ladder-rounds <n>   rounds of the in-process ladder (default 60; 0: none)
+  --requests <n>        requests counted under callgrind per row (default 300; 0: none)
+  --out <dir>           write app-results.json and benchmarks.md there
+  --no-pin              do not pin the load generator and the servers to separate CPUs`;
+
+const { values } = parseArgs({
+  options: {
+    'paired-rounds': { type: 'string' },
+    paired: { type: 'string' },
+    duration: { type: 'string' },
+    'ladder-rounds': { type: 'string' },
+    requests: { type: 'string' },
+    out: { type: 'string' },
+    'no-pin': { type: 'boolean', default: false },
+    help: { type: 'boolean', default: false },
+  },
+});
+if (values.help) {
+  console.log(HELP);
+  process.exit(0);
+}
+const pairedRounds = Number(values['paired-rounds'] ?? 6);
+const duration = Number(values.duration ?? 3);
+const ladderRounds = Number(values['ladder-rounds'] ?? 60);
+const requests = Number(values.requests ?? 300);
+const root = fileURLToPath(new URL('..', import.meta.url));
+const paths = values.out === undefined
+  ? { json: join(root, 'bench/app-results.json'), md: join(root, 'docs/benchmarks.md') }
+  : { json: join(values.out, 'app-results.json'), md: join(values.out, 'benchmarks.md') };
+const log = (line: string): void => console.log(`[bench:app] ${line}`);
+const ids = APP_LADDER.map((c) => c.id);
+log(`load ${loadavg().map((l) => l.toFixed(2)).join(' ')}`);
+
+// --- paired HTTP rounds ---------------------------------------------------
+let http: ContenderResult[] = [];
+if (pairedRounds > 0) {
+  const pin = pinLoadGenerator(values['no-pin']);
+  log(pin.note);
+  const chosen = new Set([APP_BASELINE_ID, ...(values.paired ?? 'me-kuc,app-errors,app-logged').split(',')]);
+  const contenders = APP_LADDER.filter((c) => chosen.has(c.id));
+  http = await runHttp(contenders, APP_BASELINE_ID, makeFixtures(100), {
+    connections: 50, warmup: 2, duration, rounds: 1, pairedRounds, serverExecArgv: [], serverCpu: pin.serverCpu, log,
+  });
+}
+
+// --- in-process ladder ----------------------------------------------------
+let ladder: RowAbove[] = [];
+if (ladderRounds > 0) {
+  const file = join(mkdtempSync(join(tmpdir(), 'kuc-bench-app-')), 'ladder.json');
+  const rows = ids.filter((id) => id !== APP_BASELINE_ID); // the bare route needs a process without AsyncLocalStorage
+  log(`ladder: ${rows.join(' → ')}, ${ladderRounds} rounds`);
+  const child = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(new URL('./ladder.ts', import.meta.url)), '--ids', rows.join(','), '--rounds', String(ladderRounds), '--json', file], {
+    // The example's log lines go to stdout: a pipe read and dropped here, as a log collector would.
+    stdio: ['ignore', 'pipe', 'inherit'],
+    env: { ...process.env, NODE_ENV: 'production' },
+  });
+  child.stdout!.resume();
+  const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
+  if (code !== 0) throw new Error(`bench/ladder.ts exited with ${String(code)}`);
+  ladder = (JSON.parse(readFileSync(file, 'utf8')) as { steps: RowAbove[] }).steps;
+}
+
+// --- instructions ---------------------------------------------------------
+let instructions: InstructionCount[] = [];
+let instructionsNote: string | undefined;
+if (requests > 0) {
+  instructionsNote = callgrindUnavailable();
+  if (instructionsNote === undefined) instructions = await countInstructions(ids, requests, log);
+  else log(`instructions not counted: ${instructionsNote}`);
+}
+
+const results: AppResults = {
+  date: new Date().toISOString(),
+  loadAverage: loadavg(),
+  rows: APP_LADDER.map(({ id, label, adds }) => ({ id, label, adds })),
+  http,
+  ladder,
+  instructions,
+  ...(instructionsNote !== undefined ? { instructionsNote } : {}),
+  // What an earlier run found stays until someone edits it.
+  ...(existsSync(paths.json) ? { notes: (JSON.parse(readFileSync(paths.json, 'utf8')) as AppResults).notes ?? [] } : {}),
+};
+mkdirSync(join(paths.json, '..'), { recursive: true });
+writeFileSync(paths.json, `${JSON.stringify(results, null, 2)}\n`);
+const section = appMarkdown(results);
+const HEADING = '## The example app';
+const md = existsSync(paths.md) ? readFileSync(paths.md, 'utf8') : '';
+const at = md.indexOf(HEADING);
+const after = at < 0 ? -1 : md.indexOf('\n## ', at + HEADING.length);
+const updated = at < 0 ? `${md.trimEnd()}\n\n${section}\n` : `${md.slice(0, at)}${section}\n${after < 0 ? '' : md.slice(after + 1)}`;
+writeFileSync(paths.md, updated);
+console.log(`\n${section}`);
+log(`wrote ${paths.json} and the "${HEADING}" section of ${paths.md}`);
+process.exit(0);
