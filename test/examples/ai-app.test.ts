@@ -394,18 +394,23 @@ describe('example app on a Redis store: a credential never leaves the process in
 
       // Every value under the prefix, as Redis holds it.
       const values: string[] = [];
+      const credentialValues: string[] = [];
       let cursor = '0';
       do {
         const [next, keys] = await redis.scan(cursor, 'MATCH', `${keyPrefix}*`, 'COUNT', 500);
         cursor = next;
         for (const k of keys) {
           const type = await redis.type(k);
-          if (type === 'hash') values.push(...Object.entries(await redis.hgetall(k)).flat());
+          if (type === 'hash') {
+            for (const [field, value] of Object.entries(await redis.hgetall(k))) {
+              values.push(field, value);
+              if (field === 'f:llmCredentials') credentialValues.push(value);
+            }
+          }
           else if (type === 'string') values.push((await redis.get(k)) ?? '');
           else values.push(`${type}:${k}`);
         }
       } while (cursor !== '0');
-      const credentialValues = values.filter((v, i) => i % 2 === 1 && values[i - 1] === 'f:llmCredentials');
       expect(credentialValues.length).toBe(3);
       expect(credentialValues.every((v) => v.startsWith('e1:'))).toBe(true);
       await store.close();
