@@ -167,6 +167,8 @@ beforeAll(async () => {
       ...LATEST.map((name) => `${name}@latest`),
       '@types/koa@3',
       `@types/node@${versionOf('@types/node')}`,
+      // Every other optional peer, so each subpath's declarations resolve.
+      ...OPTIONAL_PEERS.filter((name) => !(LATEST as readonly string[]).includes(name)).map((name) => `${name}@${versionOf(name)}`),
       // Libraries the docs' examples use next to ours (not peers).
       ...DOC_LIBRARIES.map((name) => `${name}@${versionOf(name)}`),
     ],
