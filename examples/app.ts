@@ -81,7 +81,6 @@ export { PROVIDERS, parseConfiguration } from './configure.js';
 import { errorsWith } from './http-errors.js';
 import { sseFrame, sseSender } from './sse.js';
 import { agentLlm, type AgentLlm } from './agent/llm.js';
-import { usageErrors } from './usage.js';
 import { plan } from './agent/planner.js';
 import { registerContextMetrics } from '../src/metrics.js';
 import { HttpError, readJson } from './body.js';
@@ -389,7 +388,6 @@ export function createApp(options: ExampleAppOptions): ExampleApp {
   // without a token.
   app.use(requestLogger({ logger, ignore: (ctx) => ctx.path === '/metrics' }));
   app.use(errorsWith(logger));
-  app.use(usageErrors);
   // Neither is async: every request passes both on its way to the routes.
   app.use(function metricsRoute(ctx, next) {
     if (ctx.path !== '/metrics') return next();

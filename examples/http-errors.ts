@@ -15,6 +15,8 @@ import {
   InvalidProfileError,
   McpConnectError,
   RequestError,
+  UsageLimitExceededError,
+  UsageStoreUnavailableError,
   UserContextError,
 } from '../src/index.js';
 import { McpBackoffError, McpConnectionLostError, McpPoolExhaustedError } from '../src/mcp.js';
@@ -51,6 +53,11 @@ async function handle(ctx: Koa.Context, next: Koa.Next): Promise<void> {
       const status = APICallError.isInstance(cause) ? cause.statusCode : undefined;
       ctx.status = 502;
       ctx.body = { error: 'llm_provider_error', message: `The LLM provider answered ${status ?? 'with an error'}; try again later.` };
+    } else if (err instanceof UsageLimitExceededError || err instanceof UsageStoreUnavailableError) {
+      // A usage limit refused the call (429, Retry-After, which limit), or the usage store is down and the meter fails closed (503).
+      ctx.status = err.status;
+      ctx.set(err.headers ?? {});
+      ctx.body = { error: err.error, message: err.message, ...(err instanceof UsageLimitExceededError ? { limit: err.limit } : {}) };
     } else if (err instanceof ContextStoreUnavailableError) {
       // Redis is down: a write answered with this is never applied afterwards (fenced); retrying is safe.
       ctx.status = 503;

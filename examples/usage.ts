@@ -1,26 +1,11 @@
 /**
- * The example app's answer to a call a usage limit refused: 429 with
- * `Retry-After` and the stable code (`usage_limit_exceeded`, and which limit),
- * or 503 `usage_store_unavailable` when the usage store is down and the
- * meter fails closed. Mounted right inside the app's JSON error handler.
- * Also the demo's usage part (npm start): each user's usage at the end, and
- * one user limited.
+ * The demo's usage part (npm start): each user's usage at the end, and one
+ * user limited. (The example app answers a refused call in its JSON error
+ * handler, examples/http-errors.ts: 429 with `Retry-After` and
+ * `usage_limit_exceeded`, or 503 `usage_store_unavailable`.)
  */
-import type Koa from 'koa';
-import { UsageLimitExceededError, UsageStoreUnavailableError } from '../src/index.js';
 import type { UsageMeter, UserUsage } from '../src/usage.js';
 import type { WireCall } from './providers/wire-server.js';
-
-export async function usageErrors(ctx: Koa.Context, next: Koa.Next): Promise<void> {
-  try {
-    await next();
-  } catch (err) {
-    if (!(err instanceof UsageLimitExceededError) && !(err instanceof UsageStoreUnavailableError)) throw err;
-    ctx.status = err.status;
-    ctx.set(err.headers ?? {});
-    ctx.body = { error: err.error, message: err.message, ...(err instanceof UsageLimitExceededError ? { limit: err.limit } : {}) };
-  }
-}
 
 /** What the demo (npm start) shows of usage: each user's spend, and the one user it limits. */
 export interface DemoUsage {
