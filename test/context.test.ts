@@ -6,12 +6,15 @@ import {
   configureUser,
   getUserRuntimeContext,
   getUserServerConfigs,
+  isCredentialName,
   redactContext,
   runAsUser,
   setUserField,
   setUserServerConfigs,
   type ContextPatch,
+  type UserRuntimeContext,
 } from '../src/index.js';
+import { CREDENTIAL_NAMES } from './support/credentials.js';
 import { fakeClient } from './support/resources.js';
 
 let store: ContextStore;
@@ -142,4 +145,22 @@ describe('redactContext', () => {
     // The view itself is untouched.
     expect(view.azureDeploymentDetails?.apiKey).toBe('sk-azure-secret');
   });
+
+  it('gives the same answers once the names it has seen outnumber what it remembers (users choose serverConfigs keys)', () => {
+    const before = CREDENTIAL_NAMES.map((name) => isCredentialName(name));
+    expect(before.every(Boolean)).toBe(true);
+    // Far more distinct names than the name rule keeps answers for, credential-like ones among them.
+    for (let i = 0; i < 5000; i++) {
+      expect(isCredentialName(`column${i}`), `column${i}`).toBe(false);
+      expect(isCredentialName(`db${i}Password`), `db${i}Password`).toBe(true);
+    }
+    expect(CREDENTIAL_NAMES.filter((name) => !isCredentialName(name))).toEqual([]);
+    for (const harmless of ['provider', 'model', 'keyId', 'compat', 'passThrough', 'authority']) expect(isCredentialName(harmless), harmless).toBe(false);
+    const view = redactContext({ ...asView(), serverConfigs: { db: { column7: 'x', db7Password: 'hunter2', apiKey: 'sk' } } });
+    expect(view['serverConfigs']).toEqual({ db: { column7: 'x', db7Password: '[redacted]', apiKey: '[redacted]' } });
+  });
 });
+
+function asView(): UserRuntimeContext {
+  return asUser(() => getUserRuntimeContext());
+}

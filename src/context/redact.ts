@@ -39,6 +39,24 @@ const CREDENTIAL_LAST_WORD: ReadonlySet<string> = new Set(['key', 'keys', 'pat',
  * `privateKey`, `accessKey`, `bearer`, `password`, `token`, `key`, `pat`.
  */
 export function isCredentialName(name: string): boolean {
+  let known = credentialNames.get(name);
+  if (known === undefined) {
+    known = matchesCredentialName(name);
+    // Bounded: names can come from users (keys of serverConfigs, app fields); the common ones come back at once.
+    if (credentialNames.size >= CREDENTIAL_NAMES_KEPT) credentialNames.clear();
+    credentialNames.set(name, known);
+  }
+  return known;
+}
+
+/**
+ * The answers of the name rule so far (a name, never a value): every view of a
+ * context asks it about the same few dozen keys, on every request that shows one.
+ */
+const credentialNames = new Map<string, boolean>();
+const CREDENTIAL_NAMES_KEPT = 1024;
+
+function matchesCredentialName(name: string): boolean {
   const lower = name.toLowerCase();
   if (CREDENTIAL_STEM.test(lower.replace(/[^a-z0-9]/g, ''))) return true;
   // The last word: split on separators and on camelCase humps.
@@ -54,6 +72,8 @@ const URL_PASSWORD = /([a-z][a-z0-9+.-]*:\/\/[^\s/?#@:]*:)[^\s/?#@]+@/gi;
 const QUERY_PARAM = /([?&;])([^=&;#\s]+)=([^&;#\s]*)/g;
 /** An HTTP credential as a value: `Bearer <token>`, `Basic <base64>`. */
 const AUTH_SCHEME = /\b(Bearer|Basic)\s+[A-Za-z0-9._~+/=-]{12,}/gi;
+/** What any of the text rules needs to be present: `://`, `=`, or an HTTP credential scheme. */
+const MAY_HOLD_CREDENTIAL = /:\/\/|=|bearer|basic/i;
 /** A whole string `name=value`, `--name=value` or `-name=value` (an argument, an env assignment). */
 const ASSIGNMENT = /^(-{0,2}[A-Za-z_][\w.-]*)=/;
 
@@ -64,6 +84,8 @@ const ASSIGNMENT = /^(-{0,2}[A-Za-z_][\w.-]*)=/;
  * Text without any is returned as it is.
  */
 export function redactText(text: string): string {
+  // One scan for what every rule below needs: most values (names, models, ids) have none of it.
+  if (!MAY_HOLD_CREDENTIAL.test(text)) return text;
   let out = text;
   if (out.includes('://')) out = out.replace(URL_PASSWORD, `$1${REDACTED}@`);
   if (/bearer|basic/i.test(out)) out = out.replace(AUTH_SCHEME, `$1 ${REDACTED}`);
@@ -108,7 +130,9 @@ export function redactContext(context: UserRuntimeContext, options: RedactOption
   const wholeFields = options.secretFields?.length ? new Set(options.secretFields) : undefined;
   const isSecretKey = extraKeys === undefined ? isCredentialName : (key: string): boolean => isCredentialName(key) || extraKeys.has(key);
   const out: Record<string, unknown> = {};
-  for (const [key, value] of Object.entries(context)) {
+  // Object.keys, not Object.entries: no [key, value] pair allocated per key (this runs on every view).
+  for (const key of Object.keys(context)) {
+    const value: unknown = (context as unknown as Record<string, unknown>)[key];
     if (isResourceName(key)) out[key] = value != null ? '[live]' : null;
     else if (key === 'lastAccess') out[key] = (value as Date).toISOString();
     else if (wholeFields?.has(key)) out[key] = value == null ? value : REDACTED;
@@ -119,24 +143,29 @@ export function redactContext(context: UserRuntimeContext, options: RedactOption
 
 /** One field's value, redacted by its spec (built-in fields), by key name and by {@link redactText}. */
 export function redactField(field: string, value: unknown, isSecretKey: (key: string) => boolean = isCredentialName): unknown {
-  const spec: SecretSpec | null = Object.prototype.hasOwnProperty.call(BUILTIN_FIELDS, field)
-    ? (BUILTIN_FIELDS[field as BuiltinField] as FieldSpec).secret
-    : null;
   if (value == null) return value;
+  const spec = BUILTIN_SECRETS.get(field);
   if (spec === 'whole' || isSecretKey(field)) return REDACTED;
-  if (spec !== null && typeof spec === 'object') {
-    const keys = new Set(spec.keys);
-    return redactValue(value, (k) => keys.has(k) || isSecretKey(k));
-  }
+  if (spec instanceof Set) return redactValue(value, (k) => spec.has(k) || isSecretKey(k));
   return redactValue(value, isSecretKey);
 }
+
+/** Each built-in field's secret spec, its keys as a set: read on every view of a context. */
+const BUILTIN_SECRETS: ReadonlyMap<string, 'whole' | 'pattern' | ReadonlySet<string>> = new Map(
+  Object.entries(BUILTIN_FIELDS).flatMap(([field, { secret }]: [string, FieldSpec]) => {
+    const spec: SecretSpec | null = secret;
+    if (spec === null) return [];
+    return [[field, typeof spec === 'object' ? new Set(spec.keys) : spec] as const];
+  }),
+);
 
 function redactValue(value: unknown, isSecretKey: (key: string) => boolean): unknown {
   if (typeof value === 'string') return redactText(value);
   if (value === null || typeof value !== 'object') return value;
   if (Array.isArray(value)) return value.map((v) => redactValue(v, isSecretKey));
   const out: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(value)) {
+  for (const k of Object.keys(value)) {
+    const v: unknown = (value as Record<string, unknown>)[k];
     const shown = v != null && isSecretKey(k) ? REDACTED : redactValue(v, isSecretKey);
     // An own "__proto__" key (from JSON) stays a key, not the copy's prototype.
     if (k === '__proto__') Object.defineProperty(out, k, { value: shown, writable: true, enumerable: true, configurable: true });
