@@ -3,13 +3,13 @@
  * Every row serves `GET /me/context` (the caller's context, secrets redacted)
  * and adds one layer of what the example runs to the row before:
  *
- *   me-bare → me-kuc → me-metrics → app-routes → app-admin → app-methods → app-public → app-errors → app-logged
+ *   me-bare → me-kuc → me-metrics → app-routes → app-admin → app-methods → app-public → app-errors → app-logged → app-logged-debug
  *
  * The `app-*` rows are the example's own `createApp()`, its middleware stack
  * cut down to the layers named (Koa composes `app.middleware` when the server
  * starts listening), so each layer is exactly the one the example runs; the
- * last row is the whole stack with the logger examples/server.ts makes
- * ({@link exampleLogger}). The example imports the sources (src/), so every
+ * last two rows are the whole stack with the logger examples/server.ts makes
+ * ({@link exampleLogger}), at its default level (info) and at debug. The example imports the sources (src/), so every
  * row here does too. They are imported when a row is built, so a server child
  * of another contender never loads the example.
  */
@@ -23,7 +23,9 @@ import { providerOf, type ServerFixtures } from './fixtures.js';
 export const APP_ROUTE = '/me/context';
 
 /** The example's middleware, in the order createApp() mounts them (checked by name where they have one). */
-const STACK = ['requestLoggerMiddleware', 'errors', 'metricsRoute', 'readiness', 'userContextMiddleware', 'adminRouterMiddleware', 'routes', 'allowedMethods'] as const;
+const STACK = ['requestLoggerMiddleware', 'errors', 'publicRoutes', 'userContextMiddleware', 'adminRouterMiddleware', 'routes', 'allowedMethods'] as const;
+/** The first of {@link STACK} that are the example's or this library's own functions, checked by name (the router's are not). */
+const NAMED = 5;
 type Layer = (typeof STACK)[number];
 
 /**
@@ -31,10 +33,10 @@ type Layer = (typeof STACK)[number];
  * stdout). The bench makes a server's stdout a pipe it reads and drops, as a log collector would.
  * `KUC_BENCH_SYNC_LOG=1`: one synchronous write per line, as the example had it before (pino's default).
  */
-export async function exampleLogger(): Promise<Logger> {
+export async function exampleLogger(level: 'info' | 'debug' = 'info'): Promise<Logger> {
   const [{ createLogger }, { default: pino }] = await Promise.all([import('../examples/app.js'), import('pino')]);
   const sync = process.env['KUC_BENCH_SYNC_LOG'] === '1';
-  return createLogger({ level: 'info' }, pino.destination(sync ? { dest: 1, sync: true } : { dest: 1, minLength: 4096, sync: false }));
+  return createLogger({ level }, pino.destination(sync ? { dest: 1, sync: true } : { dest: 1, minLength: 4096, sync: false }));
 }
 
 /** The model each fixture user is configured with: the first the example allows for its provider. */
@@ -80,14 +82,14 @@ async function middlewareApp(fixtures: ServerFixtures, metrics: boolean): Promis
 }
 
 /** The example's createApp(), with only `layers` of its middleware stack mounted. */
-async function exampleApp(fixtures: ServerFixtures, layers: readonly Layer[]): Promise<Koa> {
+async function exampleApp(fixtures: ServerFixtures, layers: readonly Layer[], logLevel: 'info' | 'debug' = 'info'): Promise<Koa> {
   const [{ createApp, createLogger }, { exampleLlmRegistry }] = await Promise.all([import('../examples/app.js'), import('../examples/providers/registry.js')]);
   const { app, store } = createApp({
     secret: fixtures.hsSecret,
     llms: exampleLlmRegistry(NOWHERE),
     // Never connected by GET /me/context; the store is built with the MCP factory as the example's is.
     mcpServers: new Map([['warehouse', `${NOWHERE}/mcp`]]),
-    logger: layers.includes('requestLoggerMiddleware') ? await exampleLogger() : createLogger({ level: 'silent' }),
+    logger: layers.includes('requestLoggerMiddleware') ? await exampleLogger(logLevel) : createLogger({ level: 'silent' }),
   });
   app.silent = true;
   await configureAll(store, fixtures);
@@ -95,7 +97,7 @@ async function exampleApp(fixtures: ServerFixtures, layers: readonly Layer[]): P
   if (mounted.length !== STACK.length) throw new Error(`examples/app.ts mounts ${mounted.length} middleware, the bench knows ${STACK.length}: update bench/app-contenders.ts`);
   const kept = mounted.filter((fn, i) => {
     const name = (fn as { name?: string }).name ?? '';
-    if (i < 6 && name !== STACK[i]) throw new Error(`examples/app.ts middleware ${i} is "${name}", the bench expects "${STACK[i]}"`);
+    if (i < NAMED && name !== STACK[i]) throw new Error(`examples/app.ts middleware ${i} is "${name}", the bench expects "${STACK[i]}"`);
     return layers.includes(STACK[i]!);
   });
   mounted.splice(0, mounted.length, ...kept);
@@ -105,7 +107,7 @@ async function exampleApp(fixtures: ServerFixtures, layers: readonly Layer[]): P
 const ROUTES: Layer[] = ['userContextMiddleware', 'routes'];
 const ADMIN: Layer[] = [...ROUTES, 'adminRouterMiddleware'];
 const METHODS: Layer[] = [...ADMIN, 'allowedMethods'];
-const PUBLIC: Layer[] = [...METHODS, 'metricsRoute', 'readiness'];
+const PUBLIC: Layer[] = [...METHODS, 'publicRoutes'];
 const ERRORS: Layer[] = [...PUBLIC, 'errors'];
 
 /** The rows from the bare route up; each adds one layer to the one before. */
@@ -182,10 +184,10 @@ export const APP_LADDER: readonly (Contender & { adds: string })[] = [
   {
     id: 'app-public',
     label: '+ /metrics and /ready',
-    adds: 'the two routes answered before authentication (GET /metrics, GET /ready)',
+    adds: 'the routes answered before authentication (GET /metrics, GET /ready): one middleware',
     tokens: 'hs',
     path: APP_ROUTE,
-    description: 'app-methods plus the metrics and readiness middleware.',
+    description: 'app-methods plus publicRoutes (GET /metrics, GET /ready).',
     build: (fixtures) => exampleApp(fixtures, PUBLIC),
   },
   {
@@ -200,11 +202,20 @@ export const APP_LADDER: readonly (Contender & { adds: string })[] = [
   {
     id: 'app-logged',
     label: 'the example app (+ request log)',
-    adds: 'requestLogger(): one access-log line per request, with the logger examples/server.ts makes',
+    adds: 'requestLogger() with the logger examples/server.ts makes (LOG_LEVEL unset: info): failed and slow requests logged, this one at debug, dropped',
     tokens: 'hs',
     path: APP_ROUTE,
     description: 'The whole example stack: app-errors plus the request logger.',
     build: (fixtures) => exampleApp(fixtures, STACK),
+  },
+  {
+    id: 'app-logged-debug',
+    label: 'the example app, LOG_LEVEL=debug',
+    adds: 'a JSON access line for every request (pino, buffered asynchronous writes to stdout, a pipe)',
+    tokens: 'hs',
+    path: APP_ROUTE,
+    description: 'app-logged with the logger at debug: one access line per request.',
+    build: (fixtures) => exampleApp(fixtures, STACK, 'debug'),
   },
 ];
 

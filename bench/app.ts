@@ -28,7 +28,7 @@ import { appMarkdown, type AppResults } from './report.js';
 
 const HELP = `npm run bench:app -- [options]
   --paired-rounds <n>   paired HTTP rounds of each paired row with the bare route (default 6; 0: none)
-  --paired <ids>        the rows paired with the bare route (default me-kuc,app-errors,app-logged)
+  --paired <ids>        the rows paired with the bare route (default me-kuc,app-errors,app-logged,app-logged-debug)
   --duration <s>        seconds per round (default 3)
   --ladder-rounds <n>   rounds of the in-process ladder (default 60; 0: none)
   --requests <n>        requests counted under callgrind per row (default 300; 0: none)
@@ -68,7 +68,7 @@ let http: ContenderResult[] = [];
 if (pairedRounds > 0) {
   const pin = pinLoadGenerator(values['no-pin']);
   log(pin.note);
-  const chosen = new Set([APP_BASELINE_ID, ...(values.paired ?? 'me-kuc,app-errors,app-logged').split(',')]);
+  const chosen = new Set([APP_BASELINE_ID, ...(values.paired ?? 'me-kuc,app-errors,app-logged,app-logged-debug').split(',')]);
   const contenders = APP_LADDER.filter((c) => chosen.has(c.id));
   http = await runHttp(contenders, APP_BASELINE_ID, makeFixtures(100), {
     connections: 50, warmup: 2, duration, rounds: 1, pairedRounds, serverExecArgv: [], serverCpu: pin.serverCpu, log,

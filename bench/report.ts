@@ -446,7 +446,7 @@ export interface AppResults {
   loadAverage: number[];
   /** The rows from the bare route up, each adding `adds` to the one before. */
   rows: { id: string; label: string; adds: string }[];
-  /** Paired HTTP rounds against the bare route (by default me-kuc, app-errors and app-logged). */
+  /** Paired HTTP rounds against the bare route (by default me-kuc, app-errors, app-logged and app-logged-debug). */
   http: ContenderResult[];
   /** In-process ladder: each row's CPU per request above the row before (the bare row is not in it). */
   ladder: { id: string; aboveBefore: number; p25: number; p75: number }[];

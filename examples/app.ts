@@ -56,6 +56,7 @@ import {
   redactContext,
   requestLogger,
   runWithProfile,
+  statusLogLevel,
   userContext,
   userLogMixin,
   type AdminRouterOptions,
@@ -63,6 +64,7 @@ import {
   type ContextStoreOptions,
   type KeyInput,
   type Profile,
+  type RequestLogLevel,
   type UserConfig,
   type UserRuntimeContext,
   DEFAULT_DEPENDS_ON,
@@ -386,21 +388,20 @@ export function createApp(options: ExampleAppOptions): ExampleApp {
   // /metrics is answered before authentication (scrapers carry no JWT); the
   // admin router comes after userContext(), which lets only its page through
   // without a token.
-  app.use(requestLogger({ logger, ignore: (ctx) => ctx.path === '/metrics' }));
+  app.use(requestLogger({ logger, ignore: (ctx) => ctx.path === '/metrics', level: accessLogLevel }));
   app.use(errorsWith(logger));
-  // Neither is async: every request passes both on its way to the routes.
-  app.use(function metricsRoute(ctx, next) {
-    if (ctx.path !== '/metrics') return next();
-    if (ctx.method !== 'GET') {
-      ctx.status = 405;
-      ctx.set('Allow', 'GET');
-      ctx.body = { error: 'method_not_allowed', message: 'Use GET /metrics.' };
-      return;
+  // Not async: every request passes here on its way to the routes.
+  app.use(function publicRoutes(ctx, next) {
+    if (ctx.path === '/metrics') {
+      if (ctx.method !== 'GET') {
+        ctx.status = 405;
+        ctx.set('Allow', 'GET');
+        ctx.body = { error: 'method_not_allowed', message: 'Use GET /metrics.' };
+        return;
+      }
+      ctx.type = registry.contentType;
+      return registry.metrics().then((text) => void (ctx.body = text));
     }
-    ctx.type = registry.contentType;
-    return registry.metrics().then((text) => void (ctx.body = text));
-  });
-  app.use(function readiness(ctx, next) {
     if (ctx.path !== '/ready' || ctx.method !== 'GET') return next();
     const state = store instanceof RedisContextStore ? store.readiness() : { ready: !store.closed };
     ctx.status = state.ready ? 200 : 503;
@@ -411,6 +412,21 @@ export function createApp(options: ExampleAppOptions): ExampleApp {
   app.use(router.routes());
   app.use(router.allowedMethods());
   return { app, store, registry, logger, sessions };
+}
+
+/** A request slower than this is logged at info even when it succeeded. */
+export const SLOW_REQUEST_MS = 1000;
+
+/**
+ * The example's access log, as production apps behind an ingress or load
+ * balancer keep it (that one logs every request): failures (warn, error) and
+ * slow requests (info) always; every other request at debug, so
+ * `LOG_LEVEL=debug` shows a line per request. A line per request costs about
+ * as much as this library's middleware (docs/benchmarks.md, "The example app").
+ */
+export function accessLogLevel(status: number, ms: number): RequestLogLevel {
+  if (status >= 400 || ms >= SLOW_REQUEST_MS) return statusLogLevel(status);
+  return 'debug';
 }
 
 function describeSession(session: Session, context: UserRuntimeContext): Record<string, unknown> {

@@ -15,8 +15,9 @@
  *               returning user keeps them across evictions and restarts;
  *               see examples/persistence/index.ts. PERSISTENCE=off keeps
  *               them in the store only
- *   LOG_LEVEL   pino level of the JSON log on stdout (default info: one line
- *               per request, and what the handlers log)
+ *   LOG_LEVEL   pino level of the JSON log on stdout (default info: failed and
+ *               slow requests, and what the handlers log; debug: a line for
+ *               every request, see accessLogLevel in examples/app.ts)
  *   LLM_BASE_URL  where the LLM calls go: a server speaking the providers'
  *               wire formats under /openai, /anthropic, /google, … (default:
  *               a local wire server started here, see examples/providers/)

@@ -74,7 +74,9 @@ export {
 } from './ops/admin.js';
 export {
   requestLogger,
+  statusLogLevel,
   userLogMixin,
+  type RequestLogLevel,
   type RequestLogSink,
   type RequestLoggerOptions,
   type UserLogMixinOptions,

@@ -4,7 +4,7 @@ import Koa from 'koa';
 import pino from 'pino';
 import request from 'supertest';
 import { afterEach, describe, expect, it } from 'vitest';
-import { createApp, createLogger, createStore } from '../examples/app.js';
+import { SLOW_REQUEST_MS, accessLogLevel, createApp, createLogger, createStore } from '../examples/app.js';
 import { fakeLlmResources } from './support/fake-llm.js';
 import { generateSecret, mintToken } from '../examples/tokens.js';
 import {
@@ -135,7 +135,8 @@ describe('example server logs', () => {
   it('every line written while handling a request carries the user, and the provider/model that user configured', async () => {
     const { lines, stream } = capture();
     const secret = generateSecret();
-    const { app, store } = createApp({ secret, logger: createLogger({ level: 'info' }, stream), store: createStore({ resources: fakeLlmResources() }) });
+    // At debug: the example logs successful requests there (accessLogLevel), so every request has its line.
+    const { app, store } = createApp({ secret, logger: createLogger({ level: 'debug' }, stream), store: createStore({ resources: fakeLlmResources() }) });
     stores.push(store);
     const server = app.callback();
     const users = [
@@ -177,6 +178,27 @@ describe('example server logs', () => {
   });
 });
 
+describe('the example access log (accessLogLevel)', () => {
+  it('at info, logs failed and slow requests only; at debug, every request', async () => {
+    for (const level of ['info', 'debug'] as const) {
+      const { lines, stream } = capture();
+      const secret = generateSecret();
+      const { app, store } = createApp({ secret, logger: createLogger({ level }, stream), store: createStore({ resources: fakeLlmResources() }) });
+      stores.push(store);
+      const server = app.callback();
+      const token = mintToken(secret, randomUUID());
+      await request(server).get('/me/context').set('Authorization', `Bearer ${token}`).expect(200);
+      await request(server).get('/nowhere').set('Authorization', `Bearer ${token}`).expect(404);
+      await request(server).get('/me/context').expect(401);
+      const access = lines.filter((l) => l.msg === 'request completed').map((l) => [l.level, l['path'], l['status']]);
+      const failures = [[40, '/nowhere', 404], [40, '/me/context', 401]];
+      expect(access, level).toEqual(level === 'info' ? failures : [[20, '/me/context', 200], ...failures]);
+    }
+    expect([accessLogLevel(200, 5), accessLogLevel(200, SLOW_REQUEST_MS), accessLogLevel(302, 1), accessLogLevel(404, 1), accessLogLevel(503, 1)])
+      .toEqual(['debug', 'info', 'debug', 'warn', 'error']);
+  });
+});
+
 describe('requestLogger', () => {
   it('logs one line per request at a level matching its status, with the user when there is one', async () => {
     const { lines, stream } = capture();
@@ -203,7 +225,51 @@ describe('requestLogger', () => {
     expect(lines.every((l) => typeof l['ms'] === 'number' && l.msg === 'request completed')).toBe(true);
   });
 
+  it('writes each line at the level options.level gives, none for silent, and builds no line the logger drops', async () => {
+    const { lines, stream } = capture();
+    const logger = pino({ level: 'info' }, stream);
+    const seen: Array<[number, boolean]> = [];
+    const app = new Koa();
+    app.silent = true;
+    app.use(requestLogger({
+      logger,
+      level: (status, ms, ctx) => {
+        seen.push([status, typeof ms === 'number' && ms >= 0 && ctx.path.length > 0]);
+        return ctx.path === '/quiet' ? 'silent' : ctx.path === '/detail' ? 'debug' : status >= 400 ? 'error' : 'info';
+      },
+    }));
+    let pathRead = 0;
+    app.use(async (ctx) => {
+      ctx.status = ctx.path === '/missing' ? 404 : 200;
+      ctx.body = 'ok';
+    });
+    const server = app.callback();
+    for (const path of ['/a', '/quiet', '/detail', '/missing']) await request(server).get(path);
+    expect(lines.map((l) => [l.level, l['path'], l['status']])).toEqual([[30, '/a', 200], [50, '/missing', 404]]);
+    expect(seen).toEqual([[200, true], [200, true], [200, true], [404, true]]);
+    // A line at a level pino drops is not built: the path is not even read for it.
+    const quiet = new Koa();
+    quiet.silent = true;
+    quiet.use(requestLogger({ logger, level: () => 'debug' }));
+    quiet.use((ctx) => {
+      Object.defineProperty(ctx, 'path', { get: () => (pathRead++, '/x') });
+      ctx.body = 'ok';
+    });
+    await request(quiet.callback()).get('/x').expect(200);
+    expect(pathRead).toBe(0);
+    const wrong = new Koa();
+    wrong.silent = true;
+    const errors: unknown[] = [];
+    wrong.on('error', (error: unknown) => errors.push(error));
+    wrong.use(requestLogger({ logger, level: () => 'loud' as never }));
+    wrong.use((ctx) => void (ctx.body = 'ok'));
+    await request(wrong.callback()).get('/x').expect(500);
+    expect(String(errors[0])).toMatch(/options\.level returned "loud"/);
+  });
+
   it('validates its options', () => {
+    expect(() => requestLogger({ logger: pino({ level: 'silent' }), level: 'debug' as never })).toThrow(/options\.level must be a function/);
+    expect(() => requestLogger({ logger: { info() {}, warn() {}, error() {} }, level: () => 'info' })).toThrow(/debug method/);
     expect(() => requestLogger(undefined as never)).toThrow(TypeError);
     expect(() => requestLogger({ logger: {} as never })).toThrow(/options\.logger/);
     expect(() => requestLogger({ logger: pino({ level: 'silent' }), ignore: 1 as never })).toThrow(/options\.ignore/);

@@ -72,6 +72,20 @@ export interface RequestLogSink {
   info(obj: object, msg: string): void;
   warn(obj: object, msg: string): void;
   error(obj: object, msg: string): void;
+  /** Needed when {@link RequestLoggerOptions.level} can answer `'debug'`. */
+  debug?(obj: object, msg: string): void;
+  /** pino's: a line at a level the logger drops is not even built. */
+  isLevelEnabled?(level: string): boolean;
+}
+
+/** A level {@link RequestLoggerOptions.level} can give a request's line; `'silent'` writes none. */
+export type RequestLogLevel = 'debug' | 'info' | 'warn' | 'error' | 'silent';
+
+const REQUEST_LOG_LEVELS: ReadonlySet<string> = new Set<RequestLogLevel>(['debug', 'info', 'warn', 'error', 'silent']);
+
+/** The default level of a request's line: `info` below 400, `warn` for 4xx, `error` for 5xx. */
+export function statusLogLevel(status: number): RequestLogLevel {
+  return status >= 500 ? 'error' : status >= 400 ? 'warn' : 'info';
 }
 
 /** Options of {@link requestLogger}. */
@@ -88,33 +102,51 @@ export interface RequestLoggerOptions {
    * @default undefined (every request is logged)
    */
   ignore?: (ctx: Context) => boolean;
+  /**
+   * The level of a request's line, from its status and duration (ms);
+   * `'silent'` writes none. For example failures and slow requests only, the
+   * rest at `debug` (an ingress or load balancer keeping the access log):
+   * `(status, ms) => status >= 400 || ms >= 1000 ? statusLogLevel(status) : 'debug'`.
+   * A line at a level the logger drops (pino's `isLevelEnabled`) is not built.
+   * @default statusLogLevel: info below 400, warn for 4xx, error for 5xx
+   */
+  level?: (status: number, ms: number, ctx: Context) => RequestLogLevel;
 }
 
 /**
  * Koa middleware writing one line per request: method, path, status,
  * duration and the user (from `ctx.state.userUuid`, so a line for a request
  * refused by the middleware has none). Level `info` below 400, `warn` for
- * 4xx, `error` for 5xx. Mount it *before* `userContext()` to log refused
- * requests too.
+ * 4xx, `error` for 5xx, or what `options.level` says. Mount it *before*
+ * `userContext()` to log refused requests too.
  */
 export function requestLogger(options: RequestLoggerOptions): (ctx: Context, next: Next) => Promise<void> {
   if (options === null || typeof options !== 'object') throw new TypeError('requestLogger(options): options is required');
-  const { logger, message = 'request completed', ignore } = options;
+  const { logger, message = 'request completed', ignore, level = statusLogLevel } = options;
   if (logger === null || typeof logger !== 'object' || typeof logger.info !== 'function' || typeof logger.warn !== 'function' || typeof logger.error !== 'function') {
     throw new TypeError('options.logger must be a logger with info/warn/error methods (e.g. a pino logger)');
   }
   if (typeof message !== 'string') throw new TypeError('options.message must be a string');
   if (ignore !== undefined && typeof ignore !== 'function') throw new TypeError('options.ignore must be a function (ctx) => boolean');
+  if (typeof level !== 'function') throw new TypeError("options.level must be a function (status, ms, ctx) => 'debug' | 'info' | 'warn' | 'error' | 'silent'");
+  if (options.level !== undefined && typeof logger.debug !== 'function') {
+    throw new TypeError('options.logger must have a debug method when options.level is given (pino loggers do)');
+  }
+  const enabled = typeof logger.isLevelEnabled === 'function' ? logger.isLevelEnabled.bind(logger) : undefined;
 
   /** The line of a request that ended (`failed`: its chain threw, so Koa answers 500). */
   function write(ctx: Context, start: number, failed: boolean): void {
     const status = failed ? 500 : ctx.status;
-    const line: Record<string, unknown> = { method: ctx.method, path: ctx.path, status, ms: performance.now() - start };
+    const ms = performance.now() - start;
+    const at = level(status, ms, ctx);
+    if (!REQUEST_LOG_LEVELS.has(at)) {
+      throw new TypeError(`options.level returned ${JSON.stringify(at)}; return 'debug', 'info', 'warn', 'error' or 'silent'`);
+    }
+    if (at === 'silent' || (enabled !== undefined && !enabled(at))) return;
+    const line: Record<string, unknown> = { method: ctx.method, path: ctx.path, status, ms };
     const user: unknown = ctx.state['userUuid'];
     if (typeof user === 'string') line['userUuid'] = user;
-    if (status >= 500) logger.error(line, message);
-    else if (status >= 400) logger.warn(line, message);
-    else logger.info(line, message);
+    logger[at]!(line, message);
   }
 
   // No async frame: one reaction on the rest of the chain, as userContext() itself does (every request passes here).
