@@ -129,14 +129,18 @@ export function redactContext(context: UserRuntimeContext, options: RedactOption
   const extraKeys = options.secretKeys?.length ? new Set(options.secretKeys) : undefined;
   const wholeFields = options.secretFields?.length ? new Set(options.secretFields) : undefined;
   const isSecretKey = extraKeys === undefined ? isCredentialName : (key: string): boolean => isCredentialName(key) || extraKeys.has(key);
-  const out: Record<string, unknown> = {};
-  // Object.keys, not Object.entries: no [key, value] pair allocated per key (this runs on every view).
-  for (const key of Object.keys(context)) {
-    const value: unknown = (context as unknown as Record<string, unknown>)[key];
-    if (isResourceName(key)) out[key] = value != null ? '[live]' : null;
+  // A copy of the whole context at once (fast for a view's fixed shape), then only the values that change are replaced.
+  const out: Record<string, unknown> = { ...context };
+  for (const key of Object.keys(out)) {
+    const value = out[key];
+    if (value == null) continue;
+    if (isResourceName(key)) out[key] = '[live]';
     else if (key === 'lastAccess') out[key] = (value as Date).toISOString();
-    else if (wholeFields?.has(key)) out[key] = value == null ? value : REDACTED;
-    else out[key] = redactField(key, value, isSecretKey);
+    else if (wholeFields?.has(key)) out[key] = REDACTED;
+    else {
+      const shown = redactField(key, value, isSecretKey);
+      if (shown !== value) out[key] = shown;
+    }
   }
   return out;
 }
