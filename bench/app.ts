@@ -3,8 +3,10 @@
  * Koa route answering the same JSON, term by term (the rows of
  * bench/app-contenders.ts), three ways:
  *
- * - paired HTTP rounds (bench/http.ts): the middleware alone and the whole
- *   example, each loaded at the same time as the bare route on the same CPU;
+ * - HTTP rounds (bench/http.ts): solo rounds, one server at a time on its own
+ *   CPU, alternating, each row against the bare route's round (the headline:
+ *   a server's throughput alone, as a user measures it); and paired rounds,
+ *   each loaded at the same time as the bare route on the same CPU;
  * - the in-process ladder (bench/ladder.ts `--ids`): every row's CPU per
  *   request minus the row before's, in the same rounds;
  * - instructions per request under callgrind (bench/app-instructions.ts): counts,
@@ -27,8 +29,9 @@ import type { RowAbove } from './ladder.js';
 import { appMarkdown, type AppResults } from './report.js';
 
 const HELP = `npm run bench:app -- [options]
+  --rounds <n>          solo HTTP rounds, one server at a time, alternating (default 12; 0: no HTTP)
   --paired-rounds <n>   paired HTTP rounds of each paired row with the bare route (default 6; 0: none)
-  --paired <ids>        the rows paired with the bare route (default me-kuc,app-errors,app-logged,app-logged-debug)
+  --paired <ids>        the rows loaded over HTTP with the bare route (default me-kuc,app-errors,app-logged,app-logged-debug)
   --duration <s>        seconds per round (default 3)
   --ladder-rounds <n>   rounds of the in-process ladder (default 60; 0: none)
   --requests <n>        requests counted under callgrind per row (default 300; 0: none)
@@ -37,6 +40,7 @@ const HELP = `npm run bench:app -- [options]
 
 const { values } = parseArgs({
   options: {
+    rounds: { type: 'string' },
     'paired-rounds': { type: 'string' },
     paired: { type: 'string' },
     duration: { type: 'string' },
@@ -51,6 +55,7 @@ if (values.help) {
   console.log(HELP);
   process.exit(0);
 }
+const soloRounds = Number(values.rounds ?? 12);
 const pairedRounds = Number(values['paired-rounds'] ?? 6);
 const duration = Number(values.duration ?? 3);
 const ladderRounds = Number(values['ladder-rounds'] ?? 60);
@@ -63,15 +68,15 @@ const log = (line: string): void => console.log(`[bench:app] ${line}`);
 const ids = APP_LADDER.map((c) => c.id);
 log(`load ${loadavg().map((l) => l.toFixed(2)).join(' ')}`);
 
-// --- paired HTTP rounds ---------------------------------------------------
+// --- HTTP rounds: solo (alternating), then paired -------------------------
 let http: ContenderResult[] = [];
-if (pairedRounds > 0) {
+if (soloRounds > 0) {
   const pin = pinLoadGenerator(values['no-pin']);
   log(pin.note);
   const chosen = new Set([APP_BASELINE_ID, ...(values.paired ?? 'me-kuc,app-errors,app-logged,app-logged-debug').split(',')]);
   const contenders = APP_LADDER.filter((c) => chosen.has(c.id));
   http = await runHttp(contenders, APP_BASELINE_ID, makeFixtures(100), {
-    connections: 50, warmup: 2, duration, rounds: 1, pairedRounds, serverExecArgv: [], serverCpu: pin.serverCpu, log,
+    connections: 50, warmup: 2, duration, rounds: soloRounds, pairedRounds, serverExecArgv: [], serverCpu: pin.serverCpu, log,
   });
 }
 

@@ -446,7 +446,10 @@ export interface AppResults {
   loadAverage: number[];
   /** The rows from the bare route up, each adding `adds` to the one before. */
   rows: { id: string; label: string; adds: string }[];
-  /** Paired HTTP rounds against the bare route (by default me-kuc, app-errors, app-logged and app-logged-debug). */
+  /**
+   * HTTP rounds against the bare route (by default me-kuc, app-errors, app-logged and app-logged-debug):
+   * solo rounds (one server at a time, alternating), and paired rounds in `paired`.
+   */
   http: ContenderResult[];
   /** In-process ladder: each row's CPU per request above the row before (the bare row is not in it). */
   ladder: { id: string; aboveBefore: number; p25: number; p75: number }[];
@@ -471,7 +474,7 @@ export function appMarkdown(r: AppResults): string {
       'answering the same JSON, one layer at a time (`npm run bench:app`, rows in bench/app-contenders.ts: each `app-*` row is ' +
       "createApp()'s own middleware stack cut down to the layers named). Instructions are the server's, counted by callgrind " +
       `over ${r.instructions[0]?.requests ?? 0} requests after a warm-up (bench/app-instructions.ts; user space only: the kernel's ` +
-      "socket and log writes are not in them; rows running nearly the same code differ by up to ±4 %); \"% of bare\" is the bare row's count over the row's. The CPU column is the in-process ladder (bench/ladder.ts `--ids`): the row's CPU per " +
+      "socket and log writes are not in them; a row's count moves by up to ±8 % from run to run with V8's JIT and GC decisions); \"% of bare\" is the bare row's count over the row's. The CPU column is the in-process ladder (bench/ladder.ts `--ids`): the row's CPU per " +
       'request minus the row before\'s in the same rounds, median and quartiles, client included, on a shared machine ' +
       `(load ${r.loadAverage.map((l) => l.toFixed(1)).join(' ')} at the end of the run).`,
     '',
@@ -490,6 +493,25 @@ export function appMarkdown(r: AppResults): string {
     );
   });
   if (r.instructionsNote !== undefined) lines.push('', `Instructions not counted: ${r.instructionsNote}.`);
+  const solo = [...http.values()];
+  const soloRounds = solo[0]?.rounds.length ?? 0;
+  if (soloRounds > 1) {
+    lines.push(
+      '',
+      `Solo HTTP rounds (bench/http.ts: one server at a time on its own CPU, the load generator on the other, ${soloRounds} alternating rounds; ` +
+        "a row's ratio is the median of its per-round ratios to the bare route's round, its range the lowest and highest; " +
+        "CPU-bound ratio: the bare route's server CPU per request over the row's, same rounds):",
+      '',
+      '| server | req/s | vs the bare route (median, range) | server CPU/request | CPU-bound ratio |',
+      '|---|---:|---:|---:|---:|',
+    );
+    for (const c of solo) {
+      lines.push(
+        `| ${c.label} (\`${c.id}\`) | ${Math.round(c.requestsPerSec)} | ${pct(c.ratio)} (${pct(c.ratioMin)} – ${pct(c.ratioMax)}) | ` +
+          `${c.cpuMicrosPerRequest.toFixed(1)} µs | ${pct(c.cpuRatio)} |`,
+      );
+    }
+  }
   const paired = [...http.values()].filter((c) => c.paired !== undefined);
   if (paired.length > 0) {
     lines.push(
