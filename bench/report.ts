@@ -474,7 +474,7 @@ export function appMarkdown(r: AppResults): string {
       'answering the same JSON, one layer at a time (`npm run bench:app`, rows in bench/app-contenders.ts: each `app-*` row is ' +
       "createApp()'s own middleware stack cut down to the layers named). Instructions are the server's, counted by callgrind " +
       `over ${r.instructions[0]?.requests ?? 0} requests after a warm-up (bench/app-instructions.ts; user space only: the kernel's ` +
-      "socket and log writes are not in them; a row's count moves by up to ±8 % from run to run with V8's JIT and GC decisions); \"% of bare\" is the bare row's count over the row's. The CPU column is the in-process ladder (bench/ladder.ts `--ids`): the row's CPU per " +
+      "socket and log writes are not in them; a row's count moves by up to ±20 % from run to run (V8's JIT and GC decisions, timers, the slowdown under valgrind)); \"% of bare\" is the bare row's count over the row's. The CPU column is the in-process ladder (bench/ladder.ts `--ids`): the row's CPU per " +
       'request minus the row before\'s in the same rounds, median and quartiles, client included, on a shared machine ' +
       `(load ${r.loadAverage.map((l) => l.toFixed(1)).join(' ')} at the end of the run).`,
     '',

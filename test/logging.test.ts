@@ -128,6 +128,7 @@ describe('userLogMixin', () => {
   it('validates its options', () => {
     expect(() => userLogMixin({ fields: 'provider' as never })).toThrow(/options\.fields/);
     expect(() => userLogMixin({ userKey: '' })).toThrow(/options\.userKey/);
+    expect(() => userLogMixin({ field: ['provider'] } as never)).toThrow(/userLogMixin\(\).*"field".*fields/s);
   });
 });
 
@@ -271,6 +272,7 @@ describe('requestLogger', () => {
     expect(() => requestLogger({ logger: pino({ level: 'silent' }), level: 'debug' as never })).toThrow(/options\.level must be a function/);
     expect(() => requestLogger({ logger: { info() {}, warn() {}, error() {} }, level: () => 'info' })).toThrow(/debug method/);
     expect(() => requestLogger(undefined as never)).toThrow(TypeError);
+    expect(() => requestLogger({ logger: pino({ level: 'silent' }), levels: () => 'info' } as never)).toThrow(/requestLogger\(\).*"levels".*level/s);
     expect(() => requestLogger({ logger: {} as never })).toThrow(/options\.logger/);
     expect(() => requestLogger({ logger: pino({ level: 'silent' }), ignore: 1 as never })).toThrow(/options\.ignore/);
   });

@@ -21,6 +21,7 @@ import type { Context, Next } from 'koa';
 import { peekGeneration } from '../api/access.js';
 import { redactField } from '../context/redact.js';
 import { als } from '../store/als.js';
+import { rejectUnknownOptions } from '../options.js';
 import type { ConfigField } from '../context/types.js';
 
 /** Options of {@link userLogMixin}. */
@@ -43,12 +44,15 @@ export interface UserLogMixinOptions {
   version?: boolean;
 }
 
+const USER_LOG_MIXIN_OPTIONS = ['fields', 'userKey', 'version'] satisfies (keyof UserLogMixinOptions)[];
+
 /**
  * Returns a pino `mixin` function. Outside any user scope it adds nothing.
  * It returns a new object on every call (pino merges the line into it).
  */
 export function userLogMixin(options: UserLogMixinOptions = {}): () => Record<string, unknown> {
   if (options === null || typeof options !== 'object') throw new TypeError('userLogMixin(options): options must be an object');
+  rejectUnknownOptions(options, USER_LOG_MIXIN_OPTIONS, 'userLogMixin()');
   const { fields = [], userKey = 'userUuid', version = false } = options;
   if (!Array.isArray(fields) || fields.some((f) => typeof f !== 'string' || f === '')) {
     throw new TypeError("options.fields must be an array of field names, e.g. ['provider', 'model']");
@@ -113,6 +117,8 @@ export interface RequestLoggerOptions {
   level?: (status: number, ms: number, ctx: Context) => RequestLogLevel;
 }
 
+const REQUEST_LOGGER_OPTIONS = ['logger', 'message', 'ignore', 'level'] satisfies (keyof RequestLoggerOptions)[];
+
 /**
  * Koa middleware writing one line per request: method, path, status,
  * duration and the user (from `ctx.state.userUuid`, so a line for a request
@@ -122,6 +128,7 @@ export interface RequestLoggerOptions {
  */
 export function requestLogger(options: RequestLoggerOptions): (ctx: Context, next: Next) => Promise<void> {
   if (options === null || typeof options !== 'object') throw new TypeError('requestLogger(options): options is required');
+  rejectUnknownOptions(options, REQUEST_LOGGER_OPTIONS, 'requestLogger()');
   const { logger, message = 'request completed', ignore, level = statusLogLevel } = options;
   if (logger === null || typeof logger !== 'object' || typeof logger.info !== 'function' || typeof logger.warn !== 'function' || typeof logger.error !== 'function') {
     throw new TypeError('options.logger must be a logger with info/warn/error methods (e.g. a pino logger)');
