@@ -156,6 +156,9 @@ describe('redactContext', () => {
     }
     expect(CREDENTIAL_NAMES.filter((name) => !isCredentialName(name))).toEqual([]);
     for (const harmless of ['provider', 'model', 'keyId', 'compat', 'passThrough', 'authority']) expect(isCredentialName(harmless), harmless).toBe(false);
+    // Names longer than what it remembers are answered all the same.
+    expect(isCredentialName(`${'x'.repeat(100)}_password`)).toBe(true);
+    expect(isCredentialName(`${'x'.repeat(100)}_column`)).toBe(false);
     const view = redactContext({ ...asView(), serverConfigs: { db: { column7: 'x', db7Password: 'hunter2', apiKey: 'sk' } } });
     expect(view['serverConfigs']).toEqual({ db: { column7: 'x', db7Password: '[redacted]', apiKey: '[redacted]' } });
   });

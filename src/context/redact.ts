@@ -39,10 +39,11 @@ const CREDENTIAL_LAST_WORD: ReadonlySet<string> = new Set(['key', 'keys', 'pat',
  * `privateKey`, `accessKey`, `bearer`, `password`, `token`, `key`, `pat`.
  */
 export function isCredentialName(name: string): boolean {
+  // Bounded in count and length: names can come from users (keys of serverConfigs, app fields); the common ones come back at once.
+  if (name.length > CREDENTIAL_NAME_KEPT_LENGTH) return matchesCredentialName(name);
   let known = credentialNames.get(name);
   if (known === undefined) {
     known = matchesCredentialName(name);
-    // Bounded: names can come from users (keys of serverConfigs, app fields); the common ones come back at once.
     if (credentialNames.size >= CREDENTIAL_NAMES_KEPT) credentialNames.clear();
     credentialNames.set(name, known);
   }
@@ -55,6 +56,7 @@ export function isCredentialName(name: string): boolean {
  */
 const credentialNames = new Map<string, boolean>();
 const CREDENTIAL_NAMES_KEPT = 1024;
+const CREDENTIAL_NAME_KEPT_LENGTH = 64;
 
 function matchesCredentialName(name: string): boolean {
   const lower = name.toLowerCase();
