@@ -12,7 +12,7 @@
  *
  * @module
  */
-import { BUILTIN_FIELDS, isResourceName, type BuiltinField, type FieldSpec, type SecretSpec } from './fields.js';
+import { BUILTIN_FIELDS, isResourceName, type FieldSpec } from './fields.js';
 import type { UserRuntimeContext } from './types.js';
 
 /** What a redacted value is replaced with. */
@@ -158,11 +158,8 @@ export function redactField(field: string, value: unknown, isSecretKey: (key: st
 
 /** Each built-in field's secret spec, its keys as a set: read on every view of a context. */
 const BUILTIN_SECRETS: ReadonlyMap<string, 'whole' | 'pattern' | ReadonlySet<string>> = new Map(
-  Object.entries(BUILTIN_FIELDS).flatMap(([field, { secret }]: [string, FieldSpec]) => {
-    const spec: SecretSpec | null = secret;
-    if (spec === null) return [];
-    return [[field, typeof spec === 'object' ? new Set(spec.keys) : spec] as const];
-  }),
+  Object.entries(BUILTIN_FIELDS).flatMap(([field, { secret }]: [string, FieldSpec]) =>
+    secret === null ? [] : [[field, typeof secret === 'object' ? new Set(secret.keys) : secret] as const]),
 );
 
 function redactValue(value: unknown, isSecretKey: (key: string) => boolean): unknown {

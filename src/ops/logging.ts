@@ -82,10 +82,14 @@ export interface RequestLogSink {
   isLevelEnabled?(level: string): boolean;
 }
 
-/** A level {@link RequestLoggerOptions.level} can give a request's line; `'silent'` writes none. */
-export type RequestLogLevel = 'debug' | 'info' | 'warn' | 'error' | 'silent';
+/** Every level a request's line can have, once: the type, the check and the messages derive from it. */
+const REQUEST_LOG_LEVEL_LIST = ['debug', 'info', 'warn', 'error', 'silent'] as const;
 
-const REQUEST_LOG_LEVELS: ReadonlySet<string> = new Set<RequestLogLevel>(['debug', 'info', 'warn', 'error', 'silent']);
+/** A level {@link RequestLoggerOptions.level} can give a request's line; `'silent'` writes none. */
+export type RequestLogLevel = (typeof REQUEST_LOG_LEVEL_LIST)[number];
+
+const REQUEST_LOG_LEVELS: ReadonlySet<string> = new Set(REQUEST_LOG_LEVEL_LIST);
+const LEVELS_TEXT = REQUEST_LOG_LEVEL_LIST.map((l) => `'${l}'`).join(' | ');
 
 /** The default level of a request's line: `info` below 400, `warn` for 4xx, `error` for 5xx. */
 export function statusLogLevel(status: number): RequestLogLevel {
@@ -135,7 +139,7 @@ export function requestLogger(options: RequestLoggerOptions): (ctx: Context, nex
   }
   if (typeof message !== 'string') throw new TypeError('options.message must be a string');
   if (ignore !== undefined && typeof ignore !== 'function') throw new TypeError('options.ignore must be a function (ctx) => boolean');
-  if (typeof level !== 'function') throw new TypeError("options.level must be a function (status, ms, ctx) => 'debug' | 'info' | 'warn' | 'error' | 'silent'");
+  if (typeof level !== 'function') throw new TypeError(`options.level must be a function (status, ms, ctx) => ${LEVELS_TEXT}`);
   if (options.level !== undefined && typeof logger.debug !== 'function') {
     throw new TypeError('options.logger must have a debug method when options.level is given (pino loggers do)');
   }
@@ -147,7 +151,7 @@ export function requestLogger(options: RequestLoggerOptions): (ctx: Context, nex
     const ms = performance.now() - start;
     const at = level(status, ms, ctx);
     if (!REQUEST_LOG_LEVELS.has(at)) {
-      throw new TypeError(`options.level returned ${JSON.stringify(at)}; return 'debug', 'info', 'warn', 'error' or 'silent'`);
+      throw new TypeError(`options.level returned ${JSON.stringify(at)}; return one of ${LEVELS_TEXT}`);
     }
     if (at === 'silent' || (enabled !== undefined && !enabled(at))) return;
     const line: Record<string, unknown> = { method: ctx.method, path: ctx.path, status, ms };
