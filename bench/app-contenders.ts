@@ -3,7 +3,8 @@
  * Every row serves `GET /me/context` (the caller's context, secrets redacted)
  * and adds one layer of what the example runs to the row before:
  *
- *   me-bare → me-kuc → me-metrics → app-routes → app-admin → app-methods → app-public → app-errors → app-logged → app-logged-debug
+ *   me-bare → me-kuc → me-metrics → app-routes → app-admin → app-public → app-errors → app-logged → app-logged-debug
+ *   and app-koa-router against app-logged (the same app on @koa/router)
  *
  * The `app-*` rows are the example's own `createApp()`, its middleware stack
  * cut down to the layers named (Koa composes `app.middleware` when the server
@@ -16,6 +17,7 @@
 import Koa from 'koa';
 import type { Logger } from 'pino';
 import type { ContextStore } from '../src/index.js';
+import type { Router } from '../examples/router.js';
 import type { Contender } from './contenders.js';
 import { providerOf, type ServerFixtures } from './fixtures.js';
 
@@ -23,9 +25,7 @@ import { providerOf, type ServerFixtures } from './fixtures.js';
 export const APP_ROUTE = '/me/context';
 
 /** The example's middleware, in the order createApp() mounts them (checked by name where they have one). */
-const STACK = ['requestLoggerMiddleware', 'errors', 'publicRoutes', 'userContextMiddleware', 'adminRouterMiddleware', 'routes', 'allowedMethods'] as const;
-/** The first of {@link STACK} that are the example's or this library's own functions, checked by name (the router's are not). */
-const NAMED = 5;
+const STACK = ['requestLoggerMiddleware', 'errors', 'publicRoutes', 'userContextMiddleware', 'adminRouterMiddleware', 'routes'] as const;
 type Layer = (typeof STACK)[number];
 
 /**
@@ -81,10 +81,14 @@ async function middlewareApp(fixtures: ServerFixtures, metrics: boolean): Promis
   return app;
 }
 
-/** The example's createApp(), with only `layers` of its middleware stack mounted. */
-async function exampleApp(fixtures: ServerFixtures, layers: readonly Layer[], logLevel: 'info' | 'debug' = 'info'): Promise<Koa> {
+/**
+ * The example's createApp(), with only `layers` of its middleware stack mounted;
+ * `koaRouter`: its routes served by @koa/router (`routes()` and `allowedMethods()`,
+ * the same table) in place of examples/router.ts.
+ */
+async function exampleApp(fixtures: ServerFixtures, layers: readonly Layer[], logLevel: 'info' | 'debug' = 'info', koaRouter = false): Promise<Koa> {
   const [{ createApp, createLogger }, { exampleLlmRegistry }] = await Promise.all([import('../examples/app.js'), import('../examples/providers/registry.js')]);
-  const { app, store } = createApp({
+  const { app, store, router } = createApp({
     secret: fixtures.hsSecret,
     llms: exampleLlmRegistry(NOWHERE),
     // Never connected by GET /me/context; the store is built with the MCP factory as the example's is.
@@ -95,23 +99,35 @@ async function exampleApp(fixtures: ServerFixtures, layers: readonly Layer[], lo
   await configureAll(store, fixtures);
   const mounted = app.middleware;
   if (mounted.length !== STACK.length) throw new Error(`examples/app.ts mounts ${mounted.length} middleware, the bench knows ${STACK.length}: update bench/app-contenders.ts`);
-  const kept = mounted.filter((fn, i) => {
+  const instead = koaRouter ? await koaRouterOf(router.table) : undefined;
+  const kept = mounted.flatMap((fn, i) => {
     const name = (fn as { name?: string }).name ?? '';
-    if (i < NAMED && name !== STACK[i]) throw new Error(`examples/app.ts middleware ${i} is "${name}", the bench expects "${STACK[i]}"`);
-    return layers.includes(STACK[i]!);
+    if (name !== STACK[i]) throw new Error(`examples/app.ts middleware ${i} is "${name}", the bench expects "${STACK[i]}"`);
+    if (!layers.includes(STACK[i]!)) return [];
+    return instead !== undefined && STACK[i] === 'routes' ? instead : [fn];
   });
   mounted.splice(0, mounted.length, ...kept);
   return app;
 }
 
+/** @koa/router 15 with the example's route table: its routes() and allowedMethods(). */
+async function koaRouterOf(table: Router['table']): Promise<Koa.Middleware[]> {
+  const { default: KoaRouter } = await import('@koa/router');
+  const koaRouter = new KoaRouter();
+  for (const { methods, path, handler } of table) koaRouter.register(path, [...methods], handler as Koa.Middleware);
+  return [koaRouter.routes() as Koa.Middleware, koaRouter.allowedMethods() as Koa.Middleware];
+}
+
 const ROUTES: Layer[] = ['userContextMiddleware', 'routes'];
 const ADMIN: Layer[] = [...ROUTES, 'adminRouterMiddleware'];
-const METHODS: Layer[] = [...ADMIN, 'allowedMethods'];
-const PUBLIC: Layer[] = [...METHODS, 'publicRoutes'];
+const PUBLIC: Layer[] = [...ADMIN, 'publicRoutes'];
 const ERRORS: Layer[] = [...PUBLIC, 'errors'];
 
-/** The rows from the bare route up; each adds one layer to the one before. */
-export const APP_LADDER: readonly (Contender & { adds: string })[] = [
+/**
+ * The rows from the bare route up; each adds one layer to the one before, or
+ * to its `base` (a row measured as an alternative to an earlier one).
+ */
+export const APP_LADDER: readonly (Contender & { adds: string; base?: string })[] = [
   {
     id: 'me-bare',
     label: 'bare Koa, the same JSON',
@@ -128,7 +144,7 @@ export const APP_LADDER: readonly (Contender & { adds: string })[] = [
       app.use(function me(ctx) {
         if (ctx.method !== 'GET' || ctx.path !== APP_ROUTE) return;
         ctx.body = {
-          provider: providerOf(0), model, mcpServerName: null, mcpServerId: null, awsRegion: null,
+          provider: providerOf(0), model, mcpServerName: null, mcpServerNames: null, mcpServerId: null, awsRegion: null,
           azureDeploymentDetails: null, friendliDetails: null, modelProviderInProfile: null, serverConfigs: {},
           llmCredentials: null, llmInstance: null, mcpClient: null, userUuid: user, lastAccess: new Date().toISOString(), version: 1,
         };
@@ -156,8 +172,8 @@ export const APP_LADDER: readonly (Contender & { adds: string })[] = [
   },
   {
     id: 'app-routes',
-    label: 'example: userContext + @koa/router',
-    adds: "the example's createApp(): its store, metrics, and @koa/router's routes() in place of the one function",
+    label: 'example: userContext + its router',
+    adds: "the example's createApp(): its store, metrics, and its router's routes() (examples/router.ts, find-my-way) in place of the one function",
     tokens: 'hs',
     path: APP_ROUTE,
     description: 'createApp() with only userContext() and router.routes() mounted.',
@@ -173,21 +189,12 @@ export const APP_LADDER: readonly (Contender & { adds: string })[] = [
     build: (fixtures) => exampleApp(fixtures, ADMIN),
   },
   {
-    id: 'app-methods',
-    label: '+ router.allowedMethods()',
-    adds: "@koa/router's allowedMethods() after the routes",
-    tokens: 'hs',
-    path: APP_ROUTE,
-    description: 'app-admin plus allowedMethods().',
-    build: (fixtures) => exampleApp(fixtures, METHODS),
-  },
-  {
     id: 'app-public',
     label: '+ /metrics and /ready',
     adds: 'the routes answered before authentication (GET /metrics, GET /ready): one middleware',
     tokens: 'hs',
     path: APP_ROUTE,
-    description: 'app-methods plus publicRoutes (GET /metrics, GET /ready).',
+    description: 'app-admin plus publicRoutes (GET /metrics, GET /ready).',
     build: (fixtures) => exampleApp(fixtures, PUBLIC),
   },
   {
@@ -216,6 +223,16 @@ export const APP_LADDER: readonly (Contender & { adds: string })[] = [
     path: APP_ROUTE,
     description: 'app-logged with the logger at debug: one access line per request.',
     build: (fixtures) => exampleApp(fixtures, STACK, 'debug'),
+  },
+  {
+    id: 'app-koa-router',
+    base: 'app-logged',
+    label: 'the example app on @koa/router',
+    adds: "@koa/router 15's routes() and allowedMethods(), the same routes, in place of examples/router.ts (measured against app-logged: what that choice costs)",
+    tokens: 'hs',
+    path: APP_ROUTE,
+    description: 'app-logged with its routes served by @koa/router.',
+    build: (fixtures) => exampleApp(fixtures, STACK, 'info', true),
   },
 ];
 

@@ -31,7 +31,7 @@ import { appMarkdown, type AppResults } from './report.js';
 const HELP = `npm run bench:app -- [options]
   --rounds <n>          solo HTTP rounds, one server at a time, alternating (default 12; 0: no HTTP)
   --paired-rounds <n>   paired HTTP rounds of each paired row with the bare route (default 6; 0: none)
-  --paired <ids>        the rows loaded over HTTP with the bare route (default me-kuc,app-errors,app-logged,app-logged-debug)
+  --paired <ids>        the rows loaded over HTTP with the bare route (default me-kuc,app-errors,app-logged,app-logged-debug,app-koa-router)
   --duration <s>        seconds per round (default 3)
   --ladder-rounds <n>   rounds of the in-process ladder (default 60; 0: none)
   --requests <n>        requests counted under callgrind per row (default 300; 0: none)
@@ -73,7 +73,7 @@ let http: ContenderResult[] = [];
 if (soloRounds > 0) {
   const pin = pinLoadGenerator(values['no-pin']);
   log(pin.note);
-  const chosen = new Set([APP_BASELINE_ID, ...(values.paired ?? 'me-kuc,app-errors,app-logged,app-logged-debug').split(',')]);
+  const chosen = new Set([APP_BASELINE_ID, ...(values.paired ?? 'me-kuc,app-errors,app-logged,app-logged-debug,app-koa-router').split(',')]);
   const contenders = APP_LADDER.filter((c) => chosen.has(c.id));
   http = await runHttp(contenders, APP_BASELINE_ID, makeFixtures(100), {
     connections: 50, warmup: 2, duration, rounds: soloRounds, pairedRounds, serverExecArgv: [], serverCpu: pin.serverCpu, log,
@@ -84,7 +84,8 @@ if (soloRounds > 0) {
 let ladder: RowAbove[] = [];
 if (ladderRounds > 0) {
   const file = join(mkdtempSync(join(tmpdir(), 'kuc-bench-app-')), 'ladder.json');
-  const rows = ids.filter((id) => id !== APP_BASELINE_ID); // the bare route needs a process without AsyncLocalStorage
+  // The bare route needs a process without AsyncLocalStorage; a row with a base is measured against it (`id@base`).
+  const rows = APP_LADDER.filter((c) => c.id !== APP_BASELINE_ID).map((c) => (c.base === undefined ? c.id : `${c.id}@${c.base}`));
   log(`ladder: ${rows.join(' → ')}, ${ladderRounds} rounds`);
   const child = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(new URL('./ladder.ts', import.meta.url)), '--ids', rows.join(','), '--rounds', String(ladderRounds), '--json', file], {
     // The example's log lines go to stdout: a pipe read and dropped here, as a log collector would.
@@ -109,7 +110,7 @@ if (requests > 0) {
 const results: AppResults = {
   date: new Date().toISOString(),
   loadAverage: loadavg(),
-  rows: APP_LADDER.map(({ id, label, adds }) => ({ id, label, adds })),
+  rows: APP_LADDER.map(({ id, label, adds, base }) => ({ id, label, adds, ...(base !== undefined ? { base } : {}) })),
   http,
   ladder,
   instructions,

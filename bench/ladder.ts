@@ -14,7 +14,7 @@
  * a process of its own (the floor step comes from the HTTP paired rounds).
  *
  * Run by bench/run.ts: `node --import tsx bench/ladder.ts --json <file> [--rounds n]`; by bench/app.ts
- * with `--ids a,b,c` (any rows, each measured against the one before it).
+ * with `--ids a,b,c` (any rows, each measured against the one before it; `c@a`: c against a).
  */
 import { writeFileSync } from 'node:fs';
 import { Agent, request } from 'node:http';
@@ -123,10 +123,15 @@ export interface RowAbove {
   p75: number;
 }
 
-/** Per row after the first: its CPU per request minus the row before's, same rounds (median, quartiles). */
-export function stepwise(samples: ReadonlyMap<string, number[]>, ids: readonly string[]): RowAbove[] {
-  return ids.slice(1).map((id, i) => {
-    const d = aboveFloor(samples, id, ids[i]!);
+/**
+ * Per row after the first: its CPU per request minus the row before's (or its
+ * base's, for a row written `id@base`), same rounds (median, quartiles).
+ */
+export function stepwise(samples: ReadonlyMap<string, number[]>, rows: readonly string[]): RowAbove[] {
+  const ids = rows.map((row) => row.split('@')[0]!);
+  return rows.slice(1).map((row, i) => {
+    const id = ids[i + 1]!;
+    const d = aboveFloor(samples, id, row.split('@')[1] ?? ids[i]!);
     return { id, aboveBefore: d.median, p25: d.p25, p75: d.p75 };
   });
 }
@@ -136,10 +141,10 @@ async function main(): Promise<void> {
   const arg = (name: string): string | undefined => (argv.includes(name) ? argv[argv.indexOf(name) + 1] : undefined);
   const rounds = Number(arg('--rounds') ?? 150);
   const json = arg('--json');
-  const ids = arg('--ids')?.split(',');
-  if (ids !== undefined) {
-    // Any rows (e.g. the example app's): each against the row before it.
-    const steps = stepwise(await ladderSamples(ids, makeFixtures(100), rounds), ids);
+  const rows = arg('--ids')?.split(',');
+  if (rows !== undefined) {
+    // Any rows (e.g. the example app's): each against the row before it, or `id@base` against its base.
+    const steps = stepwise(await ladderSamples(rows.map((row) => row.split('@')[0]!), makeFixtures(100), rounds), rows);
     if (json !== undefined) writeFileSync(json, JSON.stringify({ batch: BATCH, rounds, steps }));
     for (const s of steps) console.log(`${s.id.padEnd(18)} ${s.aboveBefore.toFixed(2).padStart(7)} µs above the row before (quartiles ${s.p25.toFixed(2)} – ${s.p75.toFixed(2)})`);
     return;

@@ -444,14 +444,14 @@ function cpuLine(x: LinesResults): string[] {
 export interface AppResults {
   date: string;
   loadAverage: number[];
-  /** The rows from the bare route up, each adding `adds` to the one before. */
-  rows: { id: string; label: string; adds: string }[];
+  /** The rows from the bare route up, each adding `adds` to the one before (or to its `base`). */
+  rows: { id: string; label: string; adds: string; base?: string }[];
   /**
-   * HTTP rounds against the bare route (by default me-kuc, app-errors, app-logged and app-logged-debug):
+   * HTTP rounds against the bare route (by default me-kuc, app-errors, app-logged, app-logged-debug and app-koa-router):
    * solo rounds (one server at a time, alternating), and paired rounds in `paired`.
    */
   http: ContenderResult[];
-  /** In-process ladder: each row's CPU per request above the row before (the bare row is not in it). */
+  /** In-process ladder: each row's CPU per request above the row before or its base (the bare row is not in it). */
   ladder: { id: string; aboveBefore: number; p25: number; p75: number }[];
   /** Server instructions per request under callgrind. */
   instructions: { id: string; requests: number; perRequest: number }[];
@@ -475,15 +475,15 @@ export function appMarkdown(r: AppResults): string {
       "createApp()'s own middleware stack cut down to the layers named). Instructions are the server's, counted by callgrind " +
       `over ${r.instructions[0]?.requests ?? 0} requests after a warm-up (bench/app-instructions.ts; user space only: the kernel's ` +
       "socket and log writes are not in them; a row's count moves by up to ±20 % from run to run (V8's JIT and GC decisions, timers, the slowdown under valgrind)); \"% of bare\" is the bare row's count over the row's. The CPU column is the in-process ladder (bench/ladder.ts `--ids`): the row's CPU per " +
-      'request minus the row before\'s in the same rounds, median and quartiles, client included, on a shared machine ' +
+      'request minus the row before\'s (a row with a base: minus the base\'s) in the same rounds, median and quartiles, client included, on a shared machine ' +
       `(load ${r.loadAverage.map((l) => l.toFixed(1)).join(' ')} at the end of the run).`,
     '',
-    '| row | adds | instructions/request | above the row before | % of bare (instructions) | CPU above the row before (quartiles) |',
+    '| row | adds | instructions/request | above the row before (or its base) | % of bare (instructions) | CPU above the row before or its base (quartiles) |',
     '|---|---|---:|---:|---:|---:|',
   ];
   r.rows.forEach((row, i) => {
     const n = count.get(row.id);
-    const before = i === 0 ? undefined : count.get(r.rows[i - 1]!.id);
+    const before = i === 0 ? undefined : count.get(row.base ?? r.rows[i - 1]!.id);
     const s = step.get(row.id);
     lines.push(
       `| ${row.label} (\`${row.id}\`) | ${row.adds} | ${n === undefined ? '–' : k(n)} | ` +

@@ -37,7 +37,6 @@
  */
 import { EventEmitter } from 'node:events';
 import { PassThrough } from 'node:stream';
-import Router from '@koa/router';
 import Koa from 'koa';
 import pino, { type Logger } from 'pino';
 import { Registry } from 'prom-client';
@@ -87,6 +86,7 @@ import { plan } from './agent/planner.js';
 import { registerContextMetrics } from '../src/metrics.js';
 import { HttpError, readJson } from './body.js';
 import { SessionManager, type Session } from './sessions.js';
+import { Router } from './router.js';
 
 /** Profiles a query can name with `"profile": "<tag>"`. */
 export const DEFAULT_PROFILES: ReadonlyMap<string, Profile> = new Map<string, Profile>([
@@ -140,6 +140,8 @@ export interface ExampleApp {
   logger: Logger;
   /** Sessions of the example app (POST /sessions). */
   sessions: SessionManager;
+  /** The routes below userContext() (examples/router.ts); more can be added. */
+  router: Router;
 }
 
 /** A pino logger whose every line inside a user scope carries userUuid, provider and model. */
@@ -410,8 +412,7 @@ export function createApp(options: ExampleAppOptions): ExampleApp {
   app.use(auth);
   app.use(admin);
   app.use(router.routes());
-  app.use(router.allowedMethods());
-  return { app, store, registry, logger, sessions };
+  return { app, store, registry, logger, sessions, router };
 }
 
 /** A request slower than this is logged at info even when it succeeded. */

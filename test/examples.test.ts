@@ -117,6 +117,34 @@ describe('examples/app.ts', () => {
     // Rejected configures changed nothing.
     expect(store.peek(user)?.provider ?? null).toBeNull();
   });
+
+  it('routes: a known path under another method is a JSON 405 with Allow, OPTIONS lists the methods, HEAD answers like GET, parameters arrive decoded', async () => {
+    const { secret, server } = start();
+    const auth = { authorization: `Bearer ${mintToken(secret, randomUUID())}` };
+    const put = await request(server).put('/me/context').set(auth).send({});
+    expect({ status: put.status, allow: put.headers['allow'], error: put.body.error }).toEqual({ status: 405, allow: 'GET, HEAD', error: 'method_not_allowed' });
+    expect(put.body.message).toBe('/me/context answers GET, HEAD, not PUT.');
+    const get = await request(server).get('/configure').set(auth);
+    expect({ status: get.status, allow: get.headers['allow'], error: get.body.error }).toEqual({ status: 405, allow: 'POST', error: 'method_not_allowed' });
+    const options = await request(server).options('/sessions/abc').set(auth);
+    expect({ status: options.status, allow: options.headers['allow'] }).toEqual({ status: 204, allow: 'GET, HEAD' });
+    const head = await request(server).head('/me/context').set(auth);
+    expect({ status: head.status, type: head.headers['content-type'], body: head.text }).toEqual({ status: 200, type: 'application/json; charset=utf-8', body: undefined });
+    // A trailing slash routes as without; an unknown path (under any method) is the JSON 404.
+    expect((await request(server).get('/me/context/').set(auth)).status).toBe(200);
+    for (const res of [await request(server).put('/nowhere').set(auth), await request(server).get('/me/contexts').set(auth)]) {
+      expect({ status: res.status, error: res.body.error, allow: res.headers['allow'] }).toEqual({ status: 404, error: 'not_found', allow: undefined });
+    }
+    // The session id in the path is decoded before the handler sees it.
+    const created = await request(server).post('/sessions').set(auth);
+    expect(created.status).toBe(201);
+    const id = created.body.id as string;
+    const encoded = `%${id.charCodeAt(0).toString(16).toUpperCase()}${id.slice(1)}`;
+    const fetched = await request(server).get(`/sessions/${encoded}`).set(auth);
+    expect({ status: fetched.status, id: fetched.body.id }).toEqual({ status: 200, id });
+    const malformed = await request(server).get('/sessions/%E0%A4%A').set(auth);
+    expect({ status: malformed.status, error: malformed.body.error }).toEqual({ status: 404, error: 'not_found' });
+  });
 });
 
 describe('examples/server.ts', () => {

@@ -5,6 +5,7 @@
  * per-user environment, stderr stamped with the user, switching, eviction,
  * close, a child killed mid-run, and process counts from /proc before and after.
  */
+import { execFileSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -80,6 +81,24 @@ afterAll(() => {
   console.log(`stdio children: ${stdioCounters.started} started, ${stdioCounters.exited} ended`);
   expect(stdioCounters.exited).toBe(stdioCounters.started);
   expect(childProcesses()).toEqual({ live: [], zombies: [] });
+});
+
+describe('the stdio transport is loaded with the first stdio server', () => {
+  it('importing koa-user-context/mcp (and an HTTP-only factory) leaves process.stdin unbuilt; the first stdio link builds it', () => {
+    // The SDK's stdio module imports node:process as an ES module, which makes Node build process.stdin
+    // (measured: about 3 µs more per HTTP request of the process); the getter below records who asks.
+    const script = `
+      const d = Object.getOwnPropertyDescriptor(process, 'stdin');
+      let built = false;
+      Object.defineProperty(process, 'stdin', { configurable: true, enumerable: d.enumerable, get() { built = true; return d.get.call(process); } });
+      const mcp = await import(${JSON.stringify(new URL('../src/mcp.ts', import.meta.url).href)});
+      mcp.createMcpClientFactory({ servers: { crm: 'http://127.0.0.1:9/mcp' } });
+      const before = built;
+      await import('@modelcontextprotocol/sdk/client/stdio.js');
+      console.log(JSON.stringify({ before, after: built }));`;
+    const out = execFileSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
+    expect(JSON.parse(out.trim().split('\n').at(-1)!)).toEqual({ before: false, after: true });
+  });
 });
 
 describe('stdio MCP servers (reference servers as child processes)', { timeout: 120_000 }, () => {

@@ -14,7 +14,7 @@
  * goes on), never a 500.
  */
 import { PassThrough } from 'node:stream';
-import type Router from '@koa/router';
+import type { Router } from '../router.js';
 import type Koa from 'koa';
 import { stepCountIs, type ToolSet } from 'ai';
 import { getUserLlm, getUserTools, userToolOrigin, type UserLlm } from '../../src/ai.js';

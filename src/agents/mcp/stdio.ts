@@ -10,7 +10,7 @@
  */
 import { createInterface } from 'node:readline';
 import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
-import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
+import type { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
 import type { OpenContext } from './http.js';
 import { LinkState, connectOrClose, newClient, type McpLink } from './health.js';
 import type { ResolvedTarget } from './targets.js';
@@ -40,10 +40,10 @@ class StdioLink extends LinkState implements McpLink {
   readonly #exit: Promise<void>;
   #closing: Promise<void> | undefined;
 
-  constructor(target: Extract<ResolvedTarget, { kind: 'stdio' }>, ctx: StdioOpenContext) {
+  constructor(Transport: typeof StdioClientTransport, target: Extract<ResolvedTarget, { kind: 'stdio' }>, ctx: StdioOpenContext) {
     super();
     this.#killTimeout = ctx.killTimeout;
-    this.#transport = new StdioClientTransport({
+    this.#transport = new Transport({
       command: target.command,
       args: [...target.args],
       env: { ...target.env },
@@ -162,10 +162,23 @@ class StdioLink extends LinkState implements McpLink {
   }
 }
 
+/**
+ * The SDK's stdio transport, loaded with the first stdio server, never by an
+ * app without one: its ES module imports `node:process`, and Node then builds
+ * every stdio stream of the process, `process.stdin` included (an
+ * `fs.ReadStream` when stdin is /dev/null, as under most supervisors), which
+ * alone made every HTTP request of the process about 3 µs slower
+ * (docs/benchmarks.md, "The example app").
+ */
+let transportModule: Promise<typeof import('@modelcontextprotocol/sdk/client/stdio.js')> | undefined;
+
 /** Starts the child of `target` and initialises MCP with it; rejects with `McpConnectError`. */
 export function openStdioLink(target: Extract<ResolvedTarget, { kind: 'stdio' }>, ctx: StdioOpenContext): Promise<McpLink> {
-  return connectOrClose(new StdioLink(target, ctx), ctx.connectTimeout, (reason) =>
-    `Could not start MCP server "${target.name}" (${target.command}) for user ${ctx.userUuid}: ${reason}. ` +
-      'Check the command, its arguments and working directory in the server registry; its stderr is in the log.',
+  transportModule ??= import('@modelcontextprotocol/sdk/client/stdio.js');
+  return transportModule.then(({ StdioClientTransport: Transport }) =>
+    connectOrClose(new StdioLink(Transport, target, ctx), ctx.connectTimeout, (reason) =>
+      `Could not start MCP server "${target.name}" (${target.command}) for user ${ctx.userUuid}: ${reason}. ` +
+        'Check the command, its arguments and working directory in the server registry; its stderr is in the log.',
+    ),
   );
 }
