@@ -28,10 +28,13 @@ import { callgrindUnavailable, countInstructions, type InstructionCount } from '
 import type { RowAbove } from './ladder.js';
 import { appMarkdown, type AppResults } from './report.js';
 
+/** The rows loaded over HTTP with the bare route when `--paired` is not given. */
+const DEFAULT_PAIRED = 'me-kuc,app-errors,app-logged,app-logged-debug,app-koa-router';
+
 const HELP = `npm run bench:app -- [options]
   --rounds <n>          solo HTTP rounds, one server at a time, alternating (default 12; 0: no HTTP)
   --paired-rounds <n>   paired HTTP rounds of each paired row with the bare route (default 6; 0: none)
-  --paired <ids>        the rows loaded over HTTP with the bare route (default me-kuc,app-errors,app-logged,app-logged-debug,app-koa-router)
+  --paired <ids>        the rows loaded over HTTP with the bare route (default ${DEFAULT_PAIRED})
   --duration <s>        seconds per round (default 3)
   --ladder-rounds <n>   rounds of the in-process ladder (default 60; 0: none)
   --requests <n>        requests counted under callgrind per row (default 300; 0: none)
@@ -73,7 +76,7 @@ let http: ContenderResult[] = [];
 if (soloRounds > 0) {
   const pin = pinLoadGenerator(values['no-pin']);
   log(pin.note);
-  const chosen = new Set([APP_BASELINE_ID, ...(values.paired ?? 'me-kuc,app-errors,app-logged,app-logged-debug,app-koa-router').split(',')]);
+  const chosen = new Set([APP_BASELINE_ID, ...(values.paired ?? DEFAULT_PAIRED).split(',')]);
   const contenders = APP_LADDER.filter((c) => chosen.has(c.id));
   http = await runHttp(contenders, APP_BASELINE_ID, makeFixtures(100), {
     connections: 50, warmup: 2, duration, rounds: soloRounds, pairedRounds, serverExecArgv: [], serverCpu: pin.serverCpu, log,
