@@ -27,6 +27,9 @@ export interface LoadFixtures extends ServerFixtures {
 
 export const FIXTURES_ENV = 'KUC_BENCH_FIXTURES';
 
+/** Env var of a server child: comma-separated event names given a no-op listener on `process` (bench/next-tick-state.ts). */
+export const PROCESS_LISTENERS_ENV = 'KUC_BENCH_PROCESS_LISTENERS';
+
 export function makeFixtures(userCount = 100): LoadFixtures {
   const hsSecret = randomBytes(48).toString('base64url');
   const { publicKey, privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });

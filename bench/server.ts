@@ -8,7 +8,7 @@ import { once } from 'node:events';
 import type { AddressInfo } from 'node:net';
 import { cleanups } from './contenders.js';
 import { contenderById } from './registry.js';
-import { readServerFixtures } from './fixtures.js';
+import { PROCESS_LISTENERS_ENV, readServerFixtures } from './fixtures.js';
 
 export type ServerMessage =
   | { type: 'ready'; port: number }
@@ -19,12 +19,16 @@ export type ServerMessage =
 async function main(): Promise<void> {
   const id = process.argv[2];
   const contender = contenderById(String(id));
+  // bench/next-tick-state.ts: no-op listeners on `process` under these event names, added before the app is built.
+  for (const name of (process.env[PROCESS_LISTENERS_ENV] ?? '').split(',').filter(Boolean)) process.on(name, () => {});
   const app = await contender.build(readServerFixtures());
   const server = app.listen(0, '127.0.0.1');
   await once(server, 'listening');
   server.keepAliveTimeout = 60_000;
   const { port } = server.address() as AddressInfo;
   process.on('message', (message: { type?: string }) => {
+    // Needs --allow-natives-syntax: V8 prints process.nextTick's feedback (its inline caches) to stdout.
+    if (message.type === 'print-next-tick-feedback') return void new Function('f', '%DebugPrint(f)')(process.nextTick);
     if (message.type !== 'cpu') return;
     const { user, system } = process.cpuUsage();
     process.send!({ type: 'cpu', micros: user + system, userMicros: user } satisfies ServerMessage);
