@@ -94,7 +94,7 @@ export interface PairedResult {
   rounds: { contender: RoundSample; baseline: RoundSample }[];
 }
 
-interface Running {
+export interface Running {
   contender: Contender;
   child: ChildProcess;
   url: string;
@@ -115,15 +115,25 @@ export function pinLoadGenerator(disabled: boolean): { serverCpu: number | undef
   return { serverCpu: 1, note: 'load generator pinned to CPU 0, servers to CPU 1 (taskset)' };
 }
 
-function startServer(contender: Contender, fixtures: LoadFixtures, execArgv: string[], cpu: number | undefined): Promise<Running> {
+/**
+ * A `bench/server.ts` child serving `contender`, pinned to `cpu`; `env` is added to its environment,
+ * `stdout` (a file descriptor) takes its stdout, which is otherwise read and dropped.
+ */
+export function startServer(
+  contender: Contender,
+  fixtures: LoadFixtures,
+  execArgv: string[],
+  cpu: number | undefined,
+  { env = {}, stdout }: { env?: Record<string, string>; stdout?: number } = {},
+): Promise<Running> {
   const { hsSecret, rsPublicKey, users } = fixtures;
   const child = fork(SERVER, [contender.id], {
     execArgv: ['--import', 'tsx', ...execArgv],
-    env: { ...process.env, NODE_ENV: 'production', [FIXTURES_ENV]: JSON.stringify({ hsSecret, rsPublicKey, users }) },
+    env: { ...process.env, NODE_ENV: 'production', [FIXTURES_ENV]: JSON.stringify({ hsSecret, rsPublicKey, users }), ...env },
     // stdout is read and dropped here, as a log collector reads a server's (the example app logs a line per request).
-    stdio: ['ignore', 'pipe', 'inherit', 'ipc'],
+    stdio: ['ignore', stdout ?? 'pipe', 'inherit', 'ipc'],
   });
-  child.stdout!.resume();
+  child.stdout?.resume();
   if (cpu !== undefined) {
     const pinned = spawnSync('taskset', ['-a', '-cp', String(cpu), String(child.pid)], { encoding: 'utf8' });
     if (pinned.status !== 0) throw new Error(`taskset could not pin ${contender.id} to CPU ${cpu}: ${pinned.stderr || pinned.error?.message}`);
@@ -169,7 +179,7 @@ interface Load {
   latencies: Float64Array;
 }
 
-function load(run: Running, fixtures: LoadFixtures, connections: number, seconds: number): Promise<Load> {
+export function load(run: Running, fixtures: LoadFixtures, connections: number, seconds: number): Promise<Load> {
   const requests = tokensOf(run.contender, fixtures).map((token) => ({
     method: 'GET' as const,
     path: pathOf(run.contender),
@@ -213,7 +223,7 @@ function cpuOf(run: Running): Promise<{ micros: number; userMicros: number }> {
   });
 }
 
-async function measured(run: Running, fixtures: LoadFixtures, connections: number, seconds: number, round: number): Promise<RoundSample> {
+export async function measured(run: Running, fixtures: LoadFixtures, connections: number, seconds: number, round: number): Promise<RoundSample> {
   const before = await cpuOf(run);
   const loaded = await load(run, fixtures, connections, seconds);
   const after = await cpuOf(run);

@@ -24,17 +24,14 @@
  *   --servers <n>       fresh servers, one after the other (default 4)
  *   --seconds <s>       seconds of load per server after 2 s of warm-up (default 3)
  */
-import { fork, spawnSync, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { closeSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import autocannon from 'autocannon';
-import { FIXTURES_ENV, makeFixtures, PROCESS_LISTENERS_ENV } from './fixtures.js';
+import { makeFixtures, PROCESS_LISTENERS_ENV } from './fixtures.js';
+import { load, measured, pinLoadGenerator, startServer } from './http.js';
 import { contenderById } from './registry.js';
-import type { ServerMessage } from './server.js';
 
 const { values } = parseArgs({
   options: {
@@ -45,49 +42,25 @@ const { values } = parseArgs({
   },
 });
 const contender = contenderById(values.row);
-const path = contender.path ?? '/whoami';
 const fixtures = makeFixtures(100);
-const requests = fixtures.hsTokens.map((token) => ({ method: 'GET' as const, path, headers: { authorization: `Bearer ${token}` } }));
-const pinned = spawnSync('taskset', ['-a', '-cp', '0', String(process.pid)]).status === 0;
+const pin = pinLoadGenerator(false);
 
 /** The states of the literal's key definitions, in order: `MONOMORPHIC`, `MEGAMORPHIC`, … */
 function literalStates(printed: string): string[] {
   return [...printed.matchAll(/slot #\d+ DefineKeyedOwnPropertyInLiteral (\w+)/g)].map((m) => m[1]!);
 }
 
-function cpuMicros(child: ChildProcess): Promise<number> {
-  const answer = new Promise<number>((resolve) => {
-    child.once('message', (m: ServerMessage) => resolve(m.type === 'cpu' ? m.micros : NaN));
-  });
-  child.send({ type: 'cpu' });
-  return answer;
-}
-
-console.log(`row ${contender.id}, listeners on process: ${values.listeners || 'none'}${pinned ? ' (load on CPU 0, server on CPU 1)' : ''}`);
+console.log(`row ${contender.id}, listeners on process: ${values.listeners || 'none'}; ${pin.note}`);
 const dir = mkdtempSync(join(tmpdir(), 'kuc-next-tick-'));
 for (let i = 0; i < Number(values.servers); i++) {
   const file = join(dir, `server-${i}.txt`);
   const stdout = openSync(file, 'w');
-  const child = fork(fileURLToPath(new URL('./server.ts', import.meta.url)), [contender.id], {
-    execArgv: ['--import', 'tsx', '--allow-natives-syntax'],
-    env: {
-      ...process.env,
-      NODE_ENV: 'production',
-      [FIXTURES_ENV]: JSON.stringify({ hsSecret: fixtures.hsSecret, rsPublicKey: fixtures.rsPublicKey, users: fixtures.users }),
-      [PROCESS_LISTENERS_ENV]: values.listeners,
-    },
-    // A file, not a pipe: V8 prints through C stdio, which holds a pipe's last bytes until the process exits.
-    stdio: ['ignore', stdout, 'inherit', 'ipc'],
-  });
-  if (pinned) spawnSync('taskset', ['-a', '-cp', '1', String(child.pid)]);
-  const [ready] = (await once(child, 'message')) as [ServerMessage];
-  if (ready.type !== 'ready') throw new Error(`${contender.id}: ${JSON.stringify(ready)}`);
-  const url = `http://127.0.0.1:${ready.port}`;
-  await autocannon({ url, connections: 50, duration: 2, requests });
-  const before = await cpuMicros(child);
-  const result = await autocannon({ url, connections: 50, duration: Number(values.seconds), requests });
-  const cpu = (await cpuMicros(child)) - before;
-  if (result.non2xx > 0 || result.errors > 0) throw new Error(`${contender.id}: ${result.non2xx} non-2xx, ${result.errors} errors`);
+  // A file, not a pipe: V8 prints through C stdio, which holds a pipe's last bytes until the process exits.
+  const run = await startServer(contender, fixtures, ['--allow-natives-syntax'], pin.serverCpu, { env: { [PROCESS_LISTENERS_ENV]: values.listeners }, stdout });
+  const { child } = run;
+  await load(run, fixtures, 50, 2);
+  const round = await measured(run, fixtures, 50, Number(values.seconds), i);
+  if (round.non2xx > 0 || round.errors > 0) throw new Error(`${contender.id}: ${round.non2xx} non-2xx, ${round.errors} errors`);
   child.send({ type: 'print-next-tick-feedback' });
   await new Promise((done) => setTimeout(done, 200));
   child.disconnect();
@@ -96,7 +69,7 @@ for (let i = 0; i < Number(values.servers); i++) {
   const states = literalStates(readFileSync(file, 'latin1'));
   if (states.length === 0) throw new Error(`server ${i + 1} printed no feedback for nextTick (${file})`);
   const slow = states.includes('MEGAMORPHIC');
-  console.log(`server ${i + 1}: ${(cpu / result.requests.total).toFixed(1)} µs/request; nextTick literal keys: ${states.join(' ')}${slow ? '  ← runtime path' : ''}`);
+  console.log(`server ${i + 1}: ${round.cpuMicrosPerRequest.toFixed(1)} µs/request; nextTick literal keys: ${states.join(' ')}${slow ? '  ← runtime path' : ''}`);
 }
 rmSync(dir, { recursive: true, force: true });
 process.exit(0);
