@@ -30,6 +30,12 @@ export const FIXTURES_ENV = 'KUC_BENCH_FIXTURES';
 /** Env var of a server child: comma-separated event names given a no-op listener on `process` (bench/next-tick-state.ts). */
 export const PROCESS_LISTENERS_ENV = 'KUC_BENCH_PROCESS_LISTENERS';
 
+/**
+ * Env var of a server child: `0` leaves process.nextTick's tick maps to chance (bench/next-tick-state.ts);
+ * otherwise every server retains a tick object first, as examples/server.ts does (examples/tick-object.ts).
+ */
+export const RETAIN_TICK_ENV = 'KUC_BENCH_RETAIN_TICK';
+
 export function makeFixtures(userCount = 100): LoadFixtures {
   const hsSecret = randomBytes(48).toString('base64url');
   const { publicKey, privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });

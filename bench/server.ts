@@ -8,7 +8,8 @@ import { once } from 'node:events';
 import type { AddressInfo } from 'node:net';
 import { cleanups } from './contenders.js';
 import { contenderById } from './registry.js';
-import { PROCESS_LISTENERS_ENV, readServerFixtures } from './fixtures.js';
+import { retainTickObject } from '../examples/tick-object.js';
+import { PROCESS_LISTENERS_ENV, readServerFixtures, RETAIN_TICK_ENV } from './fixtures.js';
 
 export type ServerMessage =
   | { type: 'ready'; port: number }
@@ -19,6 +20,9 @@ export type ServerMessage =
 async function main(): Promise<void> {
   const id = process.argv[2];
   const contender = contenderById(String(id));
+  // Every row, the bare route too, runs with process.nextTick's tick maps kept, as examples/server.ts
+  // runs: no server is compared in the state that loses them (examples/tick-object.ts).
+  if (process.env[RETAIN_TICK_ENV] !== '0') retainTickObject();
   // bench/next-tick-state.ts: no-op listeners on `process` under these event names, added before the app is built.
   for (const name of (process.env[PROCESS_LISTENERS_ENV] ?? '').split(',').filter(Boolean)) process.on(name, () => {});
   const app = await contender.build(readServerFixtures());
