@@ -36,6 +36,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { makeFixtures, PROCESS_LISTENERS_ENV, RETAIN_TICK_ENV } from './fixtures.js';
 import { load, measured, pinLoadGenerator, startServer } from './http.js';
+import { literalStates } from './next-tick-feedback.js';
 import { contenderById } from './registry.js';
 
 const { values } = parseArgs({
@@ -50,11 +51,6 @@ const { values } = parseArgs({
 const contender = contenderById(values.row);
 const fixtures = makeFixtures(100);
 const pin = pinLoadGenerator(false);
-
-/** The states of the literal's key definitions, in order: `MONOMORPHIC`, `MEGAMORPHIC`, … */
-function literalStates(printed: string): string[] {
-  return [...printed.matchAll(/slot #\d+ DefineKeyedOwnPropertyInLiteral (\w+)/g)].map((m) => m[1]!);
-}
 
 console.log(`row ${contender.id}, listeners on process: ${values.listeners || 'none'}, tick object ${values.retain ? '' : 'not '}retained; ${pin.note}`);
 const dir = mkdtempSync(join(tmpdir(), 'kuc-next-tick-'));

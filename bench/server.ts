@@ -9,6 +9,7 @@ import type { AddressInfo } from 'node:net';
 import { cleanups } from './contenders.js';
 import { contenderById } from './registry.js';
 import { retainTickObject } from '../examples/tick-object.js';
+import { printNextTickFeedback } from './next-tick-feedback.js';
 import { PROCESS_LISTENERS_ENV, readServerFixtures, RETAIN_TICK_ENV } from './fixtures.js';
 
 export type ServerMessage =
@@ -31,8 +32,8 @@ async function main(): Promise<void> {
   server.keepAliveTimeout = 60_000;
   const { port } = server.address() as AddressInfo;
   process.on('message', (message: { type?: string }) => {
-    // Needs --allow-natives-syntax: V8 prints process.nextTick's feedback (its inline caches) to stdout.
-    if (message.type === 'print-next-tick-feedback') return void new Function('f', '%DebugPrint(f)')(process.nextTick);
+    // Needs --allow-natives-syntax (bench/next-tick-state.ts).
+    if (message.type === 'print-next-tick-feedback') return printNextTickFeedback();
     if (message.type !== 'cpu') return;
     const { user, system } = process.cpuUsage();
     process.send!({ type: 'cpu', micros: user + system, userMicros: user } satisfies ServerMessage);
