@@ -150,11 +150,20 @@ export class ContextStore implements GenerationOwner {
    * `scope.close()`.
    */
   openScope(userUuid: string, claims?: Readonly<Record<string, unknown>>): Scope {
+    this.#refuseWhenClosing();
+    this.#loader?.requireLoaded(userUuid);
+    return this.#openCached(userUuid, claims);
+  }
+
+  /** A scope on a user whose context needs no loading (checked by the caller). */
+  #openCached(userUuid: string, claims: Readonly<Record<string, unknown>> | undefined): Scope {
+    return this.#open.add(new Scope(this, this.#touch(userUuid), claims, this.#open.unlink));
+  }
+
+  #refuseWhenClosing(): void {
     if (this.#closing !== undefined) {
       throw new StoreClosedError('The context store is closed; no new user scope can start. Create a new store.');
     }
-    this.#loader?.requireLoaded(userUuid);
-    return this.#open.add(new Scope(this, this.#touch(userUuid), claims, this.#open.unlink));
   }
 
   /**
@@ -167,7 +176,9 @@ export class ContextStore implements GenerationOwner {
    */
   acquireScope(userUuid: string, claims?: Readonly<Record<string, unknown>>): Scope | Promise<Scope> {
     if (this.#loader?.cold(userUuid) === true) return this.#loader.load(userUuid, claims).then(() => this.acquireScope(userUuid, claims));
-    return this.openScope(userUuid, claims);
+    // Not cold: cached (or no loader) — openScope's own check would look the user up a second time.
+    this.#refuseWhenClosing();
+    return this.#openCached(userUuid, claims);
   }
 
   /**
