@@ -39,7 +39,8 @@ const HELP = `npm run bench:app -- [options]
   --ladder-rounds <n>   rounds of the in-process ladder (default 60; 0: none)
   --requests <n>        requests counted under callgrind per row (default 300; 0: none)
   --out <dir>           write app-results.json and benchmarks.md there
-  --no-pin              do not pin the load generator and the servers to separate CPUs`;
+  --no-pin              do not pin the load generator and the servers to separate CPUs
+  --no-keep-awake       let the pinned load generator sleep between responses (bench/http.ts keepAwake)`;
 
 const { values } = parseArgs({
   options: {
@@ -51,6 +52,7 @@ const { values } = parseArgs({
     requests: { type: 'string' },
     out: { type: 'string' },
     'no-pin': { type: 'boolean', default: false },
+    'no-keep-awake': { type: 'boolean', default: false },
     help: { type: 'boolean', default: false },
   },
 });
@@ -73,13 +75,16 @@ log(`load ${loadavg().map((l) => l.toFixed(2)).join(' ')}`);
 
 // --- HTTP rounds: solo (alternating), then paired -------------------------
 let http: ContenderResult[] = [];
+let loadGenerator: string | undefined;
 if (soloRounds > 0) {
   const pin = pinLoadGenerator(values['no-pin']);
-  log(pin.note);
+  const awake = !values['no-keep-awake'] && pin.serverCpu !== undefined;
+  loadGenerator = `${pin.note}; ${awake ? 'kept awake (bench/http.ts keepAwake)' : 'sleeping in epoll_wait between responses'}`;
+  log(loadGenerator);
   const chosen = new Set([APP_BASELINE_ID, ...(values.paired ?? DEFAULT_PAIRED).split(',')]);
   const contenders = APP_LADDER.filter((c) => chosen.has(c.id));
   http = await runHttp(contenders, APP_BASELINE_ID, makeFixtures(100), {
-    connections: 50, warmup: 2, duration, rounds: soloRounds, pairedRounds, serverExecArgv: [], serverCpu: pin.serverCpu, log,
+    connections: 50, warmup: 2, duration, rounds: soloRounds, pairedRounds, serverExecArgv: [], serverCpu: pin.serverCpu, keepAwake: awake, log,
   });
 }
 
@@ -115,6 +120,7 @@ const results: AppResults = {
   loadAverage: loadavg(),
   rows: APP_LADDER.map(({ id, label, adds, base }) => ({ id, label, adds, ...(base !== undefined ? { base } : {}) })),
   http,
+  ...(loadGenerator !== undefined ? { loadGenerator } : {}),
   ladder,
   instructions,
   ...(instructionsNote !== undefined ? { instructionsNote } : {}),

@@ -31,6 +31,12 @@ export interface HttpOptions {
   serverExecArgv: string[];
   /** CPU the server children are pinned to (with `taskset`; the caller pins itself elsewhere). */
   serverCpu?: number | undefined;
+  /**
+   * Keep the load generator's event loop from sleeping while servers are loaded
+   * ({@link keepAwake}); only with `serverCpu` set (the generator then has a CPU of its own).
+   * @default false
+   */
+  keepAwake?: boolean;
   log: (line: string) => void;
 }
 
@@ -113,6 +119,32 @@ export function pinLoadGenerator(disabled: boolean): { serverCpu: number | undef
   const self = spawnSync('taskset', ['-a', '-cp', '0', String(process.pid)], { encoding: 'utf8' });
   if (self.status !== 0) return { serverCpu: undefined, note: `not pinned (taskset: ${self.stderr?.trim() || self.error?.message})` };
   return { serverCpu: 1, note: 'load generator pinned to CPU 0, servers to CPU 1 (taskset)' };
+}
+
+/**
+ * Keeps this process's event loop from sleeping in epoll_wait until the returned function is called: a
+ * `setImmediate` loop, so libuv polls without a timeout and the load generator spins on its own CPU.
+ *
+ * Why: on one machine a response written while the load generator sleeps wakes it from inside the
+ * server's write(2): the loopback delivers the segment there and calls sock_def_readable →
+ * try_to_wake_up, an inter-processor interrupt (a VM exit under KVM). A load generator faster than the
+ * server drains every response and sleeps again before the next, so the slower the server, the more of
+ * its requests pay for a wake-up, a cost absent when the clients are on other machines. Under perf
+ * (2026-12-04, 2 vCPUs under KVM), waking the generator took 6.0 % of the bare route's samples and
+ * 10.1 % of the example app's (1.7 and 4.1 µs per request), and 0.8–1.2 % of every server's with the
+ * generator awake. Back to back, asleep then awake: the bare route 25.2 → 22.4 µs of server CPU per
+ * request, the middleware alone 34.2 → 26.6, the example app 39.9 → 29.2 (docs/benchmarks.md, "The
+ * example app", fifth pass).
+ */
+export function keepAwake(): () => void {
+  let awake = true;
+  const spin = (): void => {
+    if (awake) setImmediate(spin);
+  };
+  spin();
+  return () => {
+    awake = false;
+  };
 }
 
 /**
@@ -284,11 +316,12 @@ export async function runHttp(
   const { log } = options;
   if (!contenders.some((c) => c.id === baselineId)) throw new Error(`the baseline "${baselineId}" must be measured`);
   const running: Running[] = [];
+  const wake = options.keepAwake === true && options.serverCpu !== undefined ? keepAwake() : undefined;
   try {
     // Start servers one at a time: tsx's first load is CPU-heavy.
     for (const contender of contenders) running.push(await startServer(contender, fixtures, options.serverExecArgv, options.serverCpu));
     for (const run of running) await checkServer(run, fixtures);
-    log(`servers up: ${running.map((r) => r.contender.id).join(', ')}`);
+    log(`servers up: ${running.map((r) => r.contender.id).join(', ')}${wake === undefined ? '' : '; the load generator is kept awake while it loads'}`);
     if (options.warmup > 0) {
       for (const run of running) {
         await load(run, fixtures, options.connections, options.warmup);
@@ -349,6 +382,7 @@ export async function runHttp(
       };
     });
   } finally {
+    wake?.();
     await Promise.all(
       running.map(
         ({ child }) =>

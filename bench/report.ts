@@ -451,6 +451,8 @@ export interface AppResults {
    * solo rounds (one server at a time, alternating), and paired rounds in `paired`.
    */
   http: ContenderResult[];
+  /** How the HTTP rounds' load generator ran: pinned or not, kept awake or not (bench/http.ts). */
+  loadGenerator?: string;
   /** In-process ladder: each row's CPU per request above the row before or its base (the bare row is not in it). */
   ladder: { id: string; aboveBefore: number; p25: number; p75: number }[];
   /** Server instructions per request under callgrind. */
@@ -499,6 +501,7 @@ export function appMarkdown(r: AppResults): string {
     lines.push(
       '',
       `Solo HTTP rounds (bench/http.ts: one server at a time on its own CPU, the load generator on the other, ${soloRounds} alternating rounds; ` +
+        `${r.loadGenerator === undefined ? '' : `${r.loadGenerator}; `}` +
         "a row's ratio is the median of its per-round ratios to the bare route's round, its range the lowest and highest; " +
         "CPU-bound ratio: the bare route's server CPU per request over the row's, same rounds):",
       '',

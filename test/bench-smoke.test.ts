@@ -4,7 +4,6 @@
  * every part ran and wrote output of the expected shape. No timing is
  * asserted: figures from a smoke run on a shared CI machine mean nothing.
  */
-import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -13,6 +12,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { BASELINE_ID, CONTENDERS } from '../bench/contenders.js';
 import type { Results } from '../bench/report.js';
 import { LADDER_IDS } from '../bench/ladder.js';
+import { runTsx } from './support/run-tsx.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const out = mkdtempSync(join(tmpdir(), 'kuc-bench-smoke-'));
@@ -22,14 +22,7 @@ const mtimes = committed.map((p) => (existsSync(p) ? statSync(p).mtimeMs : undef
 function runSmoke(): Promise<{ code: number | null; output: string }> {
   // The sources (--src), not a build: `npm run bench` builds dist/ first, which would race the
   // package tests that build it for `npm pack` at the same time.
-  const child = spawn(process.execPath, ['--import', 'tsx', 'bench/run.ts', '--smoke', '--src', '--out', out], { cwd: root, env: process.env });
-  let output = '';
-  child.stdout.on('data', (d: Buffer) => (output += d.toString()));
-  child.stderr.on('data', (d: Buffer) => (output += d.toString()));
-  return new Promise((resolve, reject) => {
-    child.once('error', reject);
-    child.once('exit', (code) => resolve({ code, output }));
-  });
+  return runTsx('bench/run.ts', ['--smoke', '--src', '--out', out]);
 }
 
 afterAll(() => rmSync(out, { recursive: true, force: true }));
