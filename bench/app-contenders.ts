@@ -16,9 +16,12 @@
  */
 import Koa from 'koa';
 import type { Logger } from 'pino';
-import type { ContextStore } from '../src/index.js';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { ContextStore, ContextStoreOptions } from '../src/index.js';
 import type { Router } from '../examples/router.js';
-import type { Contender } from './contenders.js';
+import { cleanups, type Contender } from './contenders.js';
 import { providerOf, type ServerFixtures } from './fixtures.js';
 
 /** The route every row serves. */
@@ -86,9 +89,25 @@ async function middlewareApp(fixtures: ServerFixtures, metrics: boolean): Promis
  * `koaRouter`: its routes served by @koa/router (`routes()` and `allowedMethods()`,
  * the same table) in place of examples/router.ts.
  */
+/**
+ * The users' choices saved as examples/server.ts saves them by default: in SQLite (node:sqlite), the
+ * store the cache in front of it; on a Node without node:sqlite, none (as server.ts then runs).
+ */
+async function examplePersistence(fixtures: ServerFixtures): Promise<ContextStoreOptions> {
+  const { choicesKey, openChoicesDatabase } = await import('../examples/persistence/index.js');
+  const dir = mkdtempSync(join(tmpdir(), 'kuc-bench-choices-'));
+  const choices = await openChoicesDatabase({ SQLITE_PATH: join(dir, 'choices.sqlite') }, choicesKey({}, fixtures.hsSecret));
+  cleanups.push(async () => {
+    await choices?.table.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  return choices === undefined ? {} : { persistence: choices.persistence };
+}
+
 async function exampleApp(fixtures: ServerFixtures, layers: readonly Layer[], logLevel: 'info' | 'debug' = 'info', koaRouter = false): Promise<Koa> {
   const [{ createApp, createLogger }, { exampleLlmRegistry }] = await Promise.all([import('../examples/app.js'), import('../examples/providers/registry.js')]);
   const { app, store, router } = createApp({
+    storeOptions: await examplePersistence(fixtures),
     secret: fixtures.hsSecret,
     llms: exampleLlmRegistry(NOWHERE),
     // Never connected by GET /me/context; the store is built with the MCP factory as the example's is.
@@ -173,7 +192,7 @@ export const APP_LADDER: readonly (Contender & { adds: string; base?: string })[
   {
     id: 'app-routes',
     label: 'example: userContext + its router',
-    adds: "the example's createApp(): its store, metrics, and its router's routes() (examples/router.ts, find-my-way) in place of the one function",
+    adds: "the example's createApp(): its store (users' choices saved in SQLite, as examples/server.ts runs it), metrics, and its router's routes() (examples/router.ts, find-my-way) in place of the one function",
     tokens: 'hs',
     path: APP_ROUTE,
     description: 'createApp() with only userContext() and router.routes() mounted.',
