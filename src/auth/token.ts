@@ -382,11 +382,15 @@ function isLease(value: unknown): value is KeyLease {
 /**
  * Characters of a token that key the cache: the end of its signature. A
  * request's token is a fresh string, so the key is hashed on every lookup;
- * hashing 24 characters instead of the whole token (hundreds) is most of a
+ * hashing a few characters instead of the whole token (hundreds) is most of a
  * cache hit's cost. The entry holds the whole token and a hit requires it to
  * be equal, so the key only has to spread the entries, never to identify one.
+ * 12, because V8 copies a slice shorter than 13 characters into a flat string,
+ * while a longer one is a view on the token that is hashed one character at a
+ * time: on Node 24 a lookup with its whole-token check took 90–100 ns with 12
+ * characters, 140–165 ns with 24, 370–410 ns keyed by the whole token.
  */
-const CACHE_KEY_LENGTH = 24;
+const CACHE_KEY_LENGTH = 12;
 
 function cacheKey(token: string): string {
   return token.length <= CACHE_KEY_LENGTH ? token : token.slice(-CACHE_KEY_LENGTH);
