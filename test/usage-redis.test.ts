@@ -159,8 +159,14 @@ describe.skipIf(!HAVE_BINARY)('usage under a Redis fault (own redis-server kille
     await server.kill();
     phase = 'down';
     await sleep(600);
-    // Bookings of calls that ended while Redis was down wait in the meter, to be replayed.
-    const pendingWhileDown = node.meter.pending;
+    // Bookings of calls that ended while Redis was down wait in the meter, to be replayed. A booking
+    // pends once its write has timed out (storeTimeoutMs after an admission that timed out too): on a
+    // busy machine the first may take longer than the 600 ms, so wait for it (up to 5 s more).
+    let pendingWhileDown = node.meter.pending;
+    for (let waited = 0; pendingWhileDown === 0 && waited < 5_000; waited += 50) {
+      await sleep(50);
+      pendingWhileDown = node.meter.pending;
+    }
     phase = 'recovering';
     await server.restart();
     await sleep(600);
