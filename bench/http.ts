@@ -130,7 +130,7 @@ export function pinLoadGenerator(disabled: boolean): { serverCpu: number | undef
  * try_to_wake_up, an inter-processor interrupt (a VM exit under KVM). A load generator faster than the
  * server drains every response and sleeps again before the next, so the slower the server, the more of
  * its requests pay for a wake-up, a cost absent when the clients are on other machines. Under perf
- * (2026-12-04, 2 vCPUs under KVM), waking the generator took 6.0 % of the bare route's samples and
+ * (2026-12-04, 2 vCPUs under KVM, 10 connections), waking the generator took 6.0 % of the bare route's samples and
  * 10.1 % of the example app's (1.7 and 4.1 µs per request), and 0.8–1.2 % of every server's with the
  * generator awake. Back to back, asleep then awake: the bare route 25.2 → 22.4 µs of server CPU per
  * request, the middleware alone 34.2 → 26.6, the example app 39.9 → 29.2 (docs/benchmarks.md, "The
