@@ -85,11 +85,6 @@ async function middlewareApp(fixtures: ServerFixtures, metrics: boolean): Promis
 }
 
 /**
- * The example's createApp(), with only `layers` of its middleware stack mounted;
- * `koaRouter`: its routes served by @koa/router (`routes()` and `allowedMethods()`,
- * the same table) in place of examples/router.ts.
- */
-/**
  * The users' choices saved as examples/server.ts saves them by default: in SQLite (node:sqlite), the
  * store the cache in front of it; on a Node without node:sqlite, none (as server.ts then runs).
  */
@@ -104,6 +99,11 @@ async function examplePersistence(fixtures: ServerFixtures): Promise<ContextStor
   return choices === undefined ? {} : { persistence: choices.persistence };
 }
 
+/**
+ * The example's createApp(), with only `layers` of its middleware stack mounted;
+ * `koaRouter`: its routes served by @koa/router (`routes()` and `allowedMethods()`,
+ * the same table) in place of examples/router.ts.
+ */
 async function exampleApp(fixtures: ServerFixtures, layers: readonly Layer[], logLevel: 'info' | 'debug' = 'info', koaRouter = false): Promise<Koa> {
   const [{ createApp, createLogger }, { exampleLlmRegistry }] = await Promise.all([import('../examples/app.js'), import('../examples/providers/registry.js')]);
   const { app, store, router } = createApp({

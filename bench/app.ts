@@ -23,7 +23,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { APP_BASELINE_ID, APP_LADDER } from './app-contenders.js';
 import { makeFixtures } from './fixtures.js';
-import { pinLoadGenerator, runHttp, type ContenderResult } from './http.js';
+import { keepsAwake, pinLoadGenerator, runHttp, type ContenderResult } from './http.js';
 import { callgrindUnavailable, countInstructions, type InstructionCount } from './app-instructions.js';
 import type { RowAbove } from './ladder.js';
 import { appMarkdown, type AppResults } from './report.js';
@@ -78,13 +78,13 @@ let http: ContenderResult[] = [];
 let loadGenerator: string | undefined;
 if (soloRounds > 0) {
   const pin = pinLoadGenerator(values['no-pin']);
-  const awake = !values['no-keep-awake'] && pin.serverCpu !== undefined;
-  loadGenerator = `${pin.note}; ${awake ? 'kept awake (bench/http.ts keepAwake)' : 'sleeping in epoll_wait between responses'}`;
+  const generator = { keepAwake: !values['no-keep-awake'], serverCpu: pin.serverCpu };
+  loadGenerator = `${pin.note}; ${keepsAwake(generator) ? 'kept awake (bench/http.ts keepAwake)' : 'sleeping in epoll_wait between responses'}`;
   log(loadGenerator);
   const chosen = new Set([APP_BASELINE_ID, ...(values.paired ?? DEFAULT_PAIRED).split(',')]);
   const contenders = APP_LADDER.filter((c) => chosen.has(c.id));
   http = await runHttp(contenders, APP_BASELINE_ID, makeFixtures(100), {
-    connections: 50, warmup: 2, duration, rounds: soloRounds, pairedRounds, serverExecArgv: [], serverCpu: pin.serverCpu, keepAwake: awake, log,
+    connections: 50, warmup: 2, duration, rounds: soloRounds, pairedRounds, serverExecArgv: [], ...generator, log,
   });
 }
 

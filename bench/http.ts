@@ -121,6 +121,11 @@ export function pinLoadGenerator(disabled: boolean): { serverCpu: number | undef
   return { serverCpu: 1, note: 'load generator pinned to CPU 0, servers to CPU 1 (taskset)' };
 }
 
+/** Whether {@link runHttp} keeps the load generator awake with these options: asked for, and pinned. */
+export function keepsAwake(options: Pick<HttpOptions, 'keepAwake' | 'serverCpu'>): boolean {
+  return options.keepAwake === true && options.serverCpu !== undefined;
+}
+
 /**
  * Keeps this process's event loop from sleeping in epoll_wait until the returned function is called: a
  * `setImmediate` loop, so libuv polls without a timeout and the load generator spins on its own CPU.
@@ -316,7 +321,7 @@ export async function runHttp(
   const { log } = options;
   if (!contenders.some((c) => c.id === baselineId)) throw new Error(`the baseline "${baselineId}" must be measured`);
   const running: Running[] = [];
-  const wake = options.keepAwake === true && options.serverCpu !== undefined ? keepAwake() : undefined;
+  const wake = keepsAwake(options) ? keepAwake() : undefined;
   try {
     // Start servers one at a time: tsx's first load is CPU-heavy.
     for (const contender of contenders) running.push(await startServer(contender, fixtures, options.serverExecArgv, options.serverCpu));
