@@ -24,6 +24,7 @@ import { parseArgs } from 'node:util';
 import { APP_BASELINE_ID, APP_LADDER } from './app-contenders.js';
 import { makeFixtures } from './fixtures.js';
 import { keepsAwake, pinLoadGenerator, runHttp, type ContenderResult } from './http.js';
+import { cpuTimes, describeHost, hostRecord, type HostRecord } from './host.js';
 import { callgrindUnavailable, countInstructions, type InstructionCount } from './app-instructions.js';
 import type { RowAbove } from './ladder.js';
 import { appMarkdown, type AppResults } from './report.js';
@@ -76,6 +77,7 @@ log(`load ${loadavg().map((l) => l.toFixed(2)).join(' ')}`);
 // --- HTTP rounds: solo (alternating), then paired -------------------------
 let http: ContenderResult[] = [];
 let loadGenerator: string | undefined;
+let host: HostRecord | undefined;
 if (soloRounds > 0) {
   const pin = pinLoadGenerator(values['no-pin']);
   const generator = { keepAwake: !values['no-keep-awake'], serverCpu: pin.serverCpu };
@@ -83,9 +85,12 @@ if (soloRounds > 0) {
   log(loadGenerator);
   const chosen = new Set([APP_BASELINE_ID, ...(values.paired ?? DEFAULT_PAIRED).split(',')]);
   const contenders = APP_LADDER.filter((c) => chosen.has(c.id));
+  const before = cpuTimes();
   http = await runHttp(contenders, APP_BASELINE_ID, makeFixtures(100), {
     connections: 50, warmup: 2, duration, rounds: soloRounds, pairedRounds, serverExecArgv: [], ...generator, log,
   });
+  host = hostRecord(before, cpuTimes());
+  log(`host: ${describeHost(host)}`);
 }
 
 // --- in-process ladder ----------------------------------------------------
@@ -121,6 +126,7 @@ const results: AppResults = {
   rows: APP_LADDER.map(({ id, label, adds, base }) => ({ id, label, adds, ...(base !== undefined ? { base } : {}) })),
   http,
   ...(loadGenerator !== undefined ? { loadGenerator } : {}),
+  ...(host !== undefined ? { host } : {}),
   ladder,
   instructions,
   ...(instructionsNote !== undefined ? { instructionsNote } : {}),

@@ -4,6 +4,7 @@
  */
 import type { Account } from './accounting.js';
 import type { ContenderResult } from './http.js';
+import { describeHost, type HostRecord } from './host.js';
 import type { LadderResult } from './ladder.js';
 import type { MemoryResult } from './memory.js';
 import type { MicroResult } from './micro.js';
@@ -453,6 +454,8 @@ export interface AppResults {
   http: ContenderResult[];
   /** How the HTTP rounds' load generator ran: pinned or not, kept awake or not (bench/http.ts). */
   loadGenerator?: string;
+  /** The host during the HTTP rounds: its CPUs and the share of their time the hypervisor took (bench/host.ts). */
+  host?: HostRecord;
   /** In-process ladder: each row's CPU per request above the row before or its base (the bare row is not in it). */
   ladder: { id: string; aboveBefore: number; p25: number; p75: number }[];
   /** Server instructions per request under callgrind. */
@@ -502,6 +505,7 @@ export function appMarkdown(r: AppResults): string {
       '',
       `Solo HTTP rounds (bench/http.ts: one server at a time on its own CPU, the load generator on the other, ${soloRounds} alternating rounds; ` +
         `${r.loadGenerator === undefined ? '' : `${r.loadGenerator}; `}` +
+        `${r.host === undefined ? '' : `on ${describeHost(r.host)}; `}` +
         "a row's ratio is the median of its per-round ratios to the bare route's round, its range the lowest and highest; " +
         "CPU-bound ratio: the bare route's server CPU per request over the row's, same rounds):",
       '',

@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { APP_BASELINE_ID } from '../bench/app-contenders.js';
+import { describeHost } from '../bench/host.js';
 import type { AppResults } from '../bench/report.js';
 import { runTsx } from './support/run-tsx.js';
 
@@ -48,6 +49,9 @@ describe('bench/app.ts (what npm run bench:app runs), two short rounds', () => {
     const md = readFileSync(join(out, 'benchmarks.md'), 'utf8');
     expect(md).toContain('## The example app');
     expect(md).toContain(generator);
+    // The host is recorded with the rounds (bench/host.ts), so a busy hypervisor shows next to the figures.
+    expect(results.host?.cpus).toBeGreaterThan(0);
+    expect(md).toContain(describeHost(results.host!));
     // The committed results are left alone.
     expect(committed.map((p) => (existsSync(p) ? statSync(p).mtimeMs : undefined))).toEqual(mtimes);
   }, 240_000);
