@@ -17,7 +17,8 @@
  *   GET  /sessions/:id                                  → 200 { id, createdAt, config, queries, modelsUsed, profileTagsUsed }
  *   POST /agent         { prompt, stream?, maxSteps? } → the agent loop: the user's LLM calls the user's MCP
  *                         tools (examples/agent/loop.ts); JSON names the tools called, SSE streams tool events
- *   GET  /mcp/tools                                     → 200 { server, tools: [{ name, description }] }
+ *   GET  /mcp/tools                                     → 200 { server, tools: [{ name, description }], servers: [{ server, tools }] }
+ *                         (`servers`: every MCP server of the user, in order; `server` and `tools`: the first one's)
  *   GET  /me/context                                    → 200 the caller's context, secrets redacted
  *   GET  /ready                                         → 200 / 503 readiness (no token needed)
  *   GET  /admin                                         → the admin dashboard (admin token: role "admin")
@@ -72,6 +73,7 @@ import { RedisContextStore, type RedisContextStoreOptions } from '../src/redis.j
 import {
   createMcpClientFactory,
   getUserMcpConnection,
+  getUserMcpConnections,
   type McpServerDefinition,
 } from '../src/mcp.js';
 import type { LlmRegistry } from '../src/ai.js';
@@ -369,12 +371,13 @@ export function createApp(options: ExampleAppOptions): ExampleApp {
   registerAgentLoop(router);
 
   router.get('/mcp/tools', async (ctx) => {
-    const connection = await getUserMcpConnection();
-    const tools = connection === null ? [] : await connection.listTools();
-    ctx.body = {
-      server: connection?.serverName ?? null,
-      tools: tools.map((t) => ({ name: t.name, description: t.description ?? null })),
-    };
+    // Every server the user picked, in the order of their mcpServerNames; `server` and `tools` are the first one's.
+    const connections = await getUserMcpConnections();
+    const servers = await Promise.all(connections.map(async (connection) => ({
+      server: connection.serverName,
+      tools: (await connection.listTools()).map((t) => ({ name: t.name, description: t.description ?? null })),
+    })));
+    ctx.body = { server: servers[0]?.server ?? null, tools: servers[0]?.tools ?? [], servers };
   });
 
   router.get('/me/context', (ctx) => {

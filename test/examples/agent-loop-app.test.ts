@@ -80,6 +80,18 @@ function events(text: string): Array<[string, Record<string, unknown>]> {
 }
 
 describe('POST /agent', { timeout: 30_000 }, () => {
+  it('GET /mcp/tools lists the tools of every server the user picked, in their order (the first one\'s also as server and tools)', async () => {
+    const u = await user('OpenAI', 'gpt-4o-mini', ['crm', 'warehouse']);
+    const res = await fetch(`${base}/mcp/tools`, { headers: { authorization: `Bearer ${u.token}` } });
+    expect(res.status).toBe(200);
+    const body = (await res.json()) as { server: string; tools: { name: string }[]; servers: { server: string; tools: { name: string }[] }[] };
+    const names = (tools: { name: string }[]) => tools.map((t) => t.name).sort();
+    expect(body.servers.map((s) => s.server)).toEqual(['crm', 'warehouse']);
+    expect(names(body.servers[0]!.tools)).toEqual(EXAMPLE_SERVERS.crm.map((t) => t.name).sort());
+    expect(names(body.servers[1]!.tools)).toEqual([...EXAMPLE_SERVERS.warehouse.map((t) => t.name), 'slow_query'].sort());
+    expect({ server: body.server, tools: names(body.tools) }).toEqual({ server: 'crm', tools: names(body.servers[0]!.tools) });
+  });
+
   it('JSON: a 3-step loop on two of the user\'s servers names each tool called and the server that ran it', async () => {
     const u = await user('Anthropic', 'claude-3-5-haiku', ['warehouse', 'crm']);
     const res = await post(u.token, '/agent', { prompt: `call warehouse__run_sql {"input":"${u.uuid}"} then call crm__find_customer {"input":"ada"}` });
