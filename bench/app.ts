@@ -23,7 +23,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { APP_BASELINE_ID, APP_LADDER } from './app-contenders.js';
 import { makeFixtures } from './fixtures.js';
-import { keepsAwake, pinLoadGenerator, runHttp, type ContenderResult } from './http.js';
+import { describeLoadGenerator, pinLoadGenerator, runHttp, type ContenderResult } from './http.js';
 import { cpuTimes, describeHost, hostRecord, type HostRecord } from './host.js';
 import { callgrindUnavailable, countInstructions, type InstructionCount } from './app-instructions.js';
 import type { RowAbove } from './ladder.js';
@@ -81,7 +81,7 @@ let host: HostRecord | undefined;
 if (soloRounds > 0) {
   const pin = pinLoadGenerator(values['no-pin']);
   const generator = { keepAwake: !values['no-keep-awake'], serverCpu: pin.serverCpu };
-  loadGenerator = `${pin.note}; ${keepsAwake(generator) ? 'kept awake (bench/http.ts keepAwake)' : 'sleeping in epoll_wait between responses'}`;
+  loadGenerator = describeLoadGenerator(pin.note, generator);
   log(loadGenerator);
   const chosen = new Set([APP_BASELINE_ID, ...(values.paired ?? DEFAULT_PAIRED).split(',')]);
   const contenders = APP_LADDER.filter((c) => chosen.has(c.id));

@@ -126,6 +126,11 @@ export function keepsAwake(options: Pick<HttpOptions, 'keepAwake' | 'serverCpu'>
   return options.keepAwake === true && options.serverCpu !== undefined;
 }
 
+/** How the load generator runs, as a results file records it: its pinning (`pinNote`) and whether it is kept awake. */
+export function describeLoadGenerator(pinNote: string, options: Pick<HttpOptions, 'keepAwake' | 'serverCpu'>): string {
+  return `${pinNote}; ${keepsAwake(options) ? 'kept awake (bench/http.ts keepAwake)' : 'sleeping in epoll_wait between responses'}`;
+}
+
 /**
  * Keeps this process's event loop from sleeping in epoll_wait until the returned function is called: a
  * `setImmediate` loop, so libuv polls without a timeout and the load generator spins on its own CPU.

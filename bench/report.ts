@@ -63,9 +63,11 @@ export interface Results {
     pairedRounds?: number;
     /** What the HTTP contenders imported: 'src (tsx)' or the --lib module. */
     library: string;
-    /** How the load generator and the servers share the CPUs. */
+    /** How the load generator and the servers share the CPUs, and whether the generator is kept awake. */
     pinning?: string;
   };
+  /** The host during the HTTP rounds: its CPUs and the share of their time the hypervisor took (bench/host.ts). */
+  host?: HostRecord;
   baseline: string;
   http: ContenderResult[];
   skipped: { id: string; reason: string }[];
@@ -315,7 +317,8 @@ export function markdown(results: Results, svgName: string): string {
     `- CPU: ${m.cpu}, ${m.cores} cores; ${m.memoryGb.toFixed(1)} GB RAM; ${m.os}`,
     `- Node ${m.node}; load average at start ${m.loadAverage.map((l) => l.toFixed(2)).join(' / ')}`,
     `- Load: autocannon in the parent process, ${s.connections} connections, ${s.users} users' tokens in rotation; ` +
-      `each server in its own child process (library: ${s.library}), all on the same machine; ${s.pinning ?? 'not pinned'}.`,
+      `each server in its own child process (library: ${s.library}), all on the same machine; ${s.pinning ?? 'not pinned'}` +
+      `${results.host === undefined ? '' : `; during the HTTP rounds, ${describeHost(results.host)}`}.`,
     `- ${s.warmupSeconds} s warm-up per contender, then ${s.rounds} solo rounds of ${s.durationSeconds} s (one server loaded ` +
       'at a time, the order rotating each round: req/s, latency, CPU/req) and ' +
       `${s.pairedRounds ?? 0} paired rounds of ${s.durationSeconds} s: each contender loaded at the same time as bare Koa, ` +

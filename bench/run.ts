@@ -16,7 +16,8 @@ import { BASELINE_ID, CONTENDERS, LIB_ENV, type Contender } from './contenders.j
 import { makeFixtures } from './fixtures.js';
 import { measureAccounts, type Account } from './accounting.js';
 import { LADDER_IDS, type LadderResult } from './ladder.js';
-import { pinLoadGenerator, runHttp, type ContenderResult } from './http.js';
+import { describeLoadGenerator, pinLoadGenerator, runHttp, type ContenderResult } from './http.js';
+import { cpuTimes, describeHost, hostRecord, type HostRecord } from './host.js';
 import type { MemoryResult } from './memory.js';
 import type { MicroResult } from './micro.js';
 import { appMarkdown, consoleTable, markdown, svgChart, type AppResults, type LinesResults, type Results, type Target } from './report.js';
@@ -39,6 +40,7 @@ const HELP = `npm run bench -- [options]
   --profile <dir>      run the servers with --cpu-prof, profiles written to <dir>
                        (summarise one with: npx tsx bench/profile-summary.ts <file>)
   --no-pin             do not pin (default with ≥ 2 CPUs: the load generator on CPU 0, the servers on CPU 1, with taskset)
+  --no-keep-awake      let the pinned load generator sleep between responses (bench/http.ts keepAwake)
   --lib <module>       the library module the HTTP contenders import (default: dist/esm/index.js, the built
                        package, which \`npm run bench\` builds first)
   --src                import the TypeScript sources (src/, through tsx) instead
@@ -64,6 +66,7 @@ const { values } = parseArgs({
     'no-memory': { type: 'boolean', default: false },
     'no-http': { type: 'boolean', default: false },
     'no-pin': { type: 'boolean', default: false },
+    'no-keep-awake': { type: 'boolean', default: false },
     profile: { type: 'string' },
     lib: { type: 'string' },
     help: { type: 'boolean', default: false },
@@ -147,13 +150,16 @@ function runChild(script: string, args: string[]): Promise<void> {
 }
 
 const pin = values['no-http'] ? { serverCpu: undefined, note: 'no HTTP run' } : pinLoadGenerator(values['no-pin']);
-log(pin.note);
+const generator = { keepAwake: !values['no-keep-awake'], serverCpu: pin.serverCpu };
+const pinning = values['no-http'] ? pin.note : describeLoadGenerator(pin.note, generator);
+log(pinning);
 
 const scratch = mkdtempSync(join(tmpdir(), 'kuc-bench-scratch-'));
 
 // --- HTTP ---------------------------------------------------------------
 const skipped: { id: string; reason: string }[] = [];
 let http: ContenderResult[] = [];
+let host: HostRecord | undefined;
 if (!values['no-http']) {
   const runnable: Contender[] = [];
   for (const c of selected) {
@@ -170,7 +176,10 @@ if (!values['no-http']) {
     serverExecArgv.push('--cpu-prof', `--cpu-prof-dir=${values.profile}`);
   }
   log(`HTTP: ${runnable.length} contenders, ${connections} connections, ${warmup} s warm-up, ${rounds} × ${duration} s rounds`);
-  http = await runHttp(runnable, BASELINE_ID, makeFixtures(100), { connections, warmup, duration, rounds, pairedRounds, serverExecArgv, serverCpu: pin.serverCpu, log });
+  const before = cpuTimes();
+  http = await runHttp(runnable, BASELINE_ID, makeFixtures(100), { connections, warmup, duration, rounds, pairedRounds, serverExecArgv, ...generator, log });
+  host = hostRecord(before, cpuTimes());
+  log(`host: ${describeHost(host)}`);
 }
 
 // --- ladder ---------------------------------------------------------------
@@ -285,8 +294,9 @@ const results: Results = {
     rounds,
     pairedRounds,
     library: library === undefined ? 'src/ (TypeScript sources through tsx)' : library === builtLibrary ? 'dist/esm/index.js (the built package)' : library,
-    pinning: pin.note,
+    pinning,
   },
+  ...(host !== undefined ? { host } : {}),
   baseline: BASELINE_ID,
   http,
   skipped,

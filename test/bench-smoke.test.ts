@@ -37,6 +37,11 @@ describe('bench/run.ts --smoke (what npm run bench runs, on the sources)', () =>
     expect(results.smoke).toBe(true);
     expect(results.baseline).toBe(BASELINE_ID);
     expect(results.machine.cores).toBeGreaterThan(0);
+    // Pinned (two CPUs and taskset, as in CI), the load generator is kept awake, as bench:app keeps it; the host is recorded.
+    const pinning = results.settings.pinning ?? '';
+    if (pinning.startsWith('load generator pinned')) expect(pinning).toContain('kept awake');
+    else expect(pinning).not.toContain('kept awake');
+    expect(results.host?.cpus).toBe(results.machine.cores);
 
     const measured = results.http.map((c) => c.id).concat(results.skipped.map((s) => s.id));
     expect(measured.sort()).toEqual(CONTENDERS.filter((c) => c.ladderOnly !== true).map((c) => c.id).sort());
