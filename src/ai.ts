@@ -13,6 +13,7 @@ export {
   type LlmPlan,
   type LlmRegistry,
   type LlmRegistryOptions,
+  type RegistryLlmInstance,
   type ProviderEntry,
 } from './agents/ai/registry.js';
 export { UserLlm, type GenerateTextOptions, type StreamTextOptions } from './agents/ai/client.js';

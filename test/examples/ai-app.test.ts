@@ -16,7 +16,7 @@ import { exampleLlmRegistry } from '../../examples/providers/registry.js';
 import { keyFingerprint, startWireServer, type WireCall, type WireServer } from '../../examples/providers/wire-server.js';
 import { generateSecret, mintToken } from '../../examples/tokens.js';
 import { configureUser, runAsUser, type ContextStore, type ResourceSpec } from '../../src/index.js';
-import type { LlmRegistry } from '../../src/ai.js';
+import type { LlmRegistry, RegistryLlmInstance } from '../../src/ai.js';
 import { REDIS_URL, adminClient, deletePrefix, requireRedis } from '../helpers/redis.js';
 
 const secret = generateSecret();
@@ -66,7 +66,7 @@ function counting(llms: LlmRegistry) {
   const base = llms.resource();
   const builds = new Map<string, number>();
   const disposals = new Map<unknown, number>();
-  const spec: ResourceSpec = {
+  const spec: ResourceSpec<RegistryLlmInstance> = {
     ...base,
     create: (config, userUuid) => {
       const id = `${userUuid} ${config.provider}/${config.model} ${keyFingerprint(config.llmCredentials?.apiKey ?? '')}`;

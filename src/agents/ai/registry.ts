@@ -98,6 +98,14 @@ export interface LlmPlan {
   readonly credentialSource: UserLlm['credentialSource'] | 'reference';
 }
 
+/**
+ * What a registry's {@link LlmRegistry.resource} stores as `llmInstance`, and what
+ * `getUserLlmInstance()` then answers: the client, or a promise of it while a
+ * credentials reference resolves. Register it by declaration merging:
+ * `declare module 'koa-user-context' { interface UserContextTypes { llm: RegistryLlmInstance } }`.
+ */
+export type RegistryLlmInstance = UserLlm | Promise<UserLlm>;
+
 export interface LlmRegistry {
   /** The allowed provider names. */
   readonly providers: readonly string[];
@@ -112,9 +120,11 @@ export interface LlmRegistry {
   /**
    * The store's `resources.llmInstance`: built by {@link create}, closed on
    * disposal, rebuilt when any of `DEFAULT_DEPENDS_ON.llmInstance` (provider,
-   * model, llmCredentials, …) or `alsoDependsOn` changes.
+   * model, llmCredentials, …) or `alsoDependsOn` changes. Typed by what it
+   * builds, so an app that registers the client type fits it:
+   * `interface UserContextTypes { llm: RegistryLlmInstance }`.
    */
-  resource(options?: { alsoDependsOn?: readonly ConfigField[] }): ResourceSpec;
+  resource(options?: { alsoDependsOn?: readonly ConfigField[] }): ResourceSpec<RegistryLlmInstance>;
 }
 
 const ENTRY_KEYS = new Set(['provider', 'models', 'baseURL', 'allowedBaseURLs', 'useEnvironment']);

@@ -11,8 +11,15 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { createRequire } from 'node:module';
 import { createOpenAI } from '@ai-sdk/openai';
-import { ContextStore, configureUser, runAsUser } from 'koa-user-context';
-import { createLlmRegistry, getUserLlm, openai } from 'koa-user-context/ai';
+import { ContextStore, configureUser, getUserLlmInstance, runAsUser } from 'koa-user-context';
+import { createLlmRegistry, getUserLlm, openai, type RegistryLlmInstance } from 'koa-user-context/ai';
+
+// The client type registered by declaration merging: the registry's resource must fit it (a type check, run by tsc here).
+declare module 'koa-user-context' {
+  interface UserContextTypes {
+    llm: RegistryLlmInstance;
+  }
+}
 
 const wire = process.env['WIRE_URL'];
 if (wire === undefined) throw new Error('set WIRE_URL to the wire server');
@@ -31,6 +38,8 @@ const answers = await Promise.all(
       await configureUser({ provider: 'OpenAI', model: user.model, llmCredentials: { apiKey: user.apiKey } });
       const llm = await getUserLlm();
       if (llm == null) throw new Error('no LLM client');
+      // The registered type flows to the core getter: the same client, typed, with no cast.
+      if ((await getUserLlmInstance()) !== llm) throw new Error('getUserLlmInstance() is not the client getUserLlm() answered');
       const { text } = await llm.generateText({ prompt: `hello from ${user.uuid}` });
       let streamed = '';
       for await (const part of llm.streamText({ prompt: `stream for ${user.uuid}` }).textStream) streamed += part;
