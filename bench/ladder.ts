@@ -21,7 +21,8 @@ import { Agent, request } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { cleanups, pathOf } from './contenders.js';
-import { makeFixtures, type LoadFixtures } from './fixtures.js';
+import { makeFixtures, RETAIN_TICK_ENV, type LoadFixtures } from './fixtures.js';
+import { retainTickObject } from '../examples/tick-object.js';
 import { contenderById } from './registry.js';
 import { quantile } from './stats.js';
 
@@ -137,6 +138,9 @@ export function stepwise(samples: ReadonlyMap<string, number[]>, rows: readonly 
 }
 
 async function main(): Promise<void> {
+  // As every bench server (bench/server.ts) and examples/server.ts: process.nextTick's tick maps kept, so no
+  // row is measured in the state that loses them (examples/tick-object.ts).
+  if (process.env[RETAIN_TICK_ENV] !== '0') retainTickObject();
   const argv = process.argv.slice(2);
   const arg = (name: string): string | undefined => (argv.includes(name) ? argv[argv.indexOf(name) + 1] : undefined);
   const rounds = Number(arg('--rounds') ?? 150);
