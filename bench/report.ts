@@ -245,10 +245,8 @@ function termByTerm(results: Results): string[] {
     'Promises, async resources and heap bytes are per request for the whole process (client and server; the ' +
       'client\'s share is the same in every row), as the first row\'s totals and, below it, the change from the row before.',
     '',
-    `AsyncLocalStorage alone${floor === undefined ? '' : ` costs ${floor.toFixed(1)} µs per request here`}: on Node ` +
-      `${results.machine.node.replace(/^v/, '')} entering it turns on the async hooks, after which every promise and ` +
-      'async resource of every request pays a hook and carries the store (the heap bytes of that row), so no ' +
-      `ALS-based context can get closer to bare Koa. Above that floor the middleware spends ${full.cpuMicrosAboveFloor.toFixed(1)} µs ` +
+    `AsyncLocalStorage alone${floor === undefined ? '' : ` costs ${floor.toFixed(1)} µs per request here`}: ` +
+      `${alsMechanism(results.machine.node)}, so no ALS-based context can get closer to bare Koa. Above that floor the middleware spends ${full.cpuMicrosAboveFloor.toFixed(1)} µs ` +
       'per request, one promise and one async resource (the reaction that closes the scope once the rest of the chain ' +
       'has settled, which is what lets a request keep a lease on its LLM and MCP clients until it is done), and the ' +
       'heap bytes above. Steps smaller than the quartile spread are not distinguishable from noise on this machine.',
@@ -442,6 +440,21 @@ function cpuLine(x: LinesResults): string[] {
   const one = (l: LineResult): string =>
     `${l.node}: ${Object.entries(l.cpuMicros!).map(([id, us]) => `${id} ${us.toFixed(1)} µs`).join(', ')}`;
   return ['', `Server CPU per request in those HTTP runs (solo rounds): ${measured.map(one).join('; ')}.`];
+}
+
+/**
+ * What AsyncLocalStorage costs per request on a Node line, by its mechanism: from Node 24 it runs on
+ * AsyncContextFrame (no async hooks; `run()` builds a frame from the current one and every promise
+ * captures the frame it was created in); before, entering it turns on the async hooks.
+ */
+export function alsMechanism(node: string): string {
+  const version = node.replace(/^v/, '');
+  if (Number(version.split('.')[0]) >= 24) {
+    return `on Node ${version} it runs on AsyncContextFrame: each \`run()\` builds a frame (a Map) from the current one, and every ` +
+      'promise and async resource of the request captures the frame it was created in (the heap bytes of that row)';
+  }
+  return `on Node ${version} entering it turns on the async hooks, after which every promise and async resource of every ` +
+    'request pays a hook and carries the store (the heap bytes of that row)';
 }
 
 /** What `npm run bench:app` measured (bench/app.ts). */

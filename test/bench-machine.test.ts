@@ -1,9 +1,11 @@
 /**
- * bench/host.ts: the share of CPU time the hypervisor took during a run, read
- * from /proc/stat, as bench:app records it next to its figures.
+ * What the bench reports say about the machine they ran on: the share of CPU
+ * time the hypervisor took during a run (bench/host.ts, from /proc/stat), and
+ * how AsyncLocalStorage works on the Node line the figures come from.
  */
 import { describe, expect, it } from 'vitest';
 import { cpuTimes, describeHost, hostRecord, parseProcStat, stealShare } from '../bench/host.js';
+import { alsMechanism } from '../bench/report.js';
 
 // /proc/stat as Linux writes it: user nice system idle iowait irq softirq steal guest guest_nice.
 const BEFORE = 'cpu  27923 0 12296 51800 188 0 3985 34 7 0\ncpu0 13506 0 6671 26011 11 0 1873 11 0 0\nintr 1 2 3\n';
@@ -33,5 +35,11 @@ describe('bench/host.ts', () => {
     expect(host.cpus).toBeGreaterThan(0);
     expect(host.steal).toBeGreaterThanOrEqual(0);
     expect(host.steal).toBeLessThanOrEqual(1);
+  });
+
+  it("names AsyncLocalStorage's mechanism by Node line: AsyncContextFrame from 24, async hooks before", () => {
+    for (const node of ['v24.21.0', 'v26.12.1']) expect(alsMechanism(node)).toContain('AsyncContextFrame');
+    expect(alsMechanism('v22.23.5')).toContain('async hooks');
+    expect(alsMechanism('v22.23.5')).not.toContain('AsyncContextFrame');
   });
 });
