@@ -79,6 +79,16 @@ describe('usage in the example app and the admin API', () => {
     const bad = await server.get('/admin/usage?sort=cost').set('Authorization', `Bearer ${admin}`).expect(400);
     expect(bad.body).toMatchObject({ error: 'invalid_query' });
     expect(bad.body.message).toContain('tokens, calls, errors');
+    // The usage listing refuses the mistakes the contexts listing refuses, with the same messages (one rule: src/ops/admin-query.ts).
+    for (const qs of ['limit=0', 'limit=501', 'limit=abc', 'offset=-1', 'order=up', 'limit=1&limit=2', 'limited=yes', 'limited=true&limited=false', 'color=red']) {
+      const usage = await server.get(`/admin/usage?${qs}`).set('Authorization', `Bearer ${admin}`);
+      expect({ qs, status: usage.status, error: usage.body.error }).toEqual({ qs, status: 400, error: 'invalid_query' });
+      // Each listing names its own parameters and offset bound (10 000 users for usage).
+      if (qs === 'offset=-1') expect(usage.body.message).toBe('"offset" must be an integer from 0 to 10000, got "-1".');
+      if (qs.startsWith('limited') || qs === 'color=red' || qs === 'offset=-1') continue;
+      const contexts = await server.get(`/admin/contexts?${qs}`).set('Authorization', `Bearer ${admin}`);
+      expect({ qs, message: usage.body.message }).toEqual({ qs, message: contexts.body.message });
+    }
   });
 
   it('Prometheus: calls, tokens and refusals by provider/model/outcome, no user id anywhere', async () => {

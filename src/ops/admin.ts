@@ -24,15 +24,16 @@
  */
 import type { Context, Next } from 'koa';
 import { renderDashboard } from './admin-page.js';
-import { RESOURCE_NAMES } from '../context/fields.js';
 import { redactContext } from '../context/redact.js';
-import { type ResourceName } from '../context/types.js';
 import { getDefaultStore } from '../store/default-store.js';
 import { ContextStoreUnavailableError, UserContextError } from '../errors.js';
-import type { Generation } from '../store/generation.js';
-import type { ContextStore, UserEntry } from '../store/store.js';
+import type { ContextStore } from '../store/store.js';
 import type { UsageMeter } from '../usage/meter.js';
+import { contextsPage, toRow } from './admin-contexts.js';
+import { HttpProblem } from './admin-query.js';
 import { usageRoute } from './admin-usage.js';
+
+export type { AdminContextRow } from './admin-contexts.js';
 
 /** Decides whether the caller is an admin, from its verified claims. */
 export type AdminPredicate = (
@@ -96,34 +97,6 @@ export interface AdminRouter {
   readonly prefix: string;
 }
 
-/** One row of `GET <prefix>/contexts`. */
-export interface AdminContextRow {
-  userUuid: string;
-  provider: string | null;
-  model: string | null;
-  mcpServerName: string | null;
-  mcpServerId: string | null;
-  /** ISO time of the last request or explicit access. */
-  lastAccess: string;
-  /** Milliseconds until inactivity eviction; `null` when the store has no TTL. */
-  expiresInMs: number | null;
-  /** Scopes (requests, `runAsUser` calls) open on the context. */
-  inFlight: number;
-  /** Version of the current configuration. */
-  version: number;
-  /** Which live resources the current configuration holds. */
-  resources: Record<ResourceName, boolean>;
-}
-
-class HttpProblem extends Error {
-  constructor(readonly status: number, readonly error: string, message: string) {
-    super(message);
-  }
-}
-
-const SORTS = ['lastAccess', 'userUuid', 'expiresIn', 'inFlight', 'provider', 'model'] as const;
-type Sort = (typeof SORTS)[number];
-const LIST_PARAMS = new Set(['limit', 'offset', 'q', 'provider', 'model', 'mcpServer', 'inFlight', 'sort', 'order']);
 const PREFIX_SHAPE = /^\/[A-Za-z0-9._~!$&'()*+,;=:@/-]*[^/]$/;
 
 /** The default admin check: `role: "admin"` or `roles` containing `"admin"`. */
@@ -199,33 +172,7 @@ export function adminRouter(options: AdminRouterOptions = {}): AdminRouter {
   }
 
   function list(ctx: Context): void {
-    const query = parseListQuery(ctx.query, maxPageSize);
-    // Filter and sort on the raw entries; build rows for the page only.
-    const matched: Listed[] = [];
-    for (const entry of store.entries()) {
-      const c = entry.current.config;
-      const item: Listed = {
-        entry,
-        userUuid: entry.userUuid,
-        provider: stringOrNull(c.provider),
-        model: stringOrNull(c.model),
-        mcpServerName: stringOrNull(c.mcpServerName),
-        mcpServerId: stringOrNull(c.mcpServerId),
-      };
-      if (matches(item, query)) matched.push(item);
-    }
-    matched.sort(comparator(query.sort, query.order));
-    ctx.body = {
-      total: matched.length,
-      offset: query.offset,
-      limit: query.limit,
-      size: store.size,
-      max: store.max,
-      ttlMs: store.ttl > 0 ? store.ttl : null,
-      requestsInFlight: store.scopesInFlight,
-      viewer: typeof ctx.state['userUuid'] === 'string' ? ctx.state['userUuid'] : null,
-      items: matched.slice(query.offset, query.offset + query.limit).map((m) => toRow(m.entry)),
-    };
+    ctx.body = contextsPage(store, ctx.query, maxPageSize, typeof ctx.state['userUuid'] === 'string' ? ctx.state['userUuid'] : null);
   }
 
   function detail(ctx: Context, userUuid: string): void {
@@ -273,7 +220,7 @@ export function adminRouter(options: AdminRouterOptions = {}): AdminRouter {
       if (ctx.method === 'GET' || ctx.method === 'HEAD') return list(ctx);
       return methodNotAllowed(ctx, 'GET, HEAD');
     }
-    if (usage !== undefined && (await usageRoute(ctx, rest, usage, maxPageSize, parseUser, (...a) => new HttpProblem(...a)))) return;
+    if (usage !== undefined && (await usageRoute(ctx, rest, usage, maxPageSize, parseUser))) return;
     const match = /^\/contexts\/([^/]+)$/.exec(rest);
     if (match === null) {
       throw new HttpProblem(404, 'not_found', `No admin route ${ctx.method} ${ctx.path}; see ${prefix}/contexts.`);
@@ -320,136 +267,4 @@ export function adminRouter(options: AdminRouterOptions = {}): AdminRouter {
 function methodNotAllowed(ctx: Context, allow: string): void {
   ctx.set('Allow', allow);
   throw new HttpProblem(405, 'method_not_allowed', `${ctx.method} is not allowed on ${ctx.path}; use ${allow}.`);
-}
-
-type InspectedEntry = Readonly<UserEntry> & { remainingTtl: number };
-
-/** An entry being listed, with the fields filters and sorts look at. */
-interface Listed {
-  entry: InspectedEntry;
-  userUuid: string;
-  provider: string | null;
-  model: string | null;
-  mcpServerName: string | null;
-  mcpServerId: string | null;
-}
-
-function toRow(entry: InspectedEntry): AdminContextRow {
-  const gen: Generation = entry.current;
-  const resources = {} as Record<ResourceName, boolean>;
-  for (const name of RESOURCE_NAMES) {
-    const r = gen.resources.get(name);
-    resources[name] = r !== undefined && !r.disposed && r.value != null;
-  }
-  const remaining = entry.remainingTtl;
-  return {
-    userUuid: entry.userUuid,
-    provider: stringOrNull(gen.config.provider),
-    model: stringOrNull(gen.config.model),
-    mcpServerName: stringOrNull(gen.config.mcpServerName),
-    mcpServerId: stringOrNull(gen.config.mcpServerId),
-    lastAccess: new Date(entry.lastAccess).toISOString(),
-    expiresInMs: Number.isFinite(remaining) ? Math.max(0, Math.round(remaining)) : null,
-    inFlight: entry.inFlight,
-    version: gen.version,
-    resources,
-  };
-}
-
-function stringOrNull(value: unknown): string | null {
-  return typeof value === 'string' ? value : value == null ? null : String(value);
-}
-
-interface ListQuery {
-  limit: number;
-  offset: number;
-  q: string | undefined;
-  provider: string | undefined;
-  model: string | undefined;
-  mcpServer: string | undefined;
-  inFlight: boolean | undefined;
-  sort: Sort;
-  order: 'asc' | 'desc';
-}
-
-function parseListQuery(raw: Record<string, string | string[] | undefined>, maxPageSize: number): ListQuery {
-  const one = (name: string): string | undefined => {
-    const value = raw[name];
-    if (Array.isArray(value)) throw new HttpProblem(400, 'invalid_query', `Give "${name}" at most once.`);
-    return value;
-  };
-  for (const name of Object.keys(raw)) {
-    if (!LIST_PARAMS.has(name)) {
-      throw new HttpProblem(400, 'invalid_query', `Unknown query parameter "${name}"; allowed: ${[...LIST_PARAMS].join(', ')}.`);
-    }
-  }
-  const int = (name: string, fallback: number, min: number, max: number): number => {
-    const value = one(name);
-    if (value === undefined) return fallback;
-    const n = /^\d{1,9}$/.test(value) ? Number(value) : NaN;
-    if (!(n >= min && n <= max)) {
-      throw new HttpProblem(400, 'invalid_query', `"${name}" must be an integer from ${min} to ${max}, got "${value.slice(0, 40)}".`);
-    }
-    return n;
-  };
-  const text = (name: string): string | undefined => {
-    const value = one(name);
-    if (value === undefined || value === '') return undefined;
-    if (value.length > 200) throw new HttpProblem(400, 'invalid_query', `"${name}" must be at most 200 characters.`);
-    return value;
-  };
-  const sort = one('sort') ?? 'lastAccess';
-  if (!(SORTS as readonly string[]).includes(sort)) {
-    throw new HttpProblem(400, 'invalid_query', `"sort" must be one of ${SORTS.join(', ')}.`);
-  }
-  const order = one('order') ?? (sort === 'lastAccess' || sort === 'inFlight' ? 'desc' : 'asc');
-  if (order !== 'asc' && order !== 'desc') throw new HttpProblem(400, 'invalid_query', '"order" must be "asc" or "desc".');
-  const inFlight = one('inFlight');
-  if (inFlight !== undefined && inFlight !== 'true' && inFlight !== 'false') {
-    throw new HttpProblem(400, 'invalid_query', '"inFlight" must be "true" (only contexts with requests in flight) or "false".');
-  }
-  return {
-    limit: int('limit', Math.min(50, maxPageSize), 1, maxPageSize),
-    offset: int('offset', 0, 0, 1_000_000_000),
-    q: text('q')?.toLowerCase(),
-    provider: text('provider'),
-    model: text('model'),
-    mcpServer: text('mcpServer'),
-    inFlight: inFlight === undefined ? undefined : inFlight === 'true',
-    sort: sort as Sort,
-    order,
-  };
-}
-
-function matches(row: Listed, q: ListQuery): boolean {
-  if (q.provider !== undefined && row.provider !== q.provider) return false;
-  if (q.model !== undefined && row.model !== q.model) return false;
-  if (q.mcpServer !== undefined && row.mcpServerName !== q.mcpServer && row.mcpServerId !== q.mcpServer) return false;
-  if (q.inFlight !== undefined && row.entry.inFlight > 0 !== q.inFlight) return false;
-  if (q.q !== undefined) {
-    const hay = [row.userUuid, row.provider, row.model, row.mcpServerName, row.mcpServerId];
-    if (!hay.some((v) => v !== null && v.toLowerCase().includes(q.q!))) return false;
-  }
-  return true;
-}
-
-function comparator(sort: Sort, order: 'asc' | 'desc'): (a: Listed, b: Listed) => number {
-  const key = (r: Listed): number | string => {
-    switch (sort) {
-      case 'lastAccess': return r.entry.lastAccess;
-      case 'userUuid': return r.userUuid;
-      case 'expiresIn': return r.entry.remainingTtl;
-      case 'inFlight': return r.entry.inFlight;
-      case 'provider': return r.provider ?? '';
-      case 'model': return r.model ?? '';
-    }
-  };
-  const sign = order === 'asc' ? 1 : -1;
-  return (a, b) => {
-    const ka = key(a);
-    const kb = key(b);
-    const c = ka < kb ? -1 : ka > kb ? 1 : 0;
-    // Ties broken by user id, so pages are stable between identical listings.
-    return c !== 0 ? c * sign : a.userUuid < b.userUuid ? -1 : a.userUuid > b.userUuid ? 1 : 0;
-  };
 }
