@@ -102,7 +102,7 @@ describe('example app: per-user MCP', () => {
     expect(bad.status).toBe(400);
     expect(bad.body).toMatchObject({ error: 'unknown_mcp_server' });
     const none = await call(u.token, 'GET', '/mcp/tools');
-    expect(none.body).toEqual({ server: null, tools: [] });
+    expect(none.body).toEqual({ server: null, tools: [], servers: [] });
   });
 
   it('a profile can switch the MCP server for one query only', async () => {
