@@ -17,8 +17,9 @@
  *   GET  /sessions/:id                                  → 200 { id, createdAt, config, queries, modelsUsed, profileTagsUsed }
  *   POST /agent         { prompt, stream?, maxSteps? } → the agent loop: the user's LLM calls the user's MCP
  *                         tools (examples/agent/loop.ts); JSON names the tools called, SSE streams tool events
- *   GET  /mcp/tools                                     → 200 { server, tools: [{ name, description }], servers: [{ server, tools }] }
- *                         (`servers`: every MCP server of the user, in order; `server` and `tools`: the first one's)
+ *   GET  /mcp/tools                                     → 200 { server, tools: [{ name, description }], servers: [{ server, tools, error? }] }
+ *                         (`servers`: every MCP server of the user, in order, one that cannot list its tools now with
+ *                         `error: { code, message }`; `server` and `tools`: the first one's; 502/503 when none can)
  *   GET  /me/context                                    → 200 the caller's context, secrets redacted
  *   GET  /ready                                         → 200 / 503 readiness (no token needed)
  *   GET  /admin                                         → the admin dashboard (admin token: role "admin")
@@ -59,6 +60,7 @@ import {
   statusLogLevel,
   userContext,
   userLogMixin,
+  UserContextError,
   type AdminRouterOptions,
   type ContextPatch,
   type ContextStoreOptions,
@@ -372,11 +374,21 @@ export function createApp(options: ExampleAppOptions): ExampleApp {
 
   router.get('/mcp/tools', async (ctx) => {
     // Every server the user picked, in the order of their mcpServerNames; `server` and `tools` are the first one's.
+    // A server that cannot list its tools now is shown with its error while the others answer (the agent's
+    // getUserTools() leaves it out the same way); when none can, the first failure is the answer (502 / 503).
     const connections = await getUserMcpConnections();
-    const servers = await Promise.all(connections.map(async (connection) => ({
-      server: connection.serverName,
-      tools: (await connection.listTools()).map((t) => ({ name: t.name, description: t.description ?? null })),
-    })));
+    const settled = await Promise.allSettled(connections.map((connection) => connection.listTools()));
+    const failure = settled.find((s) => s.status === 'rejected');
+    if (failure !== undefined && settled.every((s) => s.status === 'rejected')) throw failure.reason;
+    const servers = connections.map((connection, i) => {
+      const listed = settled[i]!;
+      if (listed.status === 'fulfilled') {
+        return { server: connection.serverName, tools: listed.value.map((t) => ({ name: t.name, description: t.description ?? null })) };
+      }
+      // Only the library's errors (a stable code, a message written for clients); anything else is a bug: a 500.
+      if (!(listed.reason instanceof UserContextError)) throw listed.reason;
+      return { server: connection.serverName, tools: [], error: { code: listed.reason.code, message: listed.reason.message } };
+    });
     ctx.body = { server: servers[0]?.server ?? null, tools: servers[0]?.tools ?? [], servers };
   });
 

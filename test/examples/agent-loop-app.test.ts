@@ -156,6 +156,17 @@ describe('POST /agent', { timeout: 30_000 }, () => {
     const down = await post(alone.token, '/agent', { prompt: 'call doomed__ping' });
     expect(down.status).toBe(502);
     expect(await down.json()).toMatchObject({ error: 'mcp_unavailable' });
+    // GET /mcp/tools by the same rule: the servers that list, the dead one with its error code; 502/503 when none can.
+    const listed = await fetch(`${base}/mcp/tools`, { headers: { authorization: `Bearer ${u.token}` } });
+    expect(listed.status).toBe(200);
+    const catalog = (await listed.json()) as { servers: Array<{ server: string; tools: unknown[]; error?: { code: string; message: string } }> };
+    expect(catalog.servers.map((s) => [s.server, s.tools.length, s.error?.code.startsWith('ERR_MCP_') ?? false])).toEqual([
+      ['crm', EXAMPLE_SERVERS.crm.length, false],
+      ['doomed', 0, true],
+    ]);
+    const none = await fetch(`${base}/mcp/tools`, { headers: { authorization: `Bearer ${alone.token}` } });
+    const noneBody = (await none.json()) as { error: string };
+    expect([none.status, noneBody.error]).toEqual(none.status === 502 ? [502, 'mcp_unavailable'] : [503, 'mcp_backoff']);
     const bad = await post(u.token, '/configure', { mcpServerNames: ['warehouse', 'nope'] });
     expect(bad.status).toBe(400);
     expect(await bad.json()).toMatchObject({ error: 'unknown_mcp_server' });
