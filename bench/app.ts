@@ -24,7 +24,7 @@ import { parseArgs } from 'node:util';
 import { APP_BASELINE_ID, APP_LADDER } from './app-contenders.js';
 import { makeFixtures } from './fixtures.js';
 import { describeLoadGenerator, pinLoadGenerator, runHttp, type ContenderResult } from './http.js';
-import { cpuTimes, describeHost, hostRecord, type HostRecord } from './host.js';
+import { describeHost, duringHost, type HostRecord } from './host.js';
 import { callgrindUnavailable, countInstructions, type InstructionCount } from './app-instructions.js';
 import type { RowAbove } from './ladder.js';
 import { appMarkdown, type AppResults } from './report.js';
@@ -85,11 +85,9 @@ if (soloRounds > 0) {
   log(loadGenerator);
   const chosen = new Set([APP_BASELINE_ID, ...(values.paired ?? DEFAULT_PAIRED).split(',')]);
   const contenders = APP_LADDER.filter((c) => chosen.has(c.id));
-  const before = cpuTimes();
-  http = await runHttp(contenders, APP_BASELINE_ID, makeFixtures(100), {
+  [http, host] = await duringHost(() => runHttp(contenders, APP_BASELINE_ID, makeFixtures(100), {
     connections: 50, warmup: 2, duration, rounds: soloRounds, pairedRounds, serverExecArgv: [], ...generator, log,
-  });
-  host = hostRecord(before, cpuTimes());
+  }));
   log(`host: ${describeHost(host)}`);
 }
 

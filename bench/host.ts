@@ -58,6 +58,13 @@ export function hostRecord(before?: CpuTimes, after?: CpuTimes): HostRecord {
   return { cpus: list.length, cpuModel: list[0]?.model.trim() ?? 'unknown', ...(steal !== undefined ? { steal } : {}) };
 }
 
+/** Runs `work` (a benchmark's HTTP rounds) and records the host over it: what both runners keep beside their figures. */
+export async function duringHost<T>(work: () => Promise<T>): Promise<[T, HostRecord]> {
+  const before = cpuTimes();
+  const result = await work();
+  return [result, hostRecord(before, cpuTimes())];
+}
+
 /** "2 × AMD EPYC, 0.1 % of CPU time stolen by the hypervisor". */
 export function describeHost(host: HostRecord): string {
   const steal = host.steal === undefined ? 'steal time not readable' : `${(host.steal * 100).toFixed(1)} % of CPU time stolen by the hypervisor`;

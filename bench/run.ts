@@ -17,7 +17,7 @@ import { makeFixtures } from './fixtures.js';
 import { measureAccounts, type Account } from './accounting.js';
 import { LADDER_IDS, type LadderResult } from './ladder.js';
 import { describeLoadGenerator, pinLoadGenerator, runHttp, type ContenderResult } from './http.js';
-import { cpuTimes, describeHost, hostRecord, type HostRecord } from './host.js';
+import { describeHost, duringHost, type HostRecord } from './host.js';
 import type { MemoryResult } from './memory.js';
 import type { MicroResult } from './micro.js';
 import { appMarkdown, consoleTable, markdown, svgChart, type AppResults, type LinesResults, type Results, type Target } from './report.js';
@@ -176,9 +176,8 @@ if (!values['no-http']) {
     serverExecArgv.push('--cpu-prof', `--cpu-prof-dir=${values.profile}`);
   }
   log(`HTTP: ${runnable.length} contenders, ${connections} connections, ${warmup} s warm-up, ${rounds} × ${duration} s rounds`);
-  const before = cpuTimes();
-  http = await runHttp(runnable, BASELINE_ID, makeFixtures(100), { connections, warmup, duration, rounds, pairedRounds, serverExecArgv, ...generator, log });
-  host = hostRecord(before, cpuTimes());
+  [http, host] = await duringHost(() =>
+    runHttp(runnable, BASELINE_ID, makeFixtures(100), { connections, warmup, duration, rounds, pairedRounds, serverExecArgv, ...generator, log }));
   log(`host: ${describeHost(host)}`);
 }
 
