@@ -378,8 +378,8 @@ export function createApp(options: ExampleAppOptions): ExampleApp {
     // getUserTools() leaves it out the same way); when none can, the first failure is the answer (502 / 503).
     const connections = await getUserMcpConnections();
     const settled = await Promise.allSettled(connections.map((connection) => connection.listTools()));
-    const failure = settled.find((s) => s.status === 'rejected');
-    if (failure !== undefined && settled.every((s) => s.status === 'rejected')) throw failure.reason;
+    const first = settled[0];
+    if (first?.status === 'rejected' && settled.every((s) => s.status === 'rejected')) throw first.reason;
     const servers = connections.map((connection, i) => {
       const listed = settled[i]!;
       if (listed.status === 'fulfilled') {
